@@ -1,0 +1,113 @@
+"""Gradient check: the hand-derived ∂L/∂W of pipeline/model.py against central differences.
+
+    python -m pipeline.gradcheck                        # softmax, W (10, 784), a batch of 4
+    python -m pipeline.gradcheck model=linear
+    python -m pipeline.gradcheck n_inputs=3 n_outputs=2 batch_size=1 shown=6
+
+On a random MNIST-like batch, every entry of ``∂L/∂W`` is compared with its central difference;
+a few entries are printed side by side, and the command exits non-zero when the relative error
+``max|a − n| / max(|a| + |n|)`` over all entries exceeds ``tolerance``.
+"""
+
+import sys
+
+import hydra
+import numpy as np
+
+from pipeline.config import GradcheckConfig, validated
+from pipeline.model import forward, loss, loss_and_grad
+
+
+def numeric_partials(f, W, eps, entries):
+    """``∂f/∂W_e ≈ (f(W + ε·1_e) − f(W − ε·1_e)) / 2ε`` for each index tuple ``e`` in ``entries``.
+
+    Evaluated in float64 on a copy of ``W``. The error is O(ε²) from truncation plus
+    O(u·|f|/ε) from rounding (u ≈ 2.2e-16), so ε around 1e-6 keeps both near 1e-11·|f|.
+    Returns a 1-D array, one partial derivative per entry.
+    """
+    W = np.array(W, dtype=np.float64)
+    partials = []
+    for entry in entries:
+        original = W[entry]
+        W[entry] = original + eps
+        f_plus = f(W)
+        W[entry] = original - eps
+        f_minus = f(W)
+        W[entry] = original
+        partials.append((f_plus - f_minus) / (2 * eps))
+    return np.array(partials)
+
+
+def numeric_grad(f, W, eps):
+    """The central-difference gradient of the scalar function ``f`` at ``W``, shaped like ``W``."""
+    return numeric_partials(f, W, eps, np.ndindex(np.shape(W))).reshape(np.shape(W))
+
+
+def relative_error(analytic, numeric):
+    """``max|a − n| / max(|a| + |n|)``: scale-free, and 0 (not NaN) when both are all zero."""
+    analytic, numeric = np.asarray(analytic), np.asarray(numeric)
+    scale = np.max(np.abs(analytic) + np.abs(numeric))
+    return float(np.max(np.abs(analytic - numeric)) / max(scale, np.finfo(np.float64).tiny))
+
+
+def random_problem(seed, batch_size, n_inputs, n_outputs):
+    """``(W, X, Y)`` in float64 shaped like MNIST training: pixels uniform in [0, 1), random
+    one-hot labels, weights N(0, 0.01²) so the softmax is neither uniform nor saturated."""
+    rng = np.random.default_rng(seed)
+    W = rng.normal(0.0, 0.01, size=(n_outputs, n_inputs))
+    X = rng.random((batch_size, n_inputs))
+    Y = np.eye(n_outputs)[rng.integers(n_outputs, size=batch_size)]
+    return W, X, Y
+
+
+def batch_loss(X, Y, variant):
+    """``W ↦ L(W)`` on a fixed batch: the function whose gradient ``loss_and_grad`` returns."""
+    return lambda W: loss(forward(W, X, variant), Y)
+
+
+def worst_entry(analytic, numeric):
+    """The index where ``|a − n|`` is largest."""
+    return np.unravel_index(np.argmax(np.abs(analytic - numeric)), np.shape(analytic))
+
+
+def shown_entries(analytic, numeric, count, rng):
+    """``count`` random entries plus the worst one, in row-major order."""
+    sampled = rng.choice(analytic.size, size=min(count, analytic.size), replace=False)
+    worst = int(np.ravel_multi_index(worst_entry(analytic, numeric), analytic.shape))
+    return [np.unravel_index(i, analytic.shape) for i in sorted(set(sampled.tolist()) | {worst})]
+
+
+def comparison_table(analytic, numeric, entries):
+    """One aligned row per entry: index, analytic, numeric, their relative error; the worst marked."""
+    worst = worst_entry(analytic, numeric)
+    rows = [f"{'entry':>14}  {'analytic':>16}  {'numeric':>16}  {'rel. error':>10}"]
+    for entry in entries:
+        a, n = analytic[entry], numeric[entry]
+        label = f"W[{entry[0]}, {entry[1]}]"
+        mark = "  <- largest |a - n|" if entry == worst else ""
+        rows.append(f"{label:>14}  {a:>+16.9e}  {n:>+16.9e}  {relative_error(a, n):>10.1e}{mark}")
+    return "\n".join(rows)
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="gradcheck")
+def main(cfg):
+    validated(cfg, GradcheckConfig)
+    variant = cfg.model.name
+    W, X, Y = random_problem(cfg.seed, cfg.batch_size, cfg.n_inputs, cfg.n_outputs)
+    _, analytic = loss_and_grad(W, X, Y, variant)
+    numeric = numeric_grad(batch_loss(X, Y, variant), W, cfg.eps)
+    error = relative_error(analytic, numeric)
+
+    print(f"gradient check: model={variant}, W {W.shape}, batch {cfg.batch_size}, "
+          f"eps {cfg.eps:g}, seed {cfg.seed}")
+    entries = shown_entries(analytic, numeric, cfg.shown, np.random.default_rng(cfg.seed))
+    print(comparison_table(analytic, numeric, entries))
+    verdict = "OK" if error <= cfg.tolerance else "FAILED"
+    print(f"relative error over all {W.size} entries: {error:.2e} "
+          f"(tolerance {cfg.tolerance:g}): {verdict}")
+    if verdict == "FAILED":
+        sys.exit(f"gradient check failed: relative error {error:.2e} > tolerance {cfg.tolerance:g}")
+
+
+if __name__ == "__main__":
+    main()

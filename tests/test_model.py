@@ -1,0 +1,179 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from pipeline.gradcheck import batch_loss, numeric_grad, numeric_partials, random_problem, relative_error
+from pipeline.model import VARIANTS, loss_and_grad, softmax, softmax_jvp
+
+EPS = 1e-6
+TOLERANCE = 1e-7
+PROPERTY = settings(max_examples=60, deadline=None)
+
+
+# --- the gradient against central differences ---------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(
+    "seed, batch_size, n_inputs, n_outputs, weight_scale",
+    [
+        (0, 1, 3, 2, 1),  # the worked example's shape
+        (1, 1, 1, 1, 100),  # a single weight; the softmax of one logit is constant
+        (2, 5, 4, 3, 100),  # logits of order 1: a far-from-uniform softmax
+        (3, 7, 6, 10, 1),
+        (4, 16, 2, 5, 300),
+    ],
+)
+def test_gradient_matches_central_differences(variant, seed, batch_size, n_inputs, n_outputs, weight_scale):
+    W, X, Y = random_problem(seed, batch_size, n_inputs, n_outputs)
+    W *= weight_scale
+    _, analytic = loss_and_grad(W, X, Y, variant)
+    numeric = numeric_grad(batch_loss(X, Y, variant), W, EPS)
+    assert relative_error(analytic, numeric) < TOLERANCE
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradient_matches_central_differences_at_mnist_shape(variant):
+    W, X, Y = random_problem(5, 8, 784, 10)
+    rng = np.random.default_rng(5)
+    entries = [np.unravel_index(i, W.shape) for i in rng.choice(W.size, size=300, replace=False)]
+    _, analytic = loss_and_grad(W, X, Y, variant)
+    numeric = numeric_partials(batch_loss(X, Y, variant), W, EPS, entries)
+    assert relative_error([analytic[e] for e in entries], numeric) < TOLERANCE
+
+
+def test_the_check_tells_the_variants_apart():
+    """The linear gradient is not the softmax gradient: the check above is not vacuous."""
+    W, X, Y = random_problem(6, 4, 5, 3)
+    _, linear = loss_and_grad(W * 100, X, Y, "linear")
+    numeric_softmax = numeric_grad(batch_loss(X, Y, "softmax"), W * 100, EPS)
+    assert relative_error(linear, numeric_softmax) > 0.1
+
+
+def test_linear_gradient_equals_closed_form():
+    W, X, Y = random_problem(7, 6, 4, 3)
+    W *= 100
+    B = len(X)
+    per_sample = sum(np.outer(2 * (W @ x - y), x) for x, y in zip(X, Y)) / B
+    matrix_form = (2 / B) * (X @ W.T - Y).T @ X
+    L, dW = loss_and_grad(W, X, Y, "linear")
+    np.testing.assert_allclose(matrix_form, per_sample, rtol=1e-12)
+    np.testing.assert_allclose(dW, per_sample, rtol=1e-12)
+    assert L == pytest.approx(np.mean([np.sum((W @ x - y) ** 2) for x, y in zip(X, Y)]), rel=1e-12)
+
+
+# --- precision -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_float32_agrees_with_float64(variant):
+    W, X, Y = random_problem(8, 32, 784, 10)
+    L64, dW64 = loss_and_grad(W, X, Y, variant)
+    L32, dW32 = loss_and_grad(W.astype(np.float32), X, Y, variant)
+    assert relative_error(dW32, dW64) < 1e-5
+    assert L32 == pytest.approx(L64, rel=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_dtype_of_W_wins(variant):
+    W, X, Y = random_problem(9, 3, 4, 2)
+    _, dW32 = loss_and_grad(W.astype(np.float32), X, Y, variant)
+    _, dW64 = loss_and_grad(W, X.astype(np.float32), Y.astype(np.float32), variant)
+    assert dW32.dtype == np.float32
+    assert dW64.dtype == np.float64
+
+
+# --- softmax and its Jacobian ----------------------------------------------------------------
+
+
+def logit_rows(low=-50.0, high=50.0):
+    """(B, k) logits, 1 <= B <= 5, 1 <= k <= 12."""
+    shape = st.tuples(st.integers(1, 5), st.integers(1, 12))
+    return arrays(np.float64, shape, elements=st.floats(low, high))
+
+
+def explicit_jacobian(s):
+    """``J_ij = ∂S_i/∂z_j = S_i(δ_ij − S_j)`` for one row ``s``, as a k×k matrix."""
+    k = len(s)
+    return np.array([[s[i] * ((i == j) - s[j]) for j in range(k)] for i in range(k)])
+
+
+@PROPERTY
+@given(logit_rows())
+def test_softmax_rows_are_distributions(Z):
+    S = softmax(Z)
+    assert np.all((S >= 0) & (S <= 1))
+    np.testing.assert_allclose(S.sum(axis=-1), 1.0, rtol=0, atol=1e-12)
+
+
+@PROPERTY
+@given(logit_rows(), st.floats(-100, 100))
+def test_softmax_is_shift_invariant(Z, c):
+    np.testing.assert_allclose(softmax(Z + c), softmax(Z), rtol=0, atol=1e-12)
+
+
+@PROPERTY
+@given(logit_rows(-1e4, 1e4))
+def test_softmax_of_huge_logits_is_finite(Z):
+    S = softmax(Z)
+    assert np.all(np.isfinite(S))
+    assert np.all((S >= 0) & (S <= 1))
+    np.testing.assert_allclose(S.sum(axis=-1), 1.0, rtol=0, atol=1e-12)
+
+
+def test_softmax_of_extreme_logits():
+    S = softmax(np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]]))
+    np.testing.assert_array_equal(S[0], [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(S[1], [1 / 3] * 3, rtol=1e-15)
+
+
+@st.composite
+def logits_and_upstream(draw):
+    """Logits Z and an upstream gradient G = ∂L/∂S of the same (B, k) shape."""
+    Z = draw(logit_rows(-20, 20))
+    G = draw(arrays(np.float64, Z.shape, elements=st.floats(-10, 10)))
+    return Z, G
+
+
+@PROPERTY
+@given(logits_and_upstream())
+def test_softmax_jacobian_rows_sum_to_zero_and_jvp_is_its_transpose(Z_and_G):
+    Z, G = Z_and_G
+    S = softmax(Z)
+    Delta = softmax_jvp(S, G)
+    for s, g, delta in zip(S, G, Delta):
+        J = explicit_jacobian(s)
+        # Σ_j S_i(δ_ij − S_j) = S_i(1 − Σ_j S_j) = 0: shifting all logits leaves S unchanged.
+        np.testing.assert_allclose(J.sum(axis=1), 0.0, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(delta, J.T @ g, rtol=0, atol=1e-12)
+
+
+def test_explicit_jacobian_formula_matches_central_differences():
+    z = np.random.default_rng(10).normal(size=6)
+    J = explicit_jacobian(softmax(z))
+    for i in range(len(z)):
+        numeric_row = numeric_grad(lambda v: softmax(v)[i], z, EPS)
+        assert relative_error(J[i], numeric_row) < TOLERANCE
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+W23, X43, Y42 = np.ones((2, 3)), np.ones((4, 3)), np.ones((4, 2))
+
+
+@pytest.mark.parametrize(
+    "W, X, Y, variant, message",
+    [
+        (W23, X43, Y42, "tanh", r"unknown variant 'tanh': expected one of softmax, linear"),
+        (np.ones(6), X43, Y42, "linear", r"W must be 2-D \(k, n\), got shape \(6,\)"),
+        (W23, np.ones((4, 5)), Y42, "softmax", r"X must be \(B, 3\) to match W \(2, 3\), got shape \(4, 5\)"),
+        (W23, np.ones(3), Y42, "softmax", r"X must be \(B, 3\) .* got shape \(3,\)"),
+        (W23, X43, np.ones((4, 3)), "softmax", r"Y must be \(B, k\) = \(4, 2\) .* got shape \(4, 3\)"),
+        (W23, np.ones((0, 3)), np.ones((0, 2)), "linear", r"empty batch \(B = 0\)"),
+    ],
+)
+def test_bad_input_names_the_problem(W, X, Y, variant, message):
+    with pytest.raises(ValueError, match=message):
+        loss_and_grad(W, X, Y, variant)
