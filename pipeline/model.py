@@ -94,6 +94,9 @@ def check_variant(variant):
 
 
 def check_shapes(W, X, Y):
+    if not np.issubdtype(W.dtype, np.floating):
+        # X and Y are cast to W's dtype: an integer W would silently round pixels to 0.
+        raise ValueError(f"W must be a floating-point array, got dtype {W.dtype}")
     if W.ndim != 2:
         raise ValueError(f"W must be 2-D (k, n), got shape {W.shape}")
     k, n = W.shape

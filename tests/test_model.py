@@ -177,3 +177,8 @@ W23, X43, Y42 = np.ones((2, 3)), np.ones((4, 3)), np.ones((4, 2))
 def test_bad_input_names_the_problem(W, X, Y, variant, message):
     with pytest.raises(ValueError, match=message):
         loss_and_grad(W, X, Y, variant)
+
+
+def test_integer_weights_are_refused_rather_than_rounding_inputs():
+    with pytest.raises(ValueError, match="W must be a floating-point array, got dtype int64"):
+        loss_and_grad(np.zeros((2, 3), dtype=np.int64), [[0.5, 0.9, 0.2]], [[1.0, 0.0]], "linear")
