@@ -14,26 +14,31 @@ import numpy as np
 VARIANTS = ("softmax", "linear")
 
 
-def softmax(Z):
+def softmax(Z, out=None):
     """``S(z)_i = exp(z_i − m) / Σ_j exp(z_j − m)`` row-wise, with ``m = max_j z_j``.
 
     S is invariant to adding a constant to all logits, so subtracting the row maximum changes
     nothing but keeps every exponent <= 0: no overflow even for logits of ±1e4.
+    ``out`` (may be ``Z`` itself) receives the result without allocating.
     """
-    E = np.exp(Z - Z.max(axis=-1, keepdims=True))
+    E = np.subtract(Z, Z.max(axis=-1, keepdims=True), out=out)
+    np.exp(E, out=E)
     E /= E.sum(axis=-1, keepdims=True)
     return E
 
 
-def logits(W, X):
-    """``Z = X Wᵀ``: row b is ``z_b = W x_b``."""
-    return X @ W.T
+def logits(W, X, out=None):
+    """``Z = X Wᵀ``: row b is ``z_b = W x_b``. ``out`` (B, k) receives it without allocating."""
+    return np.matmul(X, W.T, out=out)
 
 
-def predict(Z, variant):
-    """``Ŷ = S(Z)`` for variant ``softmax``, ``Ŷ = Z`` for variant ``linear``."""
+def predict(Z, variant, out=None):
+    """``Ŷ = S(Z)`` for variant ``softmax``, ``Ŷ = Z`` for variant ``linear``.
+
+    With ``out=Z`` the softmax is taken in place; the linear variant returns ``Z`` itself.
+    """
     check_variant(variant)
-    return softmax(Z) if variant == "softmax" else Z
+    return softmax(Z, out=out) if variant == "softmax" else Z
 
 
 def forward(W, X, variant):
@@ -47,19 +52,25 @@ def loss(Y_hat, Y):
     return float(np.mean(np.sum(E * E, axis=-1)))
 
 
-def dL_dy_hat(Y_hat, Y):
+def dL_dy_hat(Y_hat, Y, out=None):
     """``∂L_b/∂ŷ_b = 2(ŷ_b − y_b)``, one row per sample (the 1/B of the mean is in ``dL_dW``)."""
-    return 2 * (Y_hat - Y)
+    G = np.subtract(Y_hat, Y, out=out)
+    G *= 2
+    return G
 
 
-def softmax_jvp(S, G):
+def softmax_jvp(S, G, out=None):
     """Backpropagate ``G = ∂L/∂S`` through the softmax: ``δ = J_Sᵀ g`` row by row.
 
     With the Jacobian ``∂S_i/∂z_j = S_i(δ_ij − S_j)``:
     ``δ_j = Σ_i g_i S_i(δ_ij − S_j) = S_j (g_j − Σ_i g_i S_i)``.
-    This is O(k) per sample; the (B, k, k) Jacobian is never built.
+    This is O(k) per sample; the (B, k, k) Jacobian is never built. ``out`` (may be ``G``
+    itself) receives ``δ`` without allocating a (B, k) array.
     """
-    return S * (G - np.sum(G * S, axis=-1, keepdims=True))
+    projection = np.sum(G * S, axis=-1, keepdims=True)
+    delta = np.subtract(G, projection, out=out)
+    delta *= S
+    return delta
 
 
 def dL_dz(Y_hat, Y, variant):
