@@ -74,19 +74,15 @@ def _read_stream(stream, path, file_size, gzipped):
         raise fail("header says the file holds 0 items")
 
     n_bytes = int(np.prod(shape))
-    capacity = file_size * MAX_DEFLATE_RATIO if gzipped else file_size - header_size
-    if n_bytes > capacity:
-        raise fail(
-            f"header claims {shape[0]:,} items ({n_bytes:,} data bytes), more than a "
-            f"{file_size:,}-byte file can hold"
-        )
+    claim = f"header claims {shape[0]:,} items ({n_bytes:,} data bytes)"
+    if gzipped and n_bytes > file_size * MAX_DEFLATE_RATIO:
+        raise fail(f"{claim}, more than a {file_size:,}-byte gzip file can hold")
+    if not gzipped and n_bytes > file_size - header_size:
+        raise fail(f"file is short: {claim}, the file holds {file_size - header_size:,} data bytes")
     data = np.empty(n_bytes, dtype=np.uint8)
     filled = _fill(stream, data)
     if filled < n_bytes:
-        raise fail(
-            f"file is short: header claims {shape[0]:,} items ({n_bytes:,} data bytes), "
-            f"the file holds {filled:,} data bytes"
-        )
+        raise fail(f"file is short: {claim}, the file holds {filled:,} data bytes")
     if stream.read(1):
         raise fail(
             f"file is longer than its header says: data continues past {shape[0]:,} items "
