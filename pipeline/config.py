@@ -41,7 +41,7 @@ class DataConfig:
     source: str = one_of("auto", "auto", "mirrors", "packaged")
     mirrors: list[str] = field(default_factory=list)
     files: dict[str, FileSpec] = field(default_factory=dict)
-    connect_timeout: float = in_range(10.0, low=0, low_open=True)
+    connect_timeout: float = in_range(5.0, low=0, low_open=True)
     read_timeout: float = in_range(30.0, low=0, low_open=True)
     retries: int = in_range(2, low=0, high=10)
     backoff: float = in_range(1.0, low=0)

