@@ -4,9 +4,17 @@ misbehaves on demand. Nothing here touches any other address."""
 import socket
 import struct
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULTS = ("corrupt", "truncate", "reset")
+FAULTS = ("corrupt", "truncate", "reset", "pause")
+
+
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """A client giving up mid-body is what the faults provoke: no traceback on stderr."""
 
 
 class LoopbackMirror:
@@ -17,17 +25,18 @@ class LoopbackMirror:
       "corrupt"   the right length, first byte flipped (a checksum mismatch)
       "truncate"  announce the full Content-Length, send half the body, close the connection
       "reset"     send half the body, then reset the connection (TCP RST)
+      "pause"     send half the body, wait ``pause`` seconds, send the rest
     ``requests`` lists the paths asked for, in order: a test counts network use with it.
     """
 
-    def __init__(self, files, fault=None):
+    def __init__(self, files, fault=None, pause=0.0):
         if fault not in (None, *FAULTS):
             raise ValueError(f"fault must be None or one of {FAULTS}, got {fault!r}")
         self.files = dict(files)
         self.fault = fault
+        self.pause = pause
         self.requests = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self.server.daemon_threads = True
+        self.server = QuietServer(("127.0.0.1", 0), self._handler_class())
 
     @property
     def url(self):
@@ -56,6 +65,11 @@ class LoopbackMirror:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if mirror.fault == "pause":
+                    self.wfile.write(body[: len(body) // 2])
+                    time.sleep(mirror.pause)
+                    self.wfile.write(body[len(body) // 2 :])
+                    return
                 if mirror.fault in ("truncate", "reset"):
                     self.wfile.write(body[: len(body) // 2])
                     if mirror.fault == "reset":

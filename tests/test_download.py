@@ -184,6 +184,21 @@ def test_broken_transfer_is_retried_then_moves_on(tmp_path, contents, fault, rea
         assert re.fullmatch(reason, attempt["error"]), attempt["error"]
 
 
+def test_a_slow_mirror_gets_the_read_timeout_not_the_connect_timeout(tmp_path, contents):
+    with LoopbackMirror(contents, fault="pause", pause=0.3) as slow:
+        data = data_config(tmp_path, contents, [slow.url], connect_timeout=0.1, read_timeout=5)
+        assert ensure_dataset(data)["attempts"] == []
+    assert_holds_published(tmp_path / "data", contents)
+
+
+def test_a_mirror_stalling_longer_than_the_read_timeout_is_left_for_the_next(tmp_path, contents):
+    with LoopbackMirror(contents, fault="pause", pause=1) as stalling, LoopbackMirror(contents) as good:
+        data = data_config(tmp_path, contents, [stalling.url, good.url], retries=0, read_timeout=0.1)
+        provenance = ensure_dataset(data)
+    assert provenance["attempts"] == [{"url": stalling.url + name, "error": "timed out"} for name in smallest_first(contents)]
+    assert_holds_published(tmp_path / "data", contents)
+
+
 def test_an_unreachable_mirror_is_not_asked_again_for_the_other_files(tmp_path, contents):
     refused = closed_port_url()
     with LoopbackMirror(contents) as good:
