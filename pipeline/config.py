@@ -112,6 +112,8 @@ class EvaluateConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     # Where the train stage wrote W and its MLflow run id; evaluation outputs go there too.
     train_dir: str = "results/${model.name}"
+    # Test digits in the picture of the most confidently wrong predictions.
+    mistakes_shown: int = in_range(32, low=1, high=200)
 
 
 @dataclass
