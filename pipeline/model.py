@@ -14,17 +14,29 @@ import numpy as np
 VARIANTS = ("softmax", "linear")
 
 
-def softmax(Z, out=None):
+def softmax(Z, out=None, row_max=None):
     """``S(z)_i = exp(z_i − m) / Σ_j exp(z_j − m)`` row-wise, with ``m = max_j z_j``.
 
     S is invariant to adding a constant to all logits, so subtracting the row maximum changes
     nothing but keeps every exponent <= 0: no overflow even for logits of ±1e4.
-    ``out`` (may be ``Z`` itself) receives the result without allocating.
+    ``out`` (may be ``Z`` itself) receives the result without allocating. ``row_max`` (B, 1) is
+    ``m`` when the caller already has it: numpy's max over a short last axis is slow (~40 ns a
+    row), picking ``Z[b, argmax_b]`` is not.
     """
-    E = np.subtract(Z, Z.max(axis=-1, keepdims=True), out=out)
+    if row_max is None:
+        row_max = Z.max(axis=-1, keepdims=True)
+    E = np.subtract(Z, row_max, out=out)
     np.exp(E, out=E)
-    E /= E.sum(axis=-1, keepdims=True)
+    E /= row_sums(E)
     return E
+
+
+def row_sums(A):
+    """``Σ_j A_bj`` for each row b, kept as a column (B, 1).
+
+    Computed as ``A @ 1``: BLAS does it ~4x faster than numpy's sum over a short last axis.
+    """
+    return A @ np.ones((A.shape[-1], 1), dtype=A.dtype)
 
 
 def logits(W, X, out=None):
@@ -67,7 +79,7 @@ def softmax_jvp(S, G, out=None):
     This is O(k) per sample; the (B, k, k) Jacobian is never built. ``out`` (may be ``G``
     itself) receives ``δ`` without allocating a (B, k) array.
     """
-    projection = np.sum(G * S, axis=-1, keepdims=True)
+    projection = row_sums(G * S)
     delta = np.subtract(G, projection, out=out)
     delta *= S
     return delta
