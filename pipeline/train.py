@@ -1,0 +1,263 @@
+"""python -m pipeline.train: minibatch SGD with the hand-derived gradient, tracked in MLflow.
+
+Reads the training split of ``data.dir`` (never the test split), holds out the validation rows,
+trains W with pipeline.sgd, records the run through pipeline.tracking, and writes, at stable
+paths in ``out_dir`` and only once training is over (each file atomically):
+
+    W.npy            the final weights (10, 784)
+    metrics.json     final train and validation loss and accuracy, epochs run, divergence, time
+    history.csv      one row per epoch, for ``dvc plots``
+    mlflow_run.json  run id, experiment id and tracking URI, for the evaluate stage
+
+Exit status: 0 trained, or diverged (a result, recorded as such); 1 diverged with
+``divergence.fatal=true``, or no data; 2 invalid config; 130 interrupted (Ctrl-C), leaving the
+previous outputs untouched and the MLflow run KILLED.
+"""
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from pipeline import tracking
+from pipeline.config import ConfigError, TrainConfig, validated
+from pipeline.data import load_split, read_provenance, train_val_split
+from pipeline.idx import IDXError, atomic_write
+from pipeline.least_squares import linear_optimum
+from pipeline.sgd import SGD, initial_weights, loss_and_accuracy, seeded_generators
+
+OUTPUT_FILES = ("W.npy", "metrics.json", "history.csv", "mlflow_run.json")
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
+PROGRESS_UPDATES_PER_EPOCH = 10
+
+
+@dataclass
+class Split:
+    images: np.ndarray  # uint8 (N, 784)
+    labels: np.ndarray  # uint8 (N,)
+
+
+@dataclass
+class Training:
+    """What the epochs produced, for the outputs and the final log."""
+
+    history: list = field(default_factory=list)  # one dict per completed epoch, HISTORY_COLUMNS
+    logged_steps: list = field(default_factory=list)  # global steps of the logged train/loss points
+    logged_losses: list = field(default_factory=list)
+    steps: int = 0  # updates applied
+    diverged_at: int | None = None  # global step whose loss blew up (its update not applied)
+    seconds: float = 0.0
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="train")
+def main(cfg):
+    try:
+        status = run(cfg)
+    except KeyboardInterrupt:
+        print("interrupted: no outputs written, MLflow run marked KILLED", file=sys.stderr)
+        status = 130
+    if status:  # a clean return lets a multirun go on to its next job
+        sys.exit(status)
+
+
+def run(cfg):
+    """The whole stage for a composed config; returns the exit status (see the module docstring)."""
+    started = time.perf_counter()
+    try:
+        validated(cfg, TrainConfig)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    try:
+        provenance = read_provenance(cfg.data.dir)
+        train, val = load_training_data(cfg.data)
+    except (FileNotFoundError, IDXError) as error:
+        print(f"cannot train: {error}", file=sys.stderr)
+        return 1
+
+    variant, optim = cfg.model.name, cfg.optim
+    init_rng, shuffle_rng = seeded_generators(optim.seed)
+    W = initial_weights(optim.init, optim.init_scale, train.images.shape[1], np.dtype(cfg.dtype), init_rng)
+    sgd = SGD(train.images, train.labels, W, variant, optim.lr, optim.batch_size, shuffle_rng, cfg.divergence.factor)
+    optimum = linear_optimum(train.images, train.labels) if variant == "linear" else None
+
+    name = run_name(cfg)
+    params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+    params.update({"data.train_rows": len(train.labels), "data.val_rows": len(val.labels)})
+    with tracking.start_run(cfg.tracking, name, params, run_tags(cfg, provenance)) as mlflow_run:
+        mlflow_run.log_dict(provenance, "data/provenance.json")
+        if optimum is not None:
+            mlflow_run.log_metrics({"linear/max_stable_lr": optimum.max_stable_lr, "linear/least_squares_loss": optimum.loss}, step=0)
+        where = f"MLflow run {mlflow_run.run_id}" if mlflow_run.enabled else "MLflow off"
+        print(f"{name}: training on {len(train.labels):,} rows, validating on {len(val.labels):,}, "
+              f"{optim.epochs} epochs of {sgd.steps_per_epoch:,} steps; {where}", flush=True)
+
+        training = fit(sgd, val, optim.epochs, cfg.tracking, mlflow_run, name)
+        metrics = final_metrics(sgd, train, val, training, started)
+        diverged = training.diverged_at is not None
+        mlflow_run.log_metrics({f"final/{k}": v for k, v in flat_numbers(metrics).items()}, step=training.steps)
+        if optimum is not None:
+            metrics["linear"] = {"max_stable_lr": optimum.max_stable_lr, "least_squares_loss": optimum.loss}
+        mlflow_run.set_tags({"diverged": str(diverged).lower(), **({"diverged_at_step": training.diverged_at} if diverged else {})})
+        mlflow_run.log_snapshot(sgd.W, len(training.history) + diverged)
+        mlflow_run.log_loss_curve(
+            history=training.history, step_loss_steps=training.logged_steps, step_losses=training.logged_losses,
+            steps_per_epoch=sgd.steps_per_epoch, title=name,
+            floor=optimum.loss if optimum else None, diverged_at=training.diverged_at,
+        )
+        if diverged:
+            mlflow_run.end_status = "FAILED"
+        record = {"run_id": mlflow_run.run_id, "experiment_id": mlflow_run.experiment_id, "tracking_uri": mlflow_run.tracking_uri}
+        write_outputs(Path(cfg.out_dir), sgd.W, metrics, training.history, record)
+
+    print(summary(name, metrics, training, mlflow_run, cfg.out_dir))
+    return 1 if diverged and cfg.divergence.fatal else 0
+
+
+def load_training_data(data):
+    """The training split's (train, validation) parts, each a contiguous uint8 copy."""
+    images, labels = load_split(data.dir, "train")
+    train_rows, val_rows = train_val_split(labels, data.val_fraction, data.split_seed)
+    return Split(images[train_rows], labels[train_rows]), Split(images[val_rows], labels[val_rows])
+
+
+def run_name(cfg):
+    return f"{cfg.model.name} lr={cfg.optim.lr:g} bs={cfg.optim.batch_size}"
+
+
+def run_tags(cfg, provenance):
+    """Variant, code version, data provenance, and where the run came from (sweep, DVC)."""
+    tags = {"variant": cfg.model.name, **tracking.git_tags(), "data.source": provenance.get("source", "unknown")}
+    tags.update({f"data.sha256.{name}": digest for name, digest in provenance.get("files", {}).items()})
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        hydra_cfg = HydraConfig.get()
+        tags.update({"hydra.sweep.dir": hydra_cfg.sweep.dir, "hydra.job.num": hydra_cfg.job.num})
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
+def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name):
+    """Run the epochs, logging as it goes; stops early if the loss diverges."""
+    training = Training()
+    started = time.perf_counter()
+    mlflow_run.log_snapshot(sgd.W, 0)
+    steps_per_epoch = sgd.steps_per_epoch
+    with tqdm(total=epochs * steps_per_epoch, desc=name, unit="step", disable=None, leave=False) as bar:
+        on_steps = None if bar.disable else bar.update
+        for epoch in range(1, epochs + 1):
+            epoch_started = time.perf_counter()
+            result = sgd.run_epoch(on_steps, report_every=max(1, steps_per_epoch // PROGRESS_UPDATES_PER_EPOCH))
+            steps, losses = window_means(result.step_losses, tracking_cfg.log_every, first_step=training.steps)
+            training.logged_steps += steps
+            training.logged_losses += losses
+            mlflow_run.log_series("train/loss", steps, losses)
+            if result.diverged:
+                training.diverged_at = training.steps + len(result.step_losses) - 1
+                training.steps = training.diverged_at
+                break
+            training.steps += len(result.step_losses)
+            val_loss, val_accuracy = loss_and_accuracy(sgd.W, val.images, val.labels, sgd.variant)
+            row = {"epoch": epoch, "train_loss": result.loss, "train_accuracy": result.accuracy,
+                   "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": time.perf_counter() - epoch_started}
+            training.history.append(row)
+            mlflow_run.log_metrics(
+                {"train/loss_epoch": result.loss, "train/accuracy": result.accuracy, "val/loss": val_loss,
+                 "val/accuracy": val_accuracy, "time/epoch_seconds": row["seconds"]},
+                step=epoch,
+            )
+            if tracking_cfg.snapshot_every and epoch % tracking_cfg.snapshot_every == 0 and epoch < epochs:
+                mlflow_run.log_snapshot(sgd.W, epoch)
+            bar.set_postfix(loss=f"{result.loss:.4f}", val_acc=f"{val_accuracy:.3f}", refresh=False)
+    training.seconds = time.perf_counter() - started
+    return training
+
+
+def window_means(step_losses, window, first_step):
+    """Mean loss of each run of ``window`` steps, at the global step of the run's last batch."""
+    starts = np.arange(0, len(step_losses), window)
+    counts = np.diff(np.append(starts, len(step_losses)))
+    means = np.add.reduceat(step_losses, starts) / counts
+    return (first_step + starts + counts - 1).tolist(), means.tolist()
+
+
+def final_metrics(sgd, train, val, training, started):
+    """metrics.json: exact losses and accuracies of the final W, how training went, its cost."""
+    train_loss, train_accuracy = loss_and_accuracy(sgd.W, train.images, train.labels, sgd.variant)
+    val_loss, val_accuracy = loss_and_accuracy(sgd.W, val.images, val.labels, sgd.variant)
+    metrics = {
+        "train": {"loss": train_loss, "accuracy": train_accuracy},
+        "val": {"loss": val_loss, "accuracy": val_accuracy},
+        "epochs": len(training.history),
+        "steps": training.steps,
+        "diverged": training.diverged_at is not None,
+        "diverged_at_step": training.diverged_at,
+        "seconds": {"train": training.seconds, "total": time.perf_counter() - started},
+    }
+    return metrics
+
+
+def flat_numbers(metrics):
+    """``{"train.loss": 0.1, ...}`` for the numbers of ``metrics`` (booleans and None left out)."""
+    flat = tracking.flatten(metrics)
+    return {k: v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def write_outputs(out_dir, W, metrics, history, record):
+    """The four output files, each written to a temporary file and renamed into place."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    history_text = io.StringIO()
+    writer = csv.DictWriter(history_text, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    contents = {
+        "metrics.json": json_bytes(metrics),
+        "history.csv": history_text.getvalue().encode(),
+        "mlflow_run.json": json_bytes(record),
+    }
+    with atomic_write(out_dir / "W.npy") as f:
+        np.save(f, np.ascontiguousarray(W), allow_pickle=False)
+    for file_name, content in contents.items():
+        with atomic_write(out_dir / file_name) as f:
+            f.write(content)
+
+
+def json_bytes(value):
+    """Strict JSON (non-finite numbers, which JSON cannot hold, become null), indented."""
+
+    def finite(v):
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    return (json.dumps(finite(value), indent=2, allow_nan=False) + "\n").encode()
+
+
+def summary(name, metrics, training, mlflow_run, out_dir):
+    """The one line printed at the end."""
+    if training.diverged_at is not None:
+        outcome = f"DIVERGED at step {training.diverged_at:,}"
+    else:
+        outcome = f"train loss {metrics['train']['loss']:.4f}, val accuracy {metrics['val']['accuracy']:.1%}"
+    where = (
+        f"MLflow run {mlflow_run.run_id}: {tracking.how_to_open(mlflow_run.tracking_uri, mlflow_run.experiment_id)}"
+        if mlflow_run.enabled
+        else "MLflow off"
+    )
+    return f"{name}: {metrics['epochs']} epochs in {training.seconds:.2f} s, {outcome}; outputs in {out_dir}/; {where}"
+
+
+if __name__ == "__main__":
+    main()
