@@ -93,3 +93,42 @@ def loss_curve_figure(history, step_loss_steps, step_losses, steps_per_epoch, ti
 def _finite(values):
     values = np.asarray(values, dtype=float)
     return np.where(np.isfinite(values), values, np.nan)
+
+
+def confusion_figure(confusion, title):
+    """The confusion matrix ``C[actual, predicted]`` as a heatmap, each cell showing its count.
+
+    Colour is the share of the actual digit's test images (the row), so the mistakes of a rare
+    and a common digit read alike; the diagonal is each digit's recall.
+    """
+    classes = len(confusion)
+    share = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    figure = Figure(figsize=(6.4, 5.6), layout="constrained")
+    axes = figure.add_subplot()
+    image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axes, label="share of the actual digit's test images")
+    for (actual, predicted), count in np.ndenumerate(confusion):
+        if count:
+            colour = "white" if share[actual, predicted] > 0.5 else "black"
+            axes.text(predicted, actual, str(count), ha="center", va="center", fontsize=8, color=colour)
+    axes.set_xticks(range(classes))
+    axes.set_yticks(range(classes))
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("actual")
+    axes.set_title(title)
+    return figure
+
+
+def mistakes_figure(images, actual, predicted, margins, title, columns=8):
+    """Test digits in a grid, each titled with its true and predicted label and by how much the
+    wrong score beat the right one (``margins``). ``images`` uint8 (m, 784)."""
+    rows = max(1, -(-len(images) // columns))
+    figure = Figure(figsize=(1.3 * columns, 1.5 * rows + 0.5), layout="constrained")
+    figure.suptitle(title)
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for axes in grid.flat:
+        axes.set_axis_off()
+    for axes, image, true, wrong, margin in zip(grid.flat, images, actual, predicted, margins):
+        axes.imshow(image.reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray_r", vmin=0, vmax=255)
+        axes.set_title(f"true {true}, predicted {wrong}\nby {margin:.2f}", fontsize=8)
+    return figure

@@ -324,3 +324,65 @@ class DisabledRun:
 
 def _batches(items, size):
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# --- logging into the training's run (the evaluate stage) ----------------------------------
+
+
+@contextmanager
+def continue_run(tracking, trained_run, run_name, params, tags, source="pipeline.evaluate"):
+    """The run that trained W, to log more into it; a DisabledRun when ``tracking.enabled`` is false.
+
+    ``trained_run``: the train stage's record (``run_id``, None if training was not tracked).
+    That run is not ended here: its status stays what training made it (FAILED for a diverged
+    training). If it is not in the store (a deleted database or run, another store), a new run
+    is started as ``start_run`` does, tagged ``trained_by_run`` with the old id, and ended on exit.
+    """
+    if not tracking.enabled:
+        yield DisabledRun()
+        return
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    uri = resolve_uri(tracking.uri)
+    client = MlflowClient(uri)
+    old_id = trained_run.get("run_id")
+    try:
+        found = client.get_run(old_id) if old_id else None
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        found = None
+    if found is not None and found.info.lifecycle_stage == "active":
+        run = Run(client, old_id, found.info.experiment_id, uri)
+        try:
+            yield run
+        finally:
+            run.flush()
+            run.writer.shutdown(wait=True)
+        run._raise_failed_write()
+        return
+    link = {
+        "trained_by_run": old_id or "none",
+        "trained_by_run.note": (
+            f"the training run {old_id} is not in {uri}; this run holds the evaluation of its W"
+            if old_id
+            else "the training was not tracked; this run holds the evaluation of its W"
+        ),
+    }
+    with start_run(tracking, run_name, params, {**tags, **link}, source) as run:
+        yield run
+
+
+def log_files(run, paths, artifact_path):
+    """Each file of ``paths`` as an artifact under ``artifact_path``; nothing when tracking is off."""
+    if run.enabled:
+        for path in paths:
+            run.client.log_artifact(run.run_id, str(path), artifact_path=artifact_path)
+
+
+def where_logged(run):
+    """``MLflow run <id>: <how to open it>``, or ``MLflow off``: for a stage's final line."""
+    if not run.enabled:
+        return "MLflow off"
+    return f"MLflow run {run.run_id}: {how_to_open(run.tracking_uri, run.experiment_id)}"

@@ -1,0 +1,156 @@
+"""python -m pipeline.evaluate: the trained W on the test split, which training never touched.
+
+    python -m pipeline.evaluate                  # W from results/softmax/, test split of data/mnist
+    python -m pipeline.evaluate model=linear
+
+Computes with pipeline.metrics the test loss (the training loss), accuracy, per-class precision
+and recall and the confusion matrix, and writes them into ``train_dir`` next to W, each file
+atomically:
+
+    test_metrics.json   test loss and accuracy, number of test digits   (dvc metrics)
+    per_class.csv       digit,precision,recall,support                   (dvc plots)
+    confusion.csv       actual,predicted: one row per test digit         (dvc plots, confusion)
+    confusion.png       the confusion matrix as a heatmap
+    misclassified.png   the most confidently wrong test digits, true and predicted label
+
+All of it goes into the MLflow run of the training that produced W (its id is in
+mlflow_run.json), without changing that run's status; if the run is gone (a deleted database or
+run), into a new run tagged ``trained_by_run`` with the old id.
+
+Exit status: 0 evaluated; 1 no trained W or no test data; 2 invalid config.
+"""
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import OmegaConf
+
+from pipeline import tracking
+from pipeline.config import ConfigError, EvaluateConfig, validated
+from pipeline.data import load_split
+from pipeline.idx import IDXError, atomic_write
+from pipeline.metrics import evaluate, most_confidently_wrong
+from pipeline.model import forward
+from pipeline.pictures import confusion_figure, mistakes_figure
+from pipeline.sgd import PIXEL_MAX
+from pipeline.train import json_bytes
+
+OUTPUT_FILES = ("test_metrics.json", "per_class.csv", "confusion.csv", "confusion.png", "misclassified.png")
+MLFLOW_ARTIFACT_DIR = "evaluation"
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="evaluate")
+def main(cfg):
+    status = run(cfg)
+    if status:
+        sys.exit(status)
+
+
+def run(cfg):
+    """The whole stage for a composed config; returns the exit status (see the module docstring)."""
+    try:
+        validated(cfg, EvaluateConfig)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    variant, train_dir = cfg.model.name, Path(cfg.train_dir)
+    try:
+        W, trained_run = load_training(train_dir, variant)
+        images, labels = load_split(cfg.data.dir, "test")
+    except (FileNotFoundError, IDXError, ValueError) as error:
+        print(f"cannot evaluate: {error}", file=sys.stderr)
+        return 1
+
+    Y_hat = forward(W, np.multiply(images, 1 / PIXEL_MAX, dtype=W.dtype), variant)
+    result = evaluate(Y_hat, labels)
+    mistakes = most_confidently_wrong(Y_hat, labels, cfg.mistakes_shown)
+    predicted = Y_hat.argmax(axis=1)
+    name = f"{variant}, W from {train_dir}"
+    write_outputs(
+        train_dir,
+        result,
+        labels,
+        predicted,
+        confusion_figure(result.confusion, f"{variant}: test accuracy {result.accuracy:.1%} on {len(labels):,} digits"),
+        mistakes_figure(
+            images[mistakes], labels[mistakes], predicted[mistakes],
+            Y_hat[mistakes, predicted[mistakes]] - Y_hat[mistakes, labels[mistakes]],
+            f"{variant}: the {len(mistakes)} most confidently wrong of {np.count_nonzero(predicted != labels):,} mistakes",
+        ),
+    )
+
+    params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+    with tracking.continue_run(cfg.tracking, trained_run, f"{variant} test evaluation", params, {"variant": variant}) as mlflow_run:
+        mlflow_run.log_metrics(mlflow_metrics(result), step=0)
+        tracking.log_files(mlflow_run, [train_dir / file_name for file_name in OUTPUT_FILES], MLFLOW_ARTIFACT_DIR)
+    print(summary(name, result, mlflow_run))
+    return 0
+
+
+def load_training(train_dir, variant):
+    """W (k, n) and the training's MLflow run record (run_id may be None: not tracked)."""
+    weights, record = train_dir / "W.npy", train_dir / "mlflow_run.json"
+    for path in (weights, record):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: run the train stage first (python -m pipeline.train model={variant})")
+    return np.load(weights, allow_pickle=False), json.loads(record.read_text())
+
+
+def per_class_rows(result):
+    """One dict per digit; an undefined ratio (NaN) is left empty."""
+    def cell(value):
+        return "" if np.isnan(value) else f"{value:.6g}"
+
+    return [
+        {"digit": digit, "precision": cell(p), "recall": cell(r), "support": int(s)}
+        for digit, (p, r, s) in enumerate(zip(result.precision, result.recall, result.support))
+    ]
+
+
+def csv_bytes(rows, columns):
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue().encode()
+
+
+def write_outputs(out_dir, result, labels, predicted, confusion_picture, mistakes_picture):
+    """The five output files, each written to a temporary file and renamed into place."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pairs = np.column_stack([labels, predicted])
+    contents = {
+        "test_metrics.json": json_bytes({"loss": result.loss, "accuracy": result.accuracy, "digits": len(labels)}),
+        "per_class.csv": csv_bytes(per_class_rows(result), ("digit", "precision", "recall", "support")),
+        "confusion.csv": b"actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in pairs).encode(),
+    }
+    for file_name, content in contents.items():
+        with atomic_write(out_dir / file_name) as f:
+            f.write(content)
+    for file_name, figure in (("confusion.png", confusion_picture), ("misclassified.png", mistakes_picture)):
+        with atomic_write(out_dir / file_name) as f:
+            figure.savefig(f, format="png", dpi=100)
+
+
+def mlflow_metrics(result):
+    """``test/loss``, ``test/accuracy`` and, per digit c with a defined value, ``test/precision/c``
+    and ``test/recall/c``."""
+    metrics = {"test/loss": result.loss, "test/accuracy": result.accuracy}
+    for digit, (p, r) in enumerate(zip(result.precision, result.recall)):
+        metrics.update({f"test/precision/{digit}": p, f"test/recall/{digit}": r})
+    return {key: value for key, value in metrics.items() if np.isfinite(value)}
+
+
+def summary(name, result, mlflow_run):
+    """The one line printed at the end."""
+    return (f"{name}: test accuracy {result.accuracy:.1%}, test loss {result.loss:.4f} on "
+            f"{result.confusion.sum():,} digits; {tracking.where_logged(mlflow_run)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""The evaluate stage on tiny synthetic test digits whose right answers are known, with a real
+MLflow store in a temporary folder."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from matplotlib.image import imread
+from mlflow import MlflowClient
+
+from pipeline import evaluate, tracking
+from pipeline.data import TEST_FILES
+from pipeline.idx import write_idx
+from pipeline.sgd import loss_and_accuracy
+from tests.paths import CONF_DIR, REPO_ROOT
+
+# Digit c lights up the pixel block of rows 2c..2c+1; W's row c adds up that block: a perfect
+# template classifier, so a test digit is misclassified exactly when its label disagrees with
+# the block it lights up.
+DIGITS = np.tile(np.arange(10), 4)  # 40 test digits, 4 of each
+MISLABELLED = {3: 5, 17: 2, 28: 0}  # row: the label it is given instead of DIGITS[row]
+
+
+def synthetic_test_split(data_dir):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 20, size=(len(DIGITS), 28, 28), dtype=np.uint8)
+    for row, digit in enumerate(DIGITS):
+        images[row, 2 * digit : 2 * digit + 2, :] = 200 + rng.integers(0, 50, size=(2, 28), dtype=np.uint8)
+    labels = DIGITS.astype(np.uint8).copy()
+    for row, label in MISLABELLED.items():
+        labels[row] = label
+    data_dir.mkdir(parents=True)
+    write_idx(data_dir / TEST_FILES[0], images)
+    write_idx(data_dir / TEST_FILES[1], labels)
+    return images.reshape(len(DIGITS), -1), labels
+
+
+def template_weights():
+    W = np.zeros((10, 28, 28), dtype=np.float32)
+    for digit in range(10):
+        W[digit, 2 * digit : 2 * digit + 2, :] = 0.01
+    return W.reshape(10, 784)
+
+
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory):
+    """A sqlite MLflow store with the experiment created: made once, copied by each test."""
+    folder = tmp_path_factory.mktemp("mlflow_template")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    tracking.ensure_experiment(MlflowClient(uri), uri, "handgrad")
+    return folder / "mlflow.db"
+
+
+@pytest.fixture
+def project(tmp_path, store_template, monkeypatch):
+    """A trained W with its (FAILED: diverged) training run, the test split, an MLflow store."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(store_template, tmp_path / "mlflow.db")
+    images, labels = synthetic_test_split(tmp_path / "data")
+    train_dir = tmp_path / "results" / "softmax"
+    train_dir.mkdir(parents=True)
+    np.save(train_dir / "W.npy", template_weights())
+    overrides = [f"data.dir={tmp_path / 'data'}", f"train_dir={train_dir}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"]
+    cfg = compose_evaluate(overrides)
+    with tracking.start_run(cfg.tracking, "softmax lr=0.5 bs=32", {"optim.lr": 0.5}, {"variant": "softmax"}) as run:
+        run.end_status = "FAILED"
+    record = {"run_id": run.run_id, "experiment_id": run.experiment_id, "tracking_uri": run.tracking_uri}
+    (train_dir / "mlflow_run.json").write_text(json.dumps(record))
+    return {"dir": tmp_path, "train_dir": train_dir, "overrides": overrides, "images": images, "labels": labels,
+            "client": MlflowClient(run.tracking_uri), "run": run}
+
+
+def compose_evaluate(overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose(config_name="evaluate", overrides=list(overrides))
+
+
+def run_evaluate(project, *overrides):
+    return evaluate.run(compose_evaluate(project["overrides"] + list(overrides)))
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def expected_confusion():
+    confusion = 4 * np.eye(10, dtype=int)
+    for row, label in MISLABELLED.items():
+        confusion[DIGITS[row], DIGITS[row]] -= 1
+        confusion[label, DIGITS[row]] += 1
+    return confusion
+
+
+def test_outputs_hold_the_known_answers(project):
+    assert run_evaluate(project) == 0
+    train_dir = project["train_dir"]
+
+    metrics = json.loads((train_dir / "test_metrics.json").read_text())
+    assert metrics["accuracy"] == 37 / 40 and metrics["digits"] == 40
+    # The training's own measure of loss and accuracy gives the same numbers.
+    W = np.load(train_dir / "W.npy")
+    training_loss, training_accuracy = loss_and_accuracy(W, project["images"], project["labels"], "softmax")
+    assert metrics["loss"] == pytest.approx(training_loss, rel=1e-6)
+    assert metrics["accuracy"] == training_accuracy
+
+    rows = read_csv(train_dir / "confusion.csv")
+    assert len(rows) == 40
+    pairs = np.array([[int(r["actual"]), int(r["predicted"])] for r in rows])
+    np.testing.assert_array_equal(pairs[:, 0], project["labels"])
+    np.testing.assert_array_equal(pairs[:, 1], DIGITS)
+    counted = np.zeros((10, 10), dtype=int)
+    np.add.at(counted, (pairs[:, 0], pairs[:, 1]), 1)
+    np.testing.assert_array_equal(counted, expected_confusion())
+
+    per_class = read_csv(train_dir / "per_class.csv")
+    assert [int(r["digit"]) for r in per_class] == list(range(10))
+    # Digit 5: its 4 test digits all predicted 5, plus row 3 (a 3 labelled 5) predicted 3.
+    assert per_class[5] == {"digit": "5", "precision": "1", "recall": "0.8", "support": "5"}
+    # Digit 3: 3 of its 4 digits kept their label, all predicted 3; row 3 is labelled 5.
+    assert per_class[3] == {"digit": "3", "precision": "0.75", "recall": "1", "support": "3"}
+
+    confusion_png = imread(train_dir / "confusion.png")
+    mistakes_png = imread(train_dir / "misclassified.png")
+    assert confusion_png.shape[2] == 4 and confusion_png.shape[:2] == (560, 640)
+    assert mistakes_png.shape[1] == 1040  # 8 columns of 1.3 inches at 100 dpi
+    assert not list(train_dir.glob(".*.part"))
+
+
+def test_logs_into_the_training_run_and_keeps_its_status(project):
+    assert run_evaluate(project) == 0
+    client, run_id = project["client"], project["run"].run_id
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"  # what training made it (diverged), not reopened
+    assert run.data.metrics["test/accuracy"] == 37 / 40
+    assert run.data.metrics["test/recall/5"] == pytest.approx(0.8)
+    assert run.data.metrics["test/precision/3"] == pytest.approx(0.75)
+    artifacts = [a.path for a in client.list_artifacts(run_id, "evaluation")]
+    assert artifacts == [f"evaluation/{name}" for name in sorted(evaluate.OUTPUT_FILES)]
+    assert len(client.search_runs([project["run"].experiment_id])) == 1
+
+
+def test_undefined_ratios_are_left_out(project):
+    # No test digit is labelled 9 any more, and W never predicts 9 for them: recall and precision of 9 undefined.
+    labels = project["labels"].copy()
+    images = project["images"].reshape(-1, 28, 28)[labels != 9]
+    write_idx(project["dir"] / "data" / TEST_FILES[0], images)
+    write_idx(project["dir"] / "data" / TEST_FILES[1], labels[labels != 9])
+    assert run_evaluate(project) == 0
+    per_class = read_csv(project["train_dir"] / "per_class.csv")
+    assert per_class[9] == {"digit": "9", "precision": "", "recall": "", "support": "0"}
+    metrics = project["client"].get_run(project["run"].run_id).data.metrics
+    assert "test/recall/9" not in metrics and "test/precision/9" not in metrics
+    assert "test/recall/8" in metrics
+
+
+@pytest.mark.parametrize("how_gone", ["deleted", "unknown", "not tracked"])
+def test_a_missing_training_run_gets_a_new_run_linked_to_it(project, how_gone):
+    client, old_id = project["client"], project["run"].run_id
+    record_path = project["train_dir"] / "mlflow_run.json"
+    if how_gone == "deleted":
+        client.delete_run(old_id)
+    else:
+        old_id = "0123456789abcdef0123456789abcdef" if how_gone == "unknown" else None
+        record_path.write_text(json.dumps({"run_id": old_id, "experiment_id": None, "tracking_uri": None}))
+
+    assert run_evaluate(project) == 0
+    [new] = [run for run in client.search_runs([project["run"].experiment_id]) if run.info.run_id != project["run"].run_id]
+    assert "test/accuracy" not in client.get_run(project["run"].run_id).data.metrics
+    assert new.info.status == "FINISHED"
+    assert new.data.tags["trained_by_run"] == (old_id or "none")
+    assert ("not in" if old_id else "not tracked") in new.data.tags["trained_by_run.note"]
+    assert new.data.tags["variant"] == "softmax"
+    assert new.data.metrics["test/accuracy"] == 37 / 40
+    assert new.data.params["model.name"] == "softmax"
+    assert len(client.list_artifacts(new.info.run_id, "evaluation")) == len(evaluate.OUTPUT_FILES)
+
+
+def test_runs_without_mlflow_when_tracking_is_off(project, capsys):
+    (project["dir"] / "mlflow.db").unlink()
+    assert run_evaluate(project, "tracking.enabled=false") == 0
+    assert "MLflow off" in capsys.readouterr().out
+    assert not (project["dir"] / "mlflow.db").exists()
+    assert json.loads((project["train_dir"] / "test_metrics.json").read_text())["accuracy"] == 37 / 40
+
+
+def test_bad_config_fails_before_anything_is_read_or_written(project, capsys):
+    assert run_evaluate(project, "mistakes_shown=0", "model.name=logistic") == 2
+    error = capsys.readouterr().err
+    assert "mistakes_shown=0: must be in [1, 200]" in error
+    assert "model.name='logistic': must be one of softmax, linear" in error
+    assert not (project["train_dir"] / "test_metrics.json").exists()
+
+
+def test_missing_weights_say_which_stage_to_run(project, capsys):
+    (project["train_dir"] / "W.npy").unlink()
+    assert run_evaluate(project) == 1
+    assert f"{project['train_dir'] / 'W.npy'} not found: run the train stage first" in capsys.readouterr().err
+
+
+def test_command_line_prints_the_result_and_leaves_no_hydra_files(project):
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.evaluate", *project["overrides"], "mistakes_shown=2"],
+        cwd=project["dir"], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+    )
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith(f"softmax, W from {project['train_dir']}: test accuracy 92.5%, test loss ")
+    assert f"on 40 digits; MLflow run {project['run'].run_id}: mlflow ui --backend-store-uri sqlite:///" in line
+    assert sorted(p.name for p in project["dir"].iterdir()) == ["data", "mlflow.db", "results"]
