@@ -7,7 +7,7 @@ Computes with pipeline.metrics the test loss (the training loss), accuracy, per-
 and recall and the confusion matrix, and writes them into ``train_dir`` next to W, each file
 atomically:
 
-    test_metrics.json   test loss and accuracy, number of test digits   (dvc metrics)
+    test_metrics.json   test loss, accuracy and number of digits         (dvc metrics)
     per_class.csv       digit,precision,recall,support                   (dvc plots)
     confusion.csv       actual,predicted: one row per test digit         (dvc plots, confusion)
     confusion.png       the confusion matrix as a heatmap
@@ -125,7 +125,7 @@ def write_outputs(out_dir, result, labels, predicted, confusion_picture, mistake
     out_dir.mkdir(parents=True, exist_ok=True)
     pairs = np.column_stack([labels, predicted])
     contents = {
-        "test_metrics.json": json_bytes({"loss": result.loss, "accuracy": result.accuracy, "digits": len(labels)}),
+        "test_metrics.json": json_bytes({"test": {"loss": result.loss, "accuracy": result.accuracy, "digits": len(labels)}}),
         "per_class.csv": csv_bytes(per_class_rows(result), ("digit", "precision", "recall", "support")),
         "confusion.csv": b"actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in pairs).encode(),
     }

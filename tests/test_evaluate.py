@@ -103,7 +103,7 @@ def test_outputs_hold_the_known_answers(project):
     assert run_evaluate(project) == 0
     train_dir = project["train_dir"]
 
-    metrics = json.loads((train_dir / "test_metrics.json").read_text())
+    metrics = json.loads((train_dir / "test_metrics.json").read_text())["test"]
     assert metrics["accuracy"] == 37 / 40 and metrics["digits"] == 40
     # The training's own measure of loss and accuracy gives the same numbers.
     W = np.load(train_dir / "W.npy")
@@ -188,7 +188,7 @@ def test_runs_without_mlflow_when_tracking_is_off(project, capsys):
     assert run_evaluate(project, "tracking.enabled=false") == 0
     assert "MLflow off" in capsys.readouterr().out
     assert not (project["dir"] / "mlflow.db").exists()
-    assert json.loads((project["train_dir"] / "test_metrics.json").read_text())["accuracy"] == 37 / 40
+    assert json.loads((project["train_dir"] / "test_metrics.json").read_text())["test"]["accuracy"] == 37 / 40
 
 
 def test_bad_config_fails_before_anything_is_read_or_written(project, capsys):
