@@ -263,13 +263,13 @@ class Run:
         self._write(self.client.log_dict, self.run_id, mapping, artifact_file)
 
     def end(self, status, error=None):
-        """Send what is buffered, wait for the writes (dropping queued ones if KILLED) and end
-        the run with ``status``; FAILED instead if a write failed."""
+        """Send what is buffered, wait for every queued write and end the run with ``status``;
+        FAILED instead if a write failed."""
         try:
             try:
                 self.flush()
             finally:
-                self.writer.shutdown(wait=True, cancel_futures=status == "KILLED")
+                self.writer.shutdown(wait=True)
             self._raise_failed_write()
         except BaseException as write_error:
             status = "KILLED" if isinstance(write_error, KeyboardInterrupt) else "FAILED"
