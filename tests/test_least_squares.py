@@ -1,0 +1,63 @@
+"""The linear variant's stability limit and least-squares floor, checked against their meaning."""
+
+import numpy as np
+import pytest
+
+from pipeline.least_squares import gram_matrices, largest_eigenvalue, linear_optimum
+from pipeline.metrics import one_hot
+from pipeline.sgd import SGD, loss_and_accuracy, seeded_generators
+
+
+def problem(rows=300, seed=0):
+    """Images whose pixels are 0 in every row at the borders: XᵀX is singular, as for MNIST."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((rows, 28, 28), dtype=np.uint8)
+    images[:, 4:24, 4:24] = rng.integers(0, 256, (rows, 20, 20)) * (rng.random((rows, 20, 20)) < 0.3)
+    return images.reshape(rows, 784), rng.integers(0, 10, rows).astype(np.uint8)
+
+
+def test_gram_matrices_are_the_products_of_the_scaled_pixels():
+    images, labels = problem()
+    X, Y = images / 255, one_hot(labels, 10, np.float64)
+
+    XtX, XtY = gram_matrices(images, labels)
+
+    np.testing.assert_allclose(XtX, X.T @ X / len(X), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(XtY, X.T @ Y / len(X), rtol=1e-12, atol=1e-15)
+
+
+def test_power_iteration_finds_the_largest_eigenvalue():
+    rng = np.random.default_rng(1)
+    A = rng.random((50, 30))
+    A = A.T @ A
+
+    assert largest_eigenvalue(A) == pytest.approx(np.linalg.eigvalsh(A)[-1], rel=1e-6)
+    assert largest_eigenvalue(np.zeros((4, 4))) == 0.0
+
+
+def test_the_floor_is_the_least_squares_minimum_despite_a_singular_gram_matrix():
+    images, labels = problem()
+    assert np.linalg.matrix_rank(gram_matrices(images, labels)[0]) < 784
+
+    optimum = linear_optimum(images, labels)
+
+    X, Y = images / 255, one_hot(labels, 10, np.float64)
+    exact, *_ = np.linalg.lstsq(X, Y, rcond=None)
+    exact_loss = loss_and_accuracy(np.ascontiguousarray(exact.T), images, labels, "linear")[0]
+    assert optimum.loss == pytest.approx(exact_loss, rel=1e-6)
+    assert optimum.loss >= exact_loss * (1 - 1e-12)  # nothing goes below the minimum
+
+
+@pytest.mark.parametrize("fraction, converges", [(0.95, True), (1.05, False)])
+def test_full_batch_descent_converges_exactly_below_the_max_stable_lr(fraction, converges):
+    images, labels = problem()
+    optimum = linear_optimum(images, labels)
+    W = np.zeros((10, 784))
+    sgd = SGD(images, labels, W, "linear", fraction * optimum.max_stable_lr, len(images), seeded_generators(0)[1], 1e6)
+
+    epochs = [sgd.run_epoch() for _ in range(300)]
+
+    diverged = any(epoch.diverged for epoch in epochs)
+    assert diverged != converges
+    if converges:
+        assert optimum.loss < epochs[-1].loss < epochs[0].loss

@@ -1,0 +1,314 @@
+"""The train stage end to end on a tiny synthetic dataset, with a real MLflow store per test.
+
+Most tests call ``pipeline.train.run`` in-process (no 1.2 s mlflow import per test); exit codes
+of Hydra's own errors and Ctrl-C need a real process.
+"""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from pipeline import train
+from pipeline.data import PROVENANCE_FILE, TEST_FILES, TRAIN_FILES
+from pipeline.idx import write_idx
+from tests.paths import CONF_DIR, REPO_ROOT
+
+TRAIN_ROWS = 200  # 180 train + 20 validation
+SANE_LR = {"softmax": 0.5, "linear": 0.002}
+
+
+def synthetic_digits(n, rng, prototypes):
+    """``n`` uint8 images (n, 28, 28) of 10 learnable classes: a class's pixels light up mostly
+    where its prototype does, plus noise."""
+    labels = rng.permutation(np.arange(n) % 10).astype(np.uint8)
+    lit = (prototypes[labels] & (rng.random((n, 784)) < 0.8)) | (rng.random((n, 784)) < 0.05)
+    images = (lit * rng.integers(128, 256, (n, 784))).astype(np.uint8)
+    return images.reshape(n, 28, 28), labels
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    prototypes = rng.random((10, 784)) < 0.2
+    for files, rows in ((TRAIN_FILES, TRAIN_ROWS), (TEST_FILES, 40)):
+        images, labels = synthetic_digits(rows, rng, prototypes)
+        write_idx(folder / files[0], images)
+        write_idx(folder / files[1], labels)
+    digests = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in TRAIN_FILES + TEST_FILES}
+    (folder / PROVENANCE_FILE).write_text(json.dumps({"source": "synthetic", "files": digests}))
+    return folder
+
+
+def config(data_dir, out_dir, *overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose("train", overrides=[f"data.dir={data_dir}", f"out_dir={out_dir}", "optim.epochs=4", *overrides])
+
+
+def train_run(data_dir, out_dir, *overrides):
+    """Run the stage in-process; returns (exit status, metrics.json or None)."""
+    status = train.run(config(data_dir, out_dir, *overrides))
+    metrics_path = out_dir / "metrics.json"
+    return status, json.loads(metrics_path.read_text()) if metrics_path.exists() else None
+
+
+def run_stage(*args, **popen):
+    return subprocess.run([sys.executable, "-m", "pipeline.train", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120, **popen)
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["softmax", "linear"])
+def test_both_variants_reduce_the_loss_at_a_sane_lr(variant, data_dir, tmp_path):
+    out = tmp_path / "out"
+    status, metrics = train_run(data_dir, out, f"model={variant}", f"optim.lr={SANE_LR[variant]}", "tracking.enabled=false")
+
+    assert status == 0
+    # From W = 0 the loss is 0.9 (softmax: every ŷ_i = 0.1) or 1 (linear: ŷ = 0).
+    initial_loss = {"softmax": 0.9, "linear": 1.0}[variant]
+    history = (out / "history.csv").read_text().splitlines()
+    assert history[0] == "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds"
+    epochs = [dict(zip(history[0].split(","), map(float, line.split(",")))) for line in history[1:]]
+    assert [row["epoch"] for row in epochs] == [1, 2, 3, 4]
+    assert epochs[0]["train_loss"] < initial_loss
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    assert metrics["train"]["loss"] < initial_loss / 2
+    assert metrics["val"]["accuracy"] >= 0.8
+    assert metrics["epochs"] == 4 and metrics["steps"] == 4 * 6  # 180 rows in batches of 32
+    assert metrics["diverged"] is False and metrics["diverged_at_step"] is None
+    W = np.load(out / "W.npy", allow_pickle=False)
+    assert W.shape == (10, 784) and W.dtype == np.float32
+    assert json.loads((out / "mlflow_run.json").read_text()) == {"run_id": None, "experiment_id": None, "tracking_uri": None}
+
+
+def test_linear_variant_reports_its_stability_limit_and_least_squares_floor(data_dir, tmp_path):
+    status, metrics = train_run(data_dir, tmp_path, "model=linear", "optim.lr=0.002", "optim.epochs=2", "tracking.enabled=false")
+
+    assert status == 0
+    floor = metrics["linear"]["least_squares_loss"]
+    assert 0 < floor < metrics["train"]["loss"]
+    assert 0 < metrics["linear"]["max_stable_lr"] < 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_same_config_gives_bitwise_identical_weights(dtype, data_dir, tmp_path):
+    runs = {}
+    for name, seed in (("first", 3), ("again", 3), ("other seed", 4)):
+        out = tmp_path / name
+        assert train_run(data_dir, out, f"dtype={dtype}", f"optim.seed={seed}", "optim.epochs=2", "tracking.enabled=false")[0] == 0
+        runs[name] = np.load(out / "W.npy")
+
+    assert runs["first"].dtype == np.dtype(dtype)
+    assert runs["first"].tobytes() == runs["again"].tobytes()
+    assert not np.array_equal(runs["first"], runs["other seed"])  # the seed really shuffles
+
+
+def test_full_batch_is_plain_gradient_descent(data_dir, tmp_path):
+    status, metrics = train_run(data_dir, tmp_path, "optim.batch_size=100000", "optim.epochs=3", "tracking.enabled=false")
+
+    assert status == 0
+    assert metrics["steps"] == 3
+
+
+# --- MLflow -------------------------------------------------------------------------------
+
+
+def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_path, mlflow_store, capsys):
+    out = tmp_path / "out"
+    status, metrics = train_run(data_dir, out, "optim.lr=0.5", "tracking.log_every=2", "tracking.snapshot_every=2")
+
+    assert status == 0
+    [run] = mlflow_store.runs()
+    record = json.loads((out / "mlflow_run.json").read_text())
+    assert record == {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "tracking_uri": mlflow_store.uri}
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "softmax lr=0.5 bs=32"
+    assert mlflow_store.client.get_experiment(run.info.experiment_id).name == "handgrad"
+
+    params = run.data.params
+    assert params["model.name"] == "softmax" and params["optim.lr"] == "0.5" and params["optim.batch_size"] == "32"
+    assert params["out_dir"] == str(out) and params["data.val_fraction"] == "0.1"
+    assert params["data.train_rows"] == "180" and params["data.val_rows"] == "20"
+
+    tags = run.data.tags
+    provenance = json.loads((data_dir / PROVENANCE_FILE).read_text())
+    assert tags["variant"] == "softmax" and tags["diverged"] == "false"
+    assert tags["data.source"] == "synthetic"
+    assert tags["data.sha256.train-images-idx3-ubyte.gz"] == provenance["files"]["train-images-idx3-ubyte.gz"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+    assert tags["git.commit"] == head and tags["git.dirty"] in ("true", "false")
+
+    def history(key):
+        return [(m.step, m.value) for m in sorted(mlflow_store.client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
+
+    # 6 steps an epoch, the mean of every 2 logged at the step of the later one.
+    assert [step for step, _ in history("train/loss")] == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23]
+    epochs = [line.split(",") for line in (out / "history.csv").read_text().splitlines()[1:]]
+    assert history("val/accuracy") == [(int(e[0]), float(e[4])) for e in epochs]
+    assert history("train/loss_epoch") == [(int(e[0]), float(e[1])) for e in epochs]
+    assert [step for step, _ in history("time/epoch_seconds")] == [1, 2, 3, 4]
+    assert history("final/val.accuracy") == [(24, metrics["val"]["accuracy"])]
+
+    def artifacts(folder):
+        return sorted(a.path for a in mlflow_store.client.list_artifacts(run.info.run_id, folder))
+
+    assert artifacts("weights") == [f"weights/W_epoch_{e:04d}.npy" for e in (0, 2, 4)]
+    folder = mlflow_store.client.download_artifacts(run.info.run_id, "weights", str(tmp_path / "download"))
+    final = np.load(f"{folder}/W_epoch_0004.npy", allow_pickle=False)
+    np.testing.assert_array_equal(final, np.load(out / "W.npy"))
+    assert not np.load(f"{folder}/W_epoch_0000.npy", allow_pickle=False).any()  # zeros at the start
+    pictures = [p for p in artifacts("images") if p.endswith(".png")]
+    assert sorted(int(p.split("+step+")[1].split("+")[0]) for p in pictures) == [0, 2, 4]
+    assert all(p.startswith("images/W+step+") for p in pictures)
+    assert artifacts("plots") == ["plots/loss_curve.png"]
+    assert artifacts("data") == ["data/provenance.json"]
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"softmax lr=0.5 bs=32: training on 180 rows, validating on 20, 4 epochs of 6 steps; MLflow run {run.info.run_id}")
+    assert f"MLflow run {run.info.run_id}: mlflow ui --backend-store-uri sqlite:///" in lines[-1]
+    assert lines[-1].endswith(f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs?workflowType=machine_learning")
+
+
+def test_linear_run_logs_the_largest_stable_lr_and_the_floor(data_dir, tmp_path, mlflow_store):
+    status, metrics = train_run(data_dir, tmp_path, "model=linear", "optim.lr=0.002", "optim.epochs=1")
+
+    assert status == 0
+    [run] = mlflow_store.runs()
+    assert run.data.metrics["linear/max_stable_lr"] == metrics["linear"]["max_stable_lr"]
+    assert run.data.metrics["linear/least_squares_loss"] == metrics["linear"]["least_squares_loss"]
+
+
+def test_divergence_is_a_result_recorded_as_such(data_dir, tmp_path, mlflow_store):
+    out = tmp_path / "out"
+    status, metrics = train_run(data_dir, out, "model=linear", "optim.lr=10")
+
+    assert status == 0
+    assert metrics["diverged"] is True
+    step = metrics["diverged_at_step"]
+    assert 0 < step < 24 and metrics["steps"] == step and metrics["epochs"] == step // 6
+    assert np.load(out / "W.npy").shape == (10, 784)
+    [run] = mlflow_store.runs()
+    assert run.info.status == "FAILED"
+    assert run.data.tags["diverged"] == "true" and run.data.tags["diverged_at_step"] == str(step)
+    assert "error" not in run.data.tags
+
+
+def test_divergence_can_be_made_fatal(data_dir, tmp_path):
+    status, metrics = train_run(data_dir, tmp_path, "model=linear", "optim.lr=10", "divergence.fatal=true", "tracking.enabled=false")
+
+    assert status == 1
+    assert metrics["diverged"] is True  # still written: the outputs say what happened
+
+
+def test_tracking_off_means_no_mlflow_at_all(data_dir, tmp_path):
+    code = (
+        "import runpy, sys; "
+        f"sys.argv = ['train', 'data.dir={data_dir}', 'out_dir={tmp_path}/out', 'optim.epochs=1', 'tracking.enabled=false']; "
+        "runpy.run_module('pipeline.train', run_name='__main__'); print('mlflow imported:', 'mlflow' in sys.modules)"
+    )
+    store = tmp_path / "never.db"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"})
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "mlflow imported: False"
+    assert "MLflow off" in result.stdout
+    assert not store.exists() and not (tmp_path / "mlruns").exists()
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.lr=0", "optim.lr=0.0: must be > 0"),
+        ("optim.lr=-1", "optim.lr=-1.0: must be > 0"),
+        ("optim.batch_size=0", "optim.batch_size=0: must be >= 1"),
+        ("model.name=quadratic", "model.name='quadratic': must be one of softmax, linear"),
+        ("dtype=float16", "dtype='float16': must be one of float32, float64"),
+    ],
+)
+def test_a_bad_value_fails_before_any_data_or_run(override, message, tmp_path, mlflow_store, capsys):
+    out = tmp_path / "out"
+    status, _ = train_run(tmp_path / "no data here", out, override)
+
+    assert status == 2
+    assert message in capsys.readouterr().err
+    assert mlflow_store.runs() == []
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "override, message, exit_status",
+    [
+        ("optim.lrate=0.1", "Key 'lrate' not in 'OptimConfig'", 1),  # Hydra's own composition error
+        ("model=quadratic", "Could not find 'model/quadratic'", 1),
+        ("optim.batch_size=abc", "Value 'abc' of type 'str' could not be converted to Integer", 1),
+        ("optim.lr=0", "optim.lr=0.0: must be > 0", 2),
+    ],
+)
+def test_bad_config_exits_non_zero_from_the_command_line(override, message, exit_status, tmp_path, mlflow_store):
+    result = run_stage(f"data.dir={tmp_path}", f"out_dir={tmp_path / 'out'}", override)
+
+    assert result.returncode == exit_status
+    assert message in result.stderr
+    assert mlflow_store.runs() == []
+
+
+def test_missing_data_says_where_it_looked(tmp_path, capsys):
+    status, _ = train_run(tmp_path / "nowhere", tmp_path / "out", "tracking.enabled=false")
+
+    assert status == 1
+    assert f"cannot train: {tmp_path / 'nowhere' / PROVENANCE_FILE} not found" in capsys.readouterr().err
+
+
+def test_ctrl_c_mid_training_kills_the_run_and_keeps_the_previous_outputs(data_dir, tmp_path, mlflow_store):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "W.npy").write_bytes(b"the previous run's weights")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.train", f"data.dir={data_dir}", f"out_dir={out}", "optim.epochs=1000000",
+         "tracking.snapshot_every=0"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        started = process.stdout.readline()
+        assert "training on 180 rows" in started, process.stderr.read()
+        time.sleep(0.5)  # well into the epochs (a million of them would take minutes)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+
+    assert process.returncode == 130
+    assert "interrupted" in process.stderr.read()
+    assert [p.name for p in out.iterdir()] == ["W.npy"]  # no new or half-written file
+    assert (out / "W.npy").read_bytes() == b"the previous run's weights"
+    [run] = mlflow_store.runs()
+    assert run.info.status == "KILLED" and run.info.end_time is not None
+    assert len(mlflow_store.client.get_metric_history(run.info.run_id, "train/loss")) > 0
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def test_window_means_puts_each_mean_at_its_last_step():
+    steps, means = train.window_means(np.array([1.0, 3.0, 5.0, 7.0, 9.0]), window=2, first_step=10)
+
+    assert steps == [11, 13, 14]
+    assert means == [2.0, 6.0, 9.0]
+
+
+def test_json_outputs_hold_no_nan():
+    assert train.json_bytes({"a": {"b": float("nan"), "c": float("inf"), "d": 1.5}}) == b'{\n  "a": {\n    "b": null,\n    "c": null,\n    "d": 1.5\n  }\n}\n'
