@@ -251,12 +251,7 @@ def summary(name, metrics, training, mlflow_run, out_dir):
         outcome = f"DIVERGED at step {training.diverged_at:,}"
     else:
         outcome = f"train loss {metrics['train']['loss']:.4f}, val accuracy {metrics['val']['accuracy']:.1%}"
-    where = (
-        f"MLflow run {mlflow_run.run_id}: {tracking.how_to_open(mlflow_run.tracking_uri, mlflow_run.experiment_id)}"
-        if mlflow_run.enabled
-        else "MLflow off"
-    )
-    return f"{name}: {metrics['epochs']} epochs in {training.seconds:.2f} s, {outcome}; outputs in {out_dir}/; {where}"
+    return f"{name}: {metrics['epochs']} epochs in {training.seconds:.2f} s, {outcome}; outputs in {out_dir}/; {tracking.where_logged(mlflow_run)}"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,204 @@
+"""pipeline.tracking against a real MLflow sqlite store (a fresh copy per test)."""
+
+import subprocess
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from pipeline import tracking
+from tests.paths import REPO_ROOT
+
+LINK = "http://127.0.0.1:5000/#/experiments/{}/runs?workflowType=machine_learning"
+
+
+def settings(enabled=True, uri="sqlite:///mlflow.db", experiment="handgrad"):
+    return SimpleNamespace(enabled=enabled, uri=uri, experiment=experiment)
+
+
+# --- where ----------------------------------------------------------------------------------
+
+
+def test_a_relative_sqlite_uri_is_anchored_at_the_project_root_not_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    assert tracking.resolve_uri("sqlite:///mlflow.db") == f"sqlite:///{REPO_ROOT}/mlflow.db"
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "real root"))  # DVC running a copy of the repo
+    assert tracking.resolve_uri("sqlite:///stores/mlflow.db") == f"sqlite:///{tmp_path}/real root/stores/mlflow.db"
+    assert tracking.resolve_uri("sqlite:////srv/mlflow.db") == "sqlite:////srv/mlflow.db"
+    assert tracking.resolve_uri("http://127.0.0.1:5555") == "http://127.0.0.1:5555"
+
+
+def test_the_environment_wins_over_the_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5555")
+    assert tracking.resolve_uri("sqlite:///mlflow.db") == "http://127.0.0.1:5555"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///shared.db")
+    assert tracking.resolve_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path}/shared.db"
+
+
+def test_artifacts_go_next_to_the_sqlite_file():
+    assert tracking.artifact_location("sqlite:////srv/x/mlflow.db", "handgrad") == "file:///srv/x/mlruns/handgrad"
+    assert tracking.artifact_location("sqlite:////srv/x/mlflow.db", "lr sweep/2") == "file:///srv/x/mlruns/lr_sweep_2"
+    assert tracking.artifact_location("http://127.0.0.1:5555", "handgrad") is None  # the server decides
+
+
+def test_how_to_open_names_the_ui_command_and_the_training_runs_page(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    here, elsewhere = f"sqlite:///{tmp_path}/mlflow.db", "sqlite:////srv/mlflow.db"
+
+    assert tracking.how_to_open(here, "3") == f"mlflow ui --backend-store-uri sqlite:///mlflow.db, then {LINK.format(3)}"
+    assert tracking.how_to_open(elsewhere, "3") == f"mlflow ui --backend-store-uri sqlite:////srv/mlflow.db, then {LINK.format(3)}"
+    assert tracking.how_to_open("http://127.0.0.1:5555/", "4") == LINK.format(4).replace("5000", "5555")
+
+
+# --- what -----------------------------------------------------------------------------------
+
+
+def test_flatten_joins_keys_with_dots():
+    tree = {"optim": {"lr": 0.1, "batch_size": 32}, "data": {"files": {"a.gz": {"size": 1}}, "mirrors": ["x", "y"]}, "dtype": "float32"}
+
+    assert tracking.flatten(tree) == {
+        "optim.lr": 0.1, "optim.batch_size": 32, "data.files.a.gz.size": 1, "data.mirrors": ["x", "y"], "dtype": "float32",
+    }
+
+
+def test_git_tags_name_the_checked_out_commit(tmp_path):
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+
+    tags = tracking.git_tags(REPO_ROOT)
+
+    assert tags["git.commit"] == head == tags["mlflow.source.git.commit"]
+    assert tags["git.dirty"] in ("true", "false")
+    assert tracking.git_tags(tmp_path) == {"git.commit": "unknown"}  # not a repository
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+def test_a_run_gets_its_name_params_tags_and_ends_finished(mlflow_store):
+    with tracking.start_run(settings(), "softmax lr=0.1 bs=32", {"optim.lr": 0.1, "model.name": "softmax"}, {"variant": "softmax"}) as run:
+        assert run.enabled and run.tracking_uri == mlflow_store.uri
+
+    [stored] = mlflow_store.runs()
+    assert stored.info.run_id == run.run_id and stored.info.experiment_id == run.experiment_id
+    assert stored.info.status == "FINISHED" and stored.info.run_name == "softmax lr=0.1 bs=32"
+    assert stored.data.params == {"optim.lr": "0.1", "model.name": "softmax"}
+    assert stored.data.tags["variant"] == "softmax"
+    assert stored.data.tags["mlflow.source.name"] == "pipeline.train"
+    experiment = mlflow_store.client.get_experiment(run.experiment_id)
+    assert experiment.name == "handgrad"
+    assert experiment.artifact_location == (mlflow_store.path.parent / "mlruns" / "handgrad").as_uri()
+
+
+@pytest.mark.parametrize(
+    "raised, status",
+    [(RuntimeError("disk full"), "FAILED"), (KeyboardInterrupt(), "KILLED")],
+)
+def test_a_run_is_ended_whatever_happens(raised, status, mlflow_store):
+    with pytest.raises(type(raised)):
+        with tracking.start_run(settings(), "run", {}, {}) as run:
+            run.log_metrics({"train/loss": 0.5}, step=1)
+            raise raised
+
+    [stored] = mlflow_store.runs()
+    assert stored.info.status == status and stored.info.end_time is not None
+    assert stored.data.metrics == {"train/loss": 0.5}  # what was buffered is kept
+    if status == "FAILED":
+        assert stored.data.tags["error"] == "RuntimeError: disk full"
+
+
+def test_the_caller_can_mark_a_run_failed(mlflow_store):
+    with tracking.start_run(settings(), "diverged", {}, {}) as run:
+        run.end_status = "FAILED"
+
+    assert mlflow_store.runs()[0].info.status == "FAILED"
+
+
+def test_buffered_metrics_are_all_written_in_batches(mlflow_store):
+    steps = np.arange(2500)  # more than one log_batch may hold
+    with tracking.start_run(settings(), "run", {}, {}) as run:
+        run.log_series("train/loss", steps, 1.0 / (1 + steps))
+        for epoch in (1, 2):
+            run.log_metrics({"val/accuracy": 0.5 + epoch / 10, "val/loss": 1 / epoch}, step=epoch)
+
+    history = mlflow_store.client.get_metric_history(run.run_id, "train/loss")
+    assert sorted((m.step, m.value) for m in history) == [(s, 1.0 / (1 + s)) for s in range(2500)]
+    accuracy = mlflow_store.client.get_metric_history(run.run_id, "val/accuracy")
+    assert sorted((m.step, m.value) for m in accuracy) == [(1, 0.6), (2, 0.7)]
+
+
+def test_a_weight_snapshot_is_the_array_at_that_moment_and_a_picture_at_that_step(mlflow_store, tmp_path):
+    W = np.arange(7840, dtype=np.float32).reshape(10, 784)
+    with tracking.start_run(settings(), "run", {}, {}) as run:
+        run.log_snapshot(W, epoch=3)
+        W += 1  # training goes on while the snapshot is written
+
+    folder = mlflow_store.client.download_artifacts(run.run_id, "", str(tmp_path / "download"))
+    saved = np.load(f"{folder}/weights/W_epoch_0003.npy", allow_pickle=False)
+    np.testing.assert_array_equal(saved, W - 1)
+    assert saved.dtype == np.float32
+    pictures = [p.name for p in (tmp_path / "download" / "images").iterdir()]
+    assert sorted(p.rsplit(".", 1)[1] for p in pictures) == ["png", "webp"]  # the picture, its thumbnail
+    assert all(p.startswith("W+step+3+") for p in pictures)
+    stored_in = mlflow_store.path.parent / "mlruns" / "handgrad" / run.run_id / "artifacts" / "weights"
+    assert (stored_in / "W_epoch_0003.npy").exists()
+
+
+def test_a_failed_background_write_fails_the_run(mlflow_store):
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="Invalid artifact path"):
+        with tracking.start_run(settings(), "run", {}, {}) as run:
+            run.log_dict({"a": 1}, "../outside.json")
+
+    [stored] = mlflow_store.runs()
+    assert stored.info.status == "FAILED"
+    assert stored.data.tags["error"].startswith("MlflowException: Invalid artifact path")
+
+
+def test_tracking_off_gives_a_run_that_records_nothing(mlflow_store):
+    with tracking.start_run(settings(enabled=False), "run", {"a": 1}, {"b": 2}) as run:
+        run.log_metrics({"x": 1.0}, step=0)
+        run.log_snapshot(np.zeros((10, 784)), epoch=0)
+
+    assert not run.enabled and run.run_id is None
+    assert mlflow_store.runs() == []
+    assert tracking.where_logged(run) == "MLflow off"
+
+
+# --- the experiment -------------------------------------------------------------------------
+
+
+def test_the_experiment_is_created_once(mlflow_store):
+    first = tracking.ensure_experiment(mlflow_store.client, mlflow_store.uri, "handgrad")
+    assert tracking.ensure_experiment(mlflow_store.client, mlflow_store.uri, "handgrad") == first
+
+
+def test_an_experiment_created_meanwhile_by_another_process_is_used(mlflow_store):
+    other_process = MlflowClient(mlflow_store.uri)
+    existing = other_process.create_experiment("handgrad")
+
+    class LateClient(MlflowClient):
+        """Looked before the other process created the experiment."""
+
+        looked = False
+
+        def get_experiment_by_name(self, name):
+            if not self.looked:
+                self.looked = True
+                return None
+            return super().get_experiment_by_name(name)
+
+    assert tracking.ensure_experiment(LateClient(mlflow_store.uri), mlflow_store.uri, "handgrad") == existing
+
+
+def test_a_deleted_experiment_says_how_to_restore_it(mlflow_store):
+    experiment_id = mlflow_store.client.create_experiment("handgrad")
+    mlflow_store.client.delete_experiment(experiment_id)
+
+    with pytest.raises(tracking.TrackingError, match=f"mlflow experiments restore --experiment-id {experiment_id}"):
+        tracking.ensure_experiment(mlflow_store.client, mlflow_store.uri, "handgrad")
