@@ -9,6 +9,7 @@ import functools
 
 import matplotlib
 import numpy as np
+from matplotlib import ticker
 from matplotlib.figure import Figure
 
 IMAGE_SIDE = 28
@@ -71,7 +72,7 @@ def loss_curve_figure(history, step_loss_steps, step_losses, steps_per_epoch, ti
     """
     figure = Figure(figsize=(7, 4.2))
     # Fixed margins: a constrained layout would triple the drawing time.
-    axes = figure.add_axes((0.1, 0.12, 0.86, 0.8))
+    axes = figure.add_axes((0.11, 0.12, 0.86, 0.8))
     epochs_of_steps = np.asarray(step_loss_steps, dtype=float) / steps_per_epoch
     axes.plot(epochs_of_steps, _finite(step_losses), color="0.7", lw=1, label="train, per step")
     epochs = [row["epoch"] for row in history]
@@ -82,6 +83,9 @@ def loss_curve_figure(history, step_loss_steps, step_losses, steps_per_epoch, ti
     if diverged_at is not None:
         axes.axvline(diverged_at / steps_per_epoch, color="red", lw=1, label=f"diverged at step {diverged_at}")
     axes.set_yscale("log")
+    plain = ticker.FuncFormatter(lambda value, _: f"{value:g}")  # 0.06, not 6×10⁻²
+    axes.yaxis.set_major_formatter(plain)
+    axes.yaxis.set_minor_formatter(plain)
     axes.set_xlabel("epoch")
     axes.set_ylabel("loss  (mean ||ŷ − y||²)")
     axes.set_title(title)

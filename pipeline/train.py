@@ -58,6 +58,7 @@ class Training:
     logged_losses: list = field(default_factory=list)
     steps: int = 0  # updates applied
     diverged_at: int | None = None  # global step whose loss blew up (its update not applied)
+    diverged_loss: float | None = None  # that loss
     seconds: float = 0.0
 
 
@@ -166,6 +167,7 @@ def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name):
             mlflow_run.log_series("train/loss", steps, losses)
             if result.diverged:
                 training.diverged_at = training.steps + len(result.step_losses) - 1
+                training.diverged_loss = float(result.step_losses[-1])
                 training.steps = training.diverged_at
                 break
             training.steps += len(result.step_losses)
@@ -248,7 +250,7 @@ def json_bytes(value):
 def summary(name, metrics, training, mlflow_run, out_dir):
     """The one line printed at the end."""
     if training.diverged_at is not None:
-        outcome = f"DIVERGED at step {training.diverged_at:,}"
+        outcome = f"DIVERGED at step {training.diverged_at:,} (batch loss {training.diverged_loss:.3g})"
     else:
         outcome = f"train loss {metrics['train']['loss']:.4f}, val accuracy {metrics['val']['accuracy']:.1%}"
     return f"{name}: {metrics['epochs']} epochs in {training.seconds:.2f} s, {outcome}; outputs in {out_dir}/; {tracking.where_logged(mlflow_run)}"
