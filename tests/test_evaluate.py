@@ -4,7 +4,6 @@ MLflow store in a temporary folder."""
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -12,7 +11,6 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from matplotlib.image import imread
-from mlflow import MlflowClient
 
 from pipeline import evaluate, tracking
 from pipeline.data import TEST_FILES
@@ -48,33 +46,22 @@ def template_weights():
     return W.reshape(10, 784)
 
 
-@pytest.fixture(scope="session")
-def store_template(tmp_path_factory):
-    """A sqlite MLflow store with the experiment created: made once, copied by each test."""
-    folder = tmp_path_factory.mktemp("mlflow_template")
-    uri = f"sqlite:///{folder}/mlflow.db"
-    tracking.ensure_experiment(MlflowClient(uri), uri, "handgrad")
-    return folder / "mlflow.db"
-
-
 @pytest.fixture
-def project(tmp_path, store_template, monkeypatch):
+def project(tmp_path, mlflow_store, monkeypatch):
     """A trained W with its (FAILED: diverged) training run, the test split, an MLflow store."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    shutil.copy(store_template, tmp_path / "mlflow.db")
     images, labels = synthetic_test_split(tmp_path / "data")
     train_dir = tmp_path / "results" / "softmax"
     train_dir.mkdir(parents=True)
     np.save(train_dir / "W.npy", template_weights())
-    overrides = [f"data.dir={tmp_path / 'data'}", f"train_dir={train_dir}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"]
+    overrides = [f"data.dir={tmp_path / 'data'}", f"train_dir={train_dir}"]
     cfg = compose_evaluate(overrides)
     with tracking.start_run(cfg.tracking, "softmax lr=0.5 bs=32", {"optim.lr": 0.5}, {"variant": "softmax"}) as run:
         run.end_status = "FAILED"
     record = {"run_id": run.run_id, "experiment_id": run.experiment_id, "tracking_uri": run.tracking_uri}
     (train_dir / "mlflow_run.json").write_text(json.dumps(record))
     return {"dir": tmp_path, "train_dir": train_dir, "overrides": overrides, "images": images, "labels": labels,
-            "client": MlflowClient(run.tracking_uri), "run": run}
+            "client": mlflow_store.client, "store": mlflow_store.path, "run": run}
 
 
 def compose_evaluate(overrides):
@@ -184,10 +171,10 @@ def test_a_missing_training_run_gets_a_new_run_linked_to_it(project, how_gone):
 
 
 def test_runs_without_mlflow_when_tracking_is_off(project, capsys):
-    (project["dir"] / "mlflow.db").unlink()
+    project["store"].unlink()
     assert run_evaluate(project, "tracking.enabled=false") == 0
     assert "MLflow off" in capsys.readouterr().out
-    assert not (project["dir"] / "mlflow.db").exists()
+    assert not project["store"].exists()
     assert json.loads((project["train_dir"] / "test_metrics.json").read_text())["test"]["accuracy"] == 37 / 40
 
 
@@ -214,4 +201,4 @@ def test_command_line_prints_the_result_and_leaves_no_hydra_files(project):
     line = result.stdout.strip().splitlines()[-1]
     assert line.startswith(f"softmax, W from {project['train_dir']}: test accuracy 92.5%, test loss ")
     assert f"on 40 digits; MLflow run {project['run'].run_id}: mlflow ui --backend-store-uri sqlite:///" in line
-    assert sorted(p.name for p in project["dir"].iterdir()) == ["data", "mlflow.db", "results"]
+    assert sorted(p.name for p in project["dir"].iterdir()) == ["data", "mlflow.db", "mlruns", "results"]

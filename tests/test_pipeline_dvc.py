@@ -1,0 +1,217 @@
+"""The DVC pipeline end to end: a real `git clone` of the committed repository, real `dvc repro`
+and `dvc exp run`, a real MLflow store at the clone's root. Uncommitted work is not in the clone.
+
+The data is the packaged 5k subset (``data.source=packaged`` in the clone), so no network is
+used; one first `dvc repro` takes ~20 s here and is shared by the tests below.
+"""
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from tests.paths import REPO_ROOT
+from tests.test_repo import quick_start_commands
+
+VARIANTS = ("softmax", "linear")
+STAGES = ("download", *(f"{stage}@{variant}" for stage in ("train", "evaluate") for variant in VARIANTS))
+TRAIN_OUTPUTS = ("W.npy", "metrics.json", "history.csv", "mlflow_run.json")
+EVALUATE_OUTPUTS = ("test_metrics.json", "per_class.csv", "confusion.csv", "confusion.png", "misclassified.png")
+DATA_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+              "t10k-labels-idx1-ubyte.gz", "provenance.json")
+# The defaults must train models worth looking at (on the packaged subset: ~90% and ~86%).
+LEAST_TEST_ACCURACY = {"softmax": 0.88, "linear": 0.82}
+
+
+def stage_module_deps(module):
+    """The project's source files that ``pipeline.<module>`` imports, directly or not (including
+    imports inside functions), as repository paths."""
+    seen, pending = set(), [f"pipeline.{module}"]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        tree = ast.parse((REPO_ROOT / (name.replace(".", "/") + ".py")).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "pipeline":
+                pending += [f"pipeline.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline."):
+                pending.append(node.module)
+            elif isinstance(node, ast.Import):
+                pending += [alias.name for alias in node.names if alias.name.startswith("pipeline.")]
+    return {name.replace(".", "/") + ".py" for name in seen}
+
+
+class Clone:
+    """A clone of the repository and the commands run in it."""
+
+    def __init__(self, root):
+        self.root = root
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "DVC_"))}
+        self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env['PATH']}"
+        self.env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+        self.mlflow = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+
+    def run(self, *command):
+        result = subprocess.run(command, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    def dvc(self, *args):
+        return self.run(str(Path(sys.executable).parent / "dvc"), *args)
+
+    def repro(self, *args):
+        """`dvc repro`; returns the names of the stages that ran."""
+        return re.findall(r"^Running stage '([^']+)':", self.dvc("repro", *args), flags=re.M)
+
+    def read_json(self, path):
+        return json.loads((self.root / path).read_text())
+
+    def edit_yaml(self, path, key, value):
+        """Set one top-level key of a conf file, keeping its other lines and comments."""
+        file = self.root / path
+        text, count = re.subn(rf"^{key}:.*$", f"{key}: {value}", file.read_text(), flags=re.M)
+        assert count == 1
+        file.write_text(text)
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory, mlflow_template):
+    """A fresh clone, offline (packaged data), after its first `dvc repro`."""
+    root = tmp_path_factory.mktemp("clone") / "handgrad"
+    subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(root)], check=True)
+    clone = Clone(root)
+    clone.edit_yaml("conf/data/mnist.yaml", "source", "packaged")
+    clone.run("git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "--quiet",
+              "-m", "offline: packaged data", "conf/data/mnist.yaml")
+    clone.dvc("config", "--local", "core.check_update", "false")  # no request to updater.dvc.org
+    # An empty MLflow database (creating one runs migrations, seconds); it still lands where a
+    # newcomer's would: mlflow.db at the root of the clone, which the stages find on their own.
+    shutil.copyfile(mlflow_template, root / "mlflow.db")
+    clone.first_run = clone.repro()
+    clone.first_records = {v: clone.read_json(f"results/{v}/mlflow_run.json") for v in VARIANTS}
+    clone.first_test_metrics = {v: clone.read_json(f"results/{v}/test_metrics.json")["test"] for v in VARIANTS}
+    return clone
+
+
+def test_stage_deps_are_exactly_the_modules_each_stage_imports():
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    for stage, spec in stages.items():
+        listed = {dep for dep in spec["deps"] if dep.startswith("pipeline/")}
+        assert listed == stage_module_deps(stage), stage
+        assert spec["cmd"].startswith(f"python -m pipeline.{stage}")
+
+
+def test_first_repro_runs_every_stage_and_writes_every_output(clone):
+    assert sorted(clone.first_run) == sorted(STAGES)
+    assert sorted(p.name for p in (clone.root / "data" / "mnist").iterdir()) == sorted(DATA_FILES)
+    assert clone.read_json("data/mnist/provenance.json")["source"] == "packaged"
+    for variant in VARIANTS:
+        results = clone.root / "results" / variant
+        assert {p.name for p in results.iterdir()} >= {*TRAIN_OUTPUTS, *EVALUATE_OUTPUTS}
+        assert np.load(results / "W.npy", allow_pickle=False).shape == (10, 784)
+        history = (results / "history.csv").read_text().splitlines()
+        assert history[0].startswith("epoch,train_loss,") and len(history) == 1 + 10
+        assert len((results / "confusion.csv").read_text().splitlines()) == 1 + 1000
+        assert clone.first_test_metrics[variant]["digits"] == 1000
+        assert clone.first_test_metrics[variant]["accuracy"] >= LEAST_TEST_ACCURACY[variant]
+
+
+def test_hydra_and_mlflow_leave_nothing_but_the_store_behind(clone):
+    """Besides DVC's outputs and the MLflow store (both gitignored), nothing new: no outputs/,
+    no .hydra/, no log files."""
+    status = clone.run("git", "status", "--porcelain", "--ignored", "--untracked-files=all")
+    new = {line[3:] for line in status.splitlines()}
+    expected_prefixes = ("data/", "results/", "mlruns/", ".dvc/tmp/", ".dvc/cache/", ".dvc/config.local")
+    assert {path for path in new if not path.startswith(expected_prefixes)} == {"dvc.lock", "mlflow.db"}
+    assert not [path for path in new if path.endswith(".log") or "/.hydra/" in path or "outputs/" in path]
+
+
+def test_each_variant_is_one_mlflow_run_with_training_and_test_results(clone):
+    for variant in VARIANTS:
+        record = clone.first_records[variant]
+        run = clone.mlflow.get_run(record["run_id"])
+        assert record["tracking_uri"] == f"sqlite:///{clone.root / 'mlflow.db'}"
+        assert run.info.status == "FINISHED"
+        assert run.data.params["model.name"] == variant
+        optim = yaml.safe_load((clone.root / f"conf/optim/{variant}.yaml").read_text())
+        assert float(run.data.params["optim.lr"]) == optim["lr"]
+        assert run.data.tags["variant"] == variant
+        val_accuracy = clone.mlflow.get_metric_history(run.info.run_id, "val/accuracy")
+        assert [m.step for m in val_accuracy] == list(range(1, 11))
+        assert len(clone.mlflow.get_metric_history(run.info.run_id, "train/loss")) > 10
+        assert run.data.metrics["test/accuracy"] == clone.first_test_metrics[variant]["accuracy"]
+        assert run.data.metrics["test/loss"] == pytest.approx(clone.first_test_metrics[variant]["loss"])
+        weights = [a.path for a in clone.mlflow.list_artifacts(run.info.run_id, "weights")]
+        assert "weights/W_epoch_0000.npy" in weights and "weights/W_epoch_0010.npy" in weights
+        evaluation = [a.path for a in clone.mlflow.list_artifacts(run.info.run_id, "evaluation")]
+        assert evaluation == sorted(f"evaluation/{name}" for name in EVALUATE_OUTPUTS)
+
+
+def test_second_repro_runs_nothing(clone):
+    assert clone.repro() == []
+    assert "Data and pipelines are up to date." in clone.dvc("repro")
+
+
+def test_metrics_and_plots_show_both_variants(clone):
+    metrics = json.loads(clone.dvc("metrics", "show", "--json"))
+    [workspace] = metrics.values()  # keyed by revision: "" is the workspace
+    shown = workspace["data"]
+    for variant in VARIANTS:
+        test = shown[f"results/{variant}/test_metrics.json"]["data"]["test"]
+        assert test == clone.read_json(f"results/{variant}/test_metrics.json")["test"]
+        assert shown[f"results/{variant}/metrics.json"]["data"]["val"]["accuracy"] > 0.8
+    plots = json.loads(clone.dvc("plots", "show", "--json"))["data"]
+    assert {"loss", "val_accuracy", "confusion_softmax", "confusion_linear", "recall_softmax", "recall_linear",
+            "results/softmax/misclassified.png", "results/linear/confusion.png"} <= set(plots)
+    confusion_rows = plots["confusion_linear"][0]["content"]["data"]["values"]
+    assert len(confusion_rows) == 1000 and set(confusion_rows[0]) >= {"actual", "predicted"}
+
+
+def test_changing_one_variants_lr_reruns_only_its_train_and_evaluate(clone):
+    default_lr = yaml.safe_load((REPO_ROOT / "conf/optim/linear.yaml").read_text())["lr"]
+    clone.edit_yaml("conf/optim/linear.yaml", "lr", 0.002)
+    assert sorted(clone.repro()) == ["evaluate@linear", "train@linear"]
+
+    record = clone.read_json("results/linear/mlflow_run.json")
+    assert record["run_id"] != clone.first_records["linear"]["run_id"]
+    run = clone.mlflow.get_run(record["run_id"])
+    assert run.data.params["optim.lr"] == "0.002"
+    assert run.data.metrics["test/accuracy"] == clone.read_json("results/linear/test_metrics.json")["test"]["accuracy"]
+    diff = json.loads(clone.dvc("params", "diff", "--json"))
+    assert (diff["conf/optim/linear.yaml"]["lr"]["old"], diff["conf/optim/linear.yaml"]["lr"]["new"]) == (default_lr, 0.002)
+    assert "results/linear/test_metrics.json" in json.loads(clone.dvc("metrics", "diff", "--json"))
+    assert clone.repro() == []
+
+
+def test_an_experiment_trains_with_the_values_it_records(clone):
+    output = clone.dvc("exp", "run", "-S", "conf/optim/softmax.yaml:lr=0.25", "-n", "softmax-lr-0.25")
+    assert sorted(re.findall(r"^Running stage '([^']+)':", output, flags=re.M)) == ["evaluate@softmax", "train@softmax"]
+
+    [baseline] = json.loads(clone.dvc("exp", "show", "--json"))[-1:]  # the commit, with its experiments
+    [experiment] = [e for e in baseline["experiments"] if e["name"] == "softmax-lr-0.25"]
+    recorded = experiment["revs"][0]["data"]
+    assert recorded["params"]["conf/optim/softmax.yaml"]["data"]["lr"] == 0.25
+    test_accuracy = recorded["metrics"]["results/softmax/test_metrics.json"]["data"]["test"]["accuracy"]
+
+    [run] = clone.mlflow.search_runs(
+        [clone.first_records["softmax"]["experiment_id"]], "tags.`dvc.exp_name` = 'softmax-lr-0.25'"
+    )
+    assert run.data.params["optim.lr"] == "0.25"
+    assert run.data.params["model.name"] == "softmax"
+    assert run.data.metrics["test/accuracy"] == test_accuracy
+    assert run.info.run_name == "softmax lr=0.25 bs=32"
+
+
+def test_the_readme_quick_start_runs_the_repro_tested_here():
+    assert quick_start_commands()[0].endswith(" && dvc repro")
