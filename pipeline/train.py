@@ -107,24 +107,14 @@ def run(cfg):
 
         training = fit(sgd, val, optim.epochs, cfg.tracking, mlflow_run, name)
         metrics = final_metrics(sgd, train, val, training, started)
-        diverged = training.diverged_at is not None
-        mlflow_run.log_metrics({f"final/{k}": v for k, v in flat_numbers(metrics).items()}, step=training.steps)
-        if optimum is not None:
+        log_outcome(mlflow_run, sgd, training, metrics, optimum, name)
+        if optimum is not None:  # in MLflow since the start, as linear/*
             metrics["linear"] = {"max_stable_lr": optimum.max_stable_lr, "least_squares_loss": optimum.loss}
-        mlflow_run.set_tags({"diverged": str(diverged).lower(), **({"diverged_at_step": training.diverged_at} if diverged else {})})
-        mlflow_run.log_snapshot(sgd.W, len(training.history) + diverged)
-        mlflow_run.log_loss_curve(
-            history=training.history, step_loss_steps=training.logged_steps, step_losses=training.logged_losses,
-            steps_per_epoch=sgd.steps_per_epoch, title=name,
-            floor=optimum.loss if optimum else None, diverged_at=training.diverged_at,
-        )
-        if diverged:
-            mlflow_run.end_status = "FAILED"
         record = {"run_id": mlflow_run.run_id, "experiment_id": mlflow_run.experiment_id, "tracking_uri": mlflow_run.tracking_uri}
         write_outputs(Path(cfg.out_dir), sgd.W, metrics, training.history, record)
 
     print(summary(name, metrics, training, mlflow_run, cfg.out_dir))
-    return 1 if diverged and cfg.divergence.fatal else 0
+    return 1 if metrics["diverged"] and cfg.divergence.fatal else 0
 
 
 def load_training_data(data):
@@ -209,6 +199,23 @@ def final_metrics(sgd, train, val, training, started):
         "seconds": {"train": training.seconds, "total": time.perf_counter() - started},
     }
     return metrics
+
+
+def log_outcome(mlflow_run, sgd, training, metrics, optimum, name):
+    """The final metrics, whether it diverged (then the run ends FAILED), the final W, the loss curve."""
+    diverged = training.diverged_at is not None
+    mlflow_run.log_metrics({f"final/{k}": v for k, v in flat_numbers(metrics).items()}, step=training.steps)
+    tags = {"diverged": str(diverged).lower()}
+    if diverged:
+        tags["diverged_at_step"] = training.diverged_at
+        mlflow_run.end_status = "FAILED"
+    mlflow_run.set_tags(tags)
+    mlflow_run.log_snapshot(sgd.W, len(training.history) + diverged)  # the epoch it stopped in
+    mlflow_run.log_loss_curve(
+        history=training.history, step_loss_steps=training.logged_steps, step_losses=training.logged_losses,
+        steps_per_epoch=sgd.steps_per_epoch, title=name,
+        floor=optimum.loss if optimum else None, diverged_at=training.diverged_at,
+    )
 
 
 def flat_numbers(metrics):
