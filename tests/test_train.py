@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 
 from pipeline import train
 from pipeline.data import PROVENANCE_FILE, TEST_FILES, TRAIN_FILES
@@ -224,6 +225,22 @@ def test_tracking_off_means_no_mlflow_at_all(data_dir, tmp_path):
     assert result.stdout.splitlines()[-1] == "mlflow imported: False"
     assert "MLflow off" in result.stdout
     assert not store.exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_tags_say_which_sweep_job_and_dvc_experiment_a_run_belongs_to(monkeypatch):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = compose("train", overrides=["hydra.mode=MULTIRUN", "hydra.job.num=3"], return_hydra_config=True)
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", cfg)  # what hydra.main sets in a multirun job
+    monkeypatch.setenv("DVC_EXP_NAME", "lanky-lads")
+
+    tags = train.run_tags(cfg, {"source": "packaged", "files": {"train-labels-idx1-ubyte.gz": "ab" * 32}})
+
+    assert tags["hydra.sweep.dir"] == cfg.hydra.sweep.dir and tags["hydra.job.num"] == 3
+    assert tags["dvc.exp_name"] == "lanky-lads"
+    assert tags["data.source"] == "packaged" and tags["data.sha256.train-labels-idx1-ubyte.gz"] == "ab" * 32
+    monkeypatch.delenv("DVC_EXP_NAME")
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # a single run
+    assert not any(key.startswith(("hydra.", "dvc.")) for key in train.run_tags(cfg, {}))
 
 
 # --- bad input ------------------------------------------------------------------------------
