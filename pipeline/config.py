@@ -10,6 +10,8 @@ allowed. Stages call it first thing, before reading data or opening an MLflow ru
 from dataclasses import dataclass, field, fields, is_dataclass
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 
@@ -102,7 +104,7 @@ class TrainConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
     dtype: str = one_of("float32", "float32", "float64")
-    out_dir: str = "results/${model.name}"
+    out_dir: str = "${job_dir_if_multirun:results/${model.name}}"
 
 
 @dataclass
@@ -138,6 +140,18 @@ STAGE_SCHEMAS = {
 
 for _stage, _schema in STAGE_SCHEMAS.items():
     ConfigStore.instance().store(name=f"{_stage}_schema", node=_schema)
+
+
+def job_dir_if_multirun(path):
+    """``${job_dir_if_multirun:<path>}``: ``path``, except in a job of a multirun (``-m``), where it
+    is the job's own folder, Hydra's ``multirun/<date>/<time>/<job number>/``: the jobs of a sweep
+    never overwrite the DVC pipeline's outputs, nor each other's."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return HydraConfig.get().runtime.output_dir
+    return path
+
+
+OmegaConf.register_new_resolver("job_dir_if_multirun", job_dir_if_multirun)
 
 
 # --- validation --------------------------------------------------------------------------
