@@ -124,15 +124,27 @@ def confusion_figure(confusion, title):
 
 
 def mistakes_figure(images, actual, predicted, margins, title, columns=8):
-    """Test digits in a grid, each titled with its true and predicted label and by how much the
-    wrong score beat the right one (``margins``). ``images`` uint8 (m, 784)."""
+    """Test digits on a grid, each under a label with its true and predicted class and by how much
+    the wrong score beat the right one (``margins``). ``images`` uint8 (m, 784).
+
+    One image on one axes (the digits pasted into a canvas, NaN around them) rather than an axes
+    per digit: the same picture, drawn several times faster.
+    """
     rows = max(1, -(-len(images) // columns))
-    figure = Figure(figsize=(1.3 * columns, 1.5 * rows + 0.5), layout="constrained")
-    figure.suptitle(title)
-    grid = figure.subplots(rows, columns, squeeze=False)
-    for axes in grid.flat:
-        axes.set_axis_off()
-    for axes, image, true, wrong, margin in zip(grid.flat, images, actual, predicted, margins):
-        axes.imshow(image.reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray_r", vmin=0, vmax=255)
-        axes.set_title(f"true {true}, predicted {wrong}\nby {margin:.2f}", fontsize=8)
+    label_band, gap = 16, 4  # canvas pixels above each digit for its label, and between digits
+    cell_height, cell_width = label_band + IMAGE_SIDE + gap, IMAGE_SIDE + gap
+    canvas = np.full((rows * cell_height, columns * cell_width), np.nan)
+    inches_per_pixel, title_inches = 1.3 / cell_width, 0.4
+    height = rows * cell_height * inches_per_pixel + title_inches
+    figure = Figure(figsize=(columns * cell_width * inches_per_pixel, height))
+    axes = figure.add_axes((0, 0, 1, 1 - title_inches / height))
+    for i, (image, true, wrong, margin) in enumerate(zip(images, actual, predicted, margins)):
+        top, left = (i // columns) * cell_height + label_band, (i % columns) * cell_width
+        canvas[top : top + IMAGE_SIDE, left : left + IMAGE_SIDE] = image.reshape(IMAGE_SIDE, IMAGE_SIDE)
+        axes.text(left + IMAGE_SIDE / 2, top - 1, f"true {true}, predicted {wrong}\nby {margin:.2f}",
+                  ha="center", va="bottom", fontsize=8)
+    colours = matplotlib.colormaps["gray_r"].with_extremes(bad="white")
+    axes.imshow(canvas, cmap=colours, vmin=0, vmax=255, interpolation="nearest")
+    axes.set_axis_off()
+    figure.suptitle(title, y=1 - 0.1 / height, va="top")
     return figure
