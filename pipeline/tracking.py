@@ -6,7 +6,10 @@ root (``$DVC_ROOT`` when DVC runs the stage, which may be in a temporary copy of
 else this repository's root), never at the current directory: runs must not land in a copy that
 is deleted afterwards. Artifacts of a sqlite store go to ``mlruns/`` next to its database file,
 set explicitly when the experiment is created (MLflow's default is ``./mlruns`` of whichever
-directory first created it).
+directory first created it). Runs go into experiment ``tracking.experiment``, created if absent,
+unless the environment sets ``MLFLOW_EXPERIMENT_ID``: a sweep (pipeline.sweep) creates the store
+and the experiment once, before its jobs start, and hands its jobs the id this way, since
+processes racing to create them break a new sqlite store or land in "Default".
 
 What a run is here: one per process, created with ``start_run`` as a context manager that
 always ends it: FINISHED, FAILED (an exception, or ``run.end_status = "FAILED"``: a diverged
@@ -41,6 +44,7 @@ FLUSH_SECONDS = 2.0
 # MLflow's limits per log_batch call.
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_OR_TAGS_PER_BATCH = 100
+EXPERIMENT_ID_VARIABLE = "MLFLOW_EXPERIMENT_ID"
 
 
 class TrackingError(RuntimeError):
@@ -125,6 +129,11 @@ def git_tags(directory=REPO_ROOT):
     return {"git.commit": commit, "git.dirty": str(dirty).lower(), "mlflow.source.git.commit": commit}
 
 
+def system_tags(source):
+    """Who ran what, in the tags MLflow's UI shows as the run's user and source."""
+    return {"mlflow.user": getpass.getuser(), "mlflow.source.name": source, "mlflow.source.type": "LOCAL"}
+
+
 # --- the run -------------------------------------------------------------------------------
 
 
@@ -195,9 +204,8 @@ class Run:
         from mlflow.entities import Param
 
         client = MlflowClient(uri)
-        experiment_id = ensure_experiment(client, uri, experiment_name)
-        system_tags = {"mlflow.user": getpass.getuser(), "mlflow.source.name": source, "mlflow.source.type": "LOCAL"}
-        run_id = client.create_run(experiment_id, run_name=run_name, tags=system_tags).info.run_id
+        experiment_id = os.environ.get(EXPERIMENT_ID_VARIABLE) or ensure_experiment(client, uri, experiment_name)
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=system_tags(source)).info.run_id
         run = cls(client, run_id, experiment_id, uri)
         try:
             for batch in _batches([Param(k, str(v)) for k, v in params.items()], MAX_PARAMS_OR_TAGS_PER_BATCH):
@@ -386,3 +394,56 @@ def where_logged(run):
     if not run.enabled:
         return "MLflow off"
     return f"MLflow run {run.run_id}: {how_to_open(run.tracking_uri, run.experiment_id)}"
+
+
+# --- reading runs back (experiments.compare) -----------------------------------------------
+
+
+def search_runs(uri, filter_string="", experiment_name=None):
+    """The runs matching ``filter_string`` (MLflow's search syntax) in experiment
+    ``experiment_name``, or in every experiment when None, as ``mlflow.search_runs`` gives them:
+    a pandas DataFrame, one row per run, with columns ``run_id``, ``experiment_id``, ``status``,
+    ``start_time``, ``end_time``, ``params.<key>``, ``metrics.<key>`` (latest value) and
+    ``tags.<key>``. TrackingError if ``experiment_name`` does not exist."""
+    import mlflow
+
+    experiment_ids, everywhere = None, True
+    if experiment_name is not None:
+        experiment = mlflow.MlflowClient(uri).get_experiment_by_name(experiment_name)
+        if experiment is None:
+            raise TrackingError(f"there is no MLflow experiment {experiment_name!r} in {uri}")
+        experiment_ids, everywhere = [experiment.experiment_id], False
+    mlflow.set_tracking_uri(uri)  # mlflow.search_runs reads the process-wide URI
+    return mlflow.search_runs(experiment_ids, filter_string, search_all_experiments=everywhere)
+
+
+def metric_histories(uri, run_ids, key):
+    """Every logged value of metric ``key`` of each run: a pandas DataFrame with columns
+    ``run_id``, ``step``, ``value``, sorted by run and step (none for a run that has not logged it)."""
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    rows = [(run_id, m.step, m.value) for run_id in run_ids for m in client.get_metric_history(run_id, key)]
+    return pd.DataFrame(rows, columns=["run_id", "step", "value"]).sort_values(["run_id", "step"], ignore_index=True)
+
+
+def log_summary(uri, paths, artifact_path, run_id=None, experiment_id=None, run_name=None, tags=None):
+    """Log ``paths`` as artifacts under ``artifact_path`` of run ``run_id`` (its status untouched)
+    or, when None, of a new run ``run_name`` with ``tags`` in ``experiment_id``, ended FINISHED
+    (FAILED if the logging fails). Returns the run's id."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    created = run_id is None
+    if created:
+        run_id = client.create_run(experiment_id, run_name=run_name, tags={**system_tags("experiments.compare"), **(tags or {})}).info.run_id
+    status = "FAILED"
+    try:
+        for path in paths:
+            client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+        status = "FINISHED"
+    finally:
+        if created:
+            client.set_terminated(run_id, status=status)
+    return run_id
