@@ -57,7 +57,8 @@ class Clone:
 
     def __init__(self, root):
         self.root = root
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "DVC_"))}
+        # What a newcomer's shell has: no store, experiment or DVC state chosen from outside.
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env['PATH']}"
         self.env["MLFLOW_DISABLE_TELEMETRY"] = "true"
         self.mlflow = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
@@ -77,6 +78,10 @@ class Clone:
     def read_json(self, path):
         return json.loads((self.root / path).read_text())
 
+    def commit(self, message):
+        self.run("git", "add", "--all")
+        self.run("git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "--quiet", "-m", message)
+
     def edit_yaml(self, path, key, value):
         """Set one top-level key of a conf file, keeping its other lines and comments."""
         file = self.root / path
@@ -92,15 +97,16 @@ def clone(tmp_path_factory, mlflow_template):
     subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(root)], check=True)
     clone = Clone(root)
     clone.edit_yaml("conf/data/mnist.yaml", "source", "packaged")
-    clone.run("git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "--quiet",
-              "-m", "offline: packaged data", "conf/data/mnist.yaml")
+    clone.commit("offline: packaged data")
     clone.dvc("config", "--local", "core.check_update", "false")  # no request to updater.dvc.org
     # An empty MLflow database (creating one runs migrations, seconds); it still lands where a
     # newcomer's would: mlflow.db at the root of the clone, which the stages find on their own.
     shutil.copyfile(mlflow_template, root / "mlflow.db")
     clone.first_run = clone.repro()
+    clone.first_status = clone.run("git", "status", "--porcelain", "--ignored", "--untracked-files=all")
     clone.first_records = {v: clone.read_json(f"results/{v}/mlflow_run.json") for v in VARIANTS}
     clone.first_test_metrics = {v: clone.read_json(f"results/{v}/test_metrics.json")["test"] for v in VARIANTS}
+    clone.commit("baseline: the first dvc repro")  # as the README says, for diffs and experiments
     return clone
 
 
@@ -130,8 +136,7 @@ def test_first_repro_runs_every_stage_and_writes_every_output(clone):
 def test_hydra_and_mlflow_leave_nothing_but_the_store_behind(clone):
     """Besides DVC's outputs and the MLflow store (both gitignored), nothing new: no outputs/,
     no .hydra/, no log files."""
-    status = clone.run("git", "status", "--porcelain", "--ignored", "--untracked-files=all")
-    new = {line[3:] for line in status.splitlines()}
+    new = {line[3:] for line in clone.first_status.splitlines()}
     expected_prefixes = ("data/", "results/", "mlruns/", ".dvc/tmp/", ".dvc/cache/", ".dvc/config.local")
     assert {path for path in new if not path.startswith(expected_prefixes)} == {"dvc.lock", "mlflow.db"}
     assert not [path for path in new if path.endswith(".log") or "/.hydra/" in path or "outputs/" in path]
@@ -187,15 +192,20 @@ def test_changing_one_variants_lr_reruns_only_its_train_and_evaluate(clone):
     assert record["run_id"] != clone.first_records["linear"]["run_id"]
     run = clone.mlflow.get_run(record["run_id"])
     assert run.data.params["optim.lr"] == "0.002"
-    assert run.data.metrics["test/accuracy"] == clone.read_json("results/linear/test_metrics.json")["test"]["accuracy"]
-    diff = json.loads(clone.dvc("params", "diff", "--json"))
-    assert (diff["conf/optim/linear.yaml"]["lr"]["old"], diff["conf/optim/linear.yaml"]["lr"]["new"]) == (default_lr, 0.002)
-    assert "results/linear/test_metrics.json" in json.loads(clone.dvc("metrics", "diff", "--json"))
+    test_metrics = clone.read_json("results/linear/test_metrics.json")["test"]
+    assert run.data.metrics["test/accuracy"] == test_metrics["accuracy"]
+    lr = json.loads(clone.dvc("params", "diff", "--json"))["conf/optim/linear.yaml"]["lr"]
+    assert (lr["old"], lr["new"]) == (default_lr, 0.002)
+    loss = json.loads(clone.dvc("metrics", "diff", "--json"))["results/linear/test_metrics.json"]["test.loss"]
+    assert (loss["old"], loss["new"]) == (clone.first_test_metrics["linear"]["loss"], test_metrics["loss"])
     assert clone.repro() == []
+    clone.commit("linear: lr 0.002")
 
 
 def test_an_experiment_trains_with_the_values_it_records(clone):
-    output = clone.dvc("exp", "run", "-S", "conf/optim/softmax.yaml:lr=0.25", "-n", "softmax-lr-0.25")
+    """In a temporary copy of the repository, as queued experiments run: its MLflow run must still
+    land in the store at the root."""
+    output = clone.dvc("exp", "run", "--temp", "-S", "conf/optim/softmax.yaml:lr=0.25", "-n", "softmax-lr-0.25")
     assert sorted(re.findall(r"^Running stage '([^']+)':", output, flags=re.M)) == ["evaluate@softmax", "train@softmax"]
 
     [baseline] = json.loads(clone.dvc("exp", "show", "--json"))[-1:]  # the commit, with its experiments
@@ -211,6 +221,7 @@ def test_an_experiment_trains_with_the_values_it_records(clone):
     assert run.data.params["model.name"] == "softmax"
     assert run.data.metrics["test/accuracy"] == test_accuracy
     assert run.info.run_name == "softmax lr=0.25 bs=32"
+    assert clone.read_json("results/softmax/mlflow_run.json") == clone.first_records["softmax"]  # workspace untouched
 
 
 def test_the_readme_quick_start_runs_the_repro_tested_here():
