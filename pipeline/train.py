@@ -31,7 +31,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from pipeline import tracking
+from pipeline import sweep, tracking
 from pipeline.config import ConfigError, TrainConfig, validated
 from pipeline.data import load_split, read_provenance, train_val_split
 from pipeline.idx import IDXError, atomic_write
@@ -71,6 +71,8 @@ def main(cfg):
         status = 130
     if status:  # a clean return lets a multirun go on to its next job
         sys.exit(status)
+    # What a sweeper searching for the best settings maximises (Optuna: conf/experiment/lr_search.yaml).
+    return json.loads((Path(cfg.out_dir) / "metrics.json").read_text())["val"]["accuracy"]
 
 
 def run(cfg):
@@ -134,7 +136,7 @@ def run_tags(cfg, provenance):
     tags.update({f"data.sha256.{name}": digest for name, digest in provenance.get("files", {}).items()})
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         hydra_cfg = HydraConfig.get()
-        tags.update({"hydra.sweep.dir": hydra_cfg.sweep.dir, "hydra.job.num": hydra_cfg.job.num})
+        tags.update({"hydra.sweep.dir": hydra_cfg.sweep.dir, "hydra.job.num": hydra_cfg.job.num, **sweep.job_tags()})
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
     return tags

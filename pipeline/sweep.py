@@ -1,0 +1,115 @@
+"""Sweeps: Hydra multiruns of the train stage, one MLflow run per job, safe in parallel.
+
+    python -m pipeline.train -m model=softmax,linear optim.lr=0.01,0.1,1,10
+    python -m pipeline.train -m +experiment=variant_vs_lr hydra/launcher=joblib
+    python -m experiments.compare                  # the latest sweep, side by side
+
+``SweepCallback`` (``hydra.callbacks`` in conf/train.yaml) does, around Hydra's jobs:
+
+- before any job starts (``on_multirun_start``, in the launching process): creates the MLflow
+  store and experiment if they are new, and the sweep's own run, once; then hands the jobs the
+  store, the experiment id and the sweep's run id through the environment, which the jobs'
+  processes inherit (joblib starts its workers after this): ``MLFLOW_TRACKING_URI``,
+  ``MLFLOW_EXPERIMENT_ID`` (pipeline.tracking uses it instead of looking the experiment up by
+  name) and ``HANDGRAD_SWEEP_RUN_ID``. Why: jobs that create a new sqlite store at once leave it
+  half-migrated, and jobs racing to create the experiment log into "Default".
+- after each job (``on_job_end``, in the job's process): evaluates its W on the test split with
+  the evaluate stage itself (pipeline.evaluate.run), so every run of a sweep has its test
+  accuracy.
+- after the last job (``on_multirun_end``): ends the sweep's run FINISHED and restores the
+  environment. A sweep stopped before (Ctrl-C, a job exiting) has its run ended FAILED when the
+  process exits.
+
+Each job's run is tagged ``sweep.id`` (the sweep's run id) and ``mlflow.parentRunId`` (so that
+MLflow's UI nests it under the sweep's run): ``job_tags``. Its files go to its own folder,
+``multirun/<date>/<time>/<job number>/`` (``out_dir`` in conf/train.yaml).
+"""
+
+import atexit
+import os
+import sys
+
+from hydra import compose
+from hydra.core.utils import JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from pipeline import tracking
+
+SWEEP_RUN_VARIABLE = "HANDGRAD_SWEEP_RUN_ID"
+HANDED_TO_JOBS = ("MLFLOW_TRACKING_URI", tracking.EXPERIMENT_ID_VARIABLE, SWEEP_RUN_VARIABLE)
+
+
+def job_tags():
+    """The tags grouping a job's run under its sweep's run; none outside a tracked sweep."""
+    sweep_run_id = os.environ.get(SWEEP_RUN_VARIABLE)
+    return {"sweep.id": sweep_run_id, "mlflow.parentRunId": sweep_run_id} if sweep_run_id else {}
+
+
+def grid(config):
+    """The sweep as typed: the command line's overrides, then ``hydra.sweeper.params`` (a preset's)."""
+    overrides = list(config.hydra.overrides.task)
+    params = config.hydra.sweeper.get("params") or {}
+    return " ".join(overrides + [f"{key}={value}" for key, value in params.items()])
+
+
+class SweepCallback(Callback):
+    def __init__(self):
+        self.run = None  # the sweep's run, in the launching process
+        self.saved_environment = {}
+
+    def __getstate__(self):
+        # Launchers ship the callbacks to the jobs' processes, which need nothing of the sweep's run.
+        return {"run": None, "saved_environment": {}}
+
+    def on_multirun_start(self, config, **kwargs):
+        if not config.tracking.enabled:
+            return
+        uri = tracking.resolve_uri(config.tracking.uri)
+        sweep_dir = config.hydra.sweep.dir
+        self.run = tracking.Run.create(
+            uri, config.tracking.experiment, f"sweep {grid(config)}",
+            params={"sweep.grid": grid(config), "sweep.dir": sweep_dir},
+            tags={**tracking.git_tags(), "sweep.parent": "true", "hydra.sweep.dir": sweep_dir},
+            source="pipeline.sweep",
+        )
+        self.run.set_tags({"sweep.id": self.run.run_id})
+        atexit.register(self._end, "FAILED", RuntimeError("the sweep stopped before its last job ended"))
+        self.saved_environment = {name: os.environ.get(name) for name in HANDED_TO_JOBS}
+        os.environ.update(dict(zip(HANDED_TO_JOBS, (uri, self.run.experiment_id, self.run.run_id))))
+        print(f"sweep {self.run.run_id} into {sweep_dir}/; {tracking.where_logged(self.run)}", flush=True)
+
+    def on_job_end(self, config, job_return, **kwargs):
+        if config.hydra.mode != RunMode.MULTIRUN or job_return.status != JobStatus.COMPLETED:
+            return
+        from pipeline import evaluate  # imports pipeline.train, whose config names this module
+
+        status = evaluate.run(evaluation_config(config))
+        if status:
+            print(f"job {config.hydra.job.num}: evaluation failed (exit status {status})", file=sys.stderr)
+
+    def on_multirun_end(self, config, **kwargs):
+        if self.run is None:
+            return
+        run_id = self.run.run_id
+        self._end("FINISHED")
+        for name, value in self.saved_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        print(f"sweep {run_id} done; side by side: python -m experiments.compare --sweep {run_id}")
+
+    def _end(self, status, error=None):
+        atexit.unregister(self._end)
+        run, self.run = self.run, None
+        run.end(status, error=error)
+
+
+def evaluation_config(config):
+    """The evaluate stage's config (conf/evaluate.yaml) for the W a job wrote: the job's data,
+    model and tracking, ``train_dir`` the job's ``out_dir``."""
+    evaluation = compose("evaluate", overrides=[f"model={config.model.name}"])
+    job = {key: OmegaConf.to_container(config[key], resolve=True) for key in ("data", "tracking")}
+    return OmegaConf.merge(evaluation, {**job, "train_dir": config.out_dir})
