@@ -75,6 +75,7 @@ class SweepCallback(Callback):
             source="pipeline.sweep",
         )
         self.run.set_tags({"sweep.id": self.run.run_id})
+        self.run.wait()  # the sweep's run complete before any job starts
         atexit.register(self._end, "FAILED", RuntimeError("the sweep stopped before its last job ended"))
         self.saved_environment = {name: os.environ.get(name) for name in HANDED_TO_JOBS}
         os.environ.update(dict(zip(HANDED_TO_JOBS, (uri, self.run.experiment_id, self.run.run_id))))

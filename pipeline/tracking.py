@@ -288,6 +288,12 @@ class Run:
                 self.client.set_tag(self.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
             self.client.set_terminated(self.run_id, status=status)
 
+    def wait(self):
+        """Block until every write queued so far is done; raise the error of one that failed."""
+        for write in self.writes:
+            write.exception()  # waits, raises nothing
+        self._raise_failed_write()
+
     def _write(self, function, *args, **kwargs):
         """Queue a write, after raising the error of any earlier write that failed."""
         self._raise_failed_write()
