@@ -1,0 +1,325 @@
+"""python -m experiments.compare: the runs of a sweep (or of an experiment) side by side.
+
+    python -m experiments.compare                      # the latest sweep in the MLflow store
+    python -m experiments.compare --sweep <id>         # a sweep, by the id it printed
+    python -m experiments.compare --experiment NAME    # every training run of an experiment
+
+Reads the runs (``mlflow.search_runs``) and their loss histories from MLflow, through
+pipeline.tracking, and writes into ``--out`` (default ``comparisons/<sweep or experiment>/``),
+each file atomically:
+
+    comparison.csv        one row per run: variant, lr, outcome, epochs, losses, accuracies, time
+    comparison.md         the same table, readable, for a report or a pull request
+    loss_curves.png       training loss against epochs, one panel per variant, coloured by lr
+    accuracy_vs_lr.png    validation and test accuracy against the learning rate, both variants
+
+It prints the table, and logs the four files under ``comparison/`` into the sweep's own run (or,
+for an experiment, into a run tagged ``comparison.of``), so the comparison is in MLflow's UI too.
+A diverged run is in it as such; a sweep still running shows the runs so far, as far as they
+got. Exit status: 0 compared; 1 nothing to compare (no such sweep or experiment, no runs).
+"""
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from omegaconf import OmegaConf
+
+from pipeline import tracking
+from pipeline.idx import atomic_write
+
+TRACKING_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "tracking" / "mlflow.yaml"
+VARIANTS = ("softmax", "linear")
+ARTIFACT_DIR = "comparison"
+# The columns of comparison.csv; the terminal and Markdown tables show them formatted.
+COLUMNS = ("variant", "lr", "outcome", "epochs", "epochs_planned", "diverged_at_step", "train_loss",
+           "val_accuracy", "test_accuracy", "seconds", "max_stable_lr", "run_id", "run_name")
+WORDS = ("variant", "outcome", "run")  # left-aligned columns of the readable table
+LR_COLOURS = "viridis"
+
+
+class NothingToCompare(Exception):
+    pass
+
+
+def main(argv=None):
+    args = parse_arguments(argv)
+    uri = tracking.resolve_uri(OmegaConf.load(TRACKING_CONFIG).uri)
+    try:
+        selection = select(uri, args.sweep, args.experiment)
+    except (NothingToCompare, tracking.TrackingError) as error:
+        print(f"nothing to compare: {error}", file=sys.stderr)
+        return 1
+    run_ids = selection.runs["run_id"]
+    epochs_done = tracking.metric_histories(uri, run_ids, "val/accuracy").groupby("run_id")["step"].max()
+    table = comparison_table(selection.runs, epochs_done)
+    losses = tracking.metric_histories(uri, run_ids, "train/loss")
+    out = Path(args.out or Path("comparisons") / selection.label)
+    files = write_report(out, table, losses, steps_per_epoch(selection.runs), selection.title)
+    summary_run = tracking.log_summary(uri, files, ARTIFACT_DIR, **selection.summary_run)
+
+    note = stability_note(table)
+    print(selection.title, plain_text(readable(table)), *([note] if note else []), sep="\n")
+    print(f"\n{len(table)} runs; {', '.join(str(path) for path in files)}")
+    print(f"in MLflow under {ARTIFACT_DIR}/ of run {summary_run}: {tracking.how_to_open(uri, selection.experiment_id)}")
+    return 0
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(prog="python -m experiments.compare", description=__doc__.split("\n")[0])
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--sweep", metavar="ID", help="the sweep's id (its MLflow run id); default: the latest sweep")
+    chosen.add_argument("--experiment", metavar="NAME", help="every training run of this MLflow experiment")
+    parser.add_argument("--out", metavar="DIR", help="where to write the report (default comparisons/<sweep or experiment>/)")
+    return parser.parse_args(argv)
+
+
+# --- which runs ------------------------------------------------------------------------------
+
+
+class Selection:
+    """The training runs to compare, what to call them, and where their summary goes."""
+
+    def __init__(self, label, title, found, summary_run):
+        self.runs = found[tag(found, "variant").notna() & param(found, "optim.lr").notna()]
+        if self.runs.empty:
+            raise NothingToCompare(f"{title} has no training runs (yet)")
+        self.label, self.title = label, title
+        self.experiment_id = self.runs["experiment_id"].iloc[0]
+        self.summary_run = summary_run or tagged_summary_run(found, self.experiment_id, label)
+
+
+def select(uri, sweep_id=None, experiment=None):
+    """The runs of sweep ``sweep_id``, of experiment ``experiment`` or, with neither, of the latest
+    sweep. Raises NothingToCompare when there are none."""
+    if experiment is not None:
+        return Selection(f"experiment-{experiment}", f"experiment {experiment}", tracking.search_runs(uri, experiment_name=experiment), None)
+    if sweep_id is None:
+        sweeps = tracking.search_runs(uri, "tags.`sweep.parent` = 'true'")
+        if sweeps.empty:
+            raise NothingToCompare(f"no sweep in {uri}: run one with  python -m pipeline.train -m +experiment=variant_vs_lr")
+        sweep_id = sweeps.sort_values("start_time")["run_id"].iloc[-1]
+    if not sweep_id.isalnum():
+        raise NothingToCompare(f"{sweep_id!r} is not a sweep id (the run id a sweep prints: 32 hex digits)")
+    found = tracking.search_runs(uri, f"tags.`sweep.id` = '{sweep_id}'")
+    if found.empty:
+        raise NothingToCompare(f"no sweep {sweep_id} in {uri}")
+    parent = found[tag(found, "sweep.parent") == "true"]
+    if parent.empty:  # the sweep's own run was deleted
+        return Selection(f"sweep-{sweep_id}", f"sweep {sweep_id}", found, None)
+    sweep = parent.iloc[0]
+    title = f"sweep {sweep_id} ({sweep['status'].lower()}): {sweep.get('params.sweep.grid', '')}"
+    return Selection(f"sweep-{sweep_id}", title, found, {"run_id": sweep_id})
+
+
+def tagged_summary_run(found, experiment_id, label):
+    """tracking.log_summary's arguments for the run of ``found`` tagged ``comparison.of=label``,
+    or for a new one so tagged: the summary of a selection without a sweep run."""
+    existing = found[tag(found, "comparison.of") == label]
+    if len(existing):
+        return {"run_id": existing["run_id"].iloc[0]}
+    tags = {"comparison.of": label, **({"sweep.id": label.removeprefix("sweep-")} if label.startswith("sweep-") else {})}
+    return {"experiment_id": experiment_id, "run_name": f"comparison of {label}", "tags": tags}
+
+
+def column(frame, name):
+    """A column of mlflow.search_runs' frame, all NaN when no run has it."""
+    return frame[name] if name in frame else pd.Series(np.nan, index=frame.index, dtype=object)
+
+
+def tag(frame, key):
+    return column(frame, f"tags.{key}")
+
+
+def param(frame, key):
+    return column(frame, f"params.{key}")
+
+
+def metric(frame, key):
+    return pd.to_numeric(column(frame, f"metrics.{key}"))
+
+
+# --- the table -------------------------------------------------------------------------------
+
+
+def comparison_table(runs, epochs_done):
+    """One row per run (COLUMNS), sorted by variant, then learning rate, then start.
+
+    ``outcome``: trained, diverged, running, or MLflow's status otherwise (failed, killed).
+    ``epochs``: epochs completed (so far), from ``epochs_done`` (by run id; a run missing there
+    completed none). Losses and accuracies are the final W's; for a run still going, its latest
+    epoch's. ``seconds``: the run's wall time (NaN while running).
+    """
+    diverged = tag(runs, "diverged") == "true"
+    status = runs["status"].str.lower()
+    table = pd.DataFrame({
+        "variant": tag(runs, "variant"),
+        "lr": pd.to_numeric(param(runs, "optim.lr")),
+        "outcome": np.where(diverged, "diverged", np.where(status == "finished", "trained", status)),
+        "epochs": runs["run_id"].map(epochs_done).fillna(0).astype(int),
+        "epochs_planned": pd.to_numeric(param(runs, "optim.epochs")),
+        "diverged_at_step": pd.to_numeric(tag(runs, "diverged_at_step")),
+        "train_loss": metric(runs, "final/train.loss").fillna(metric(runs, "train/loss_epoch")),
+        "val_accuracy": metric(runs, "final/val.accuracy").fillna(metric(runs, "val/accuracy")),
+        "test_accuracy": metric(runs, "test/accuracy"),
+        "seconds": (pd.to_datetime(runs["end_time"], utc=True) - runs["start_time"]).dt.total_seconds(),
+        "max_stable_lr": metric(runs, "linear/max_stable_lr"),
+        "run_id": runs["run_id"],
+        "run_name": tag(runs, "mlflow.runName"),
+        "start_time": runs["start_time"],
+    })
+    order = {variant: position for position, variant in enumerate(VARIANTS)}
+    table = table.sort_values(["variant", "lr", "start_time"], key=lambda c: c.map(order) if c.name == "variant" else c)
+    return table[list(COLUMNS)].reset_index(drop=True)
+
+
+def readable(table):
+    """The table as strings: percentages, a few significant digits, "-" for what is unknown."""
+    def number(format_spec):
+        return lambda value: "-" if pd.isna(value) else format(value, format_spec)
+
+    return pd.DataFrame({
+        "variant": table["variant"],
+        "lr": table["lr"].map(number("g")),
+        "outcome": [f"DIVERGED at step {int(step):,}" if outcome == "diverged" else outcome
+                    for outcome, step in zip(table["outcome"], table["diverged_at_step"])],
+        "epochs": [f"{number('.0f')(done)}/{number('.0f')(planned)}" for done, planned in zip(table["epochs"], table["epochs_planned"])],
+        "train loss": table["train_loss"].map(number(".4g")),
+        "val acc": table["val_accuracy"].map(number(".1%")),
+        "test acc": table["test_accuracy"].map(number(".1%")),
+        "seconds": table["seconds"].map(number(".1f")),
+        "run": table["run_id"].str[:8],
+    })
+
+
+def plain_text(frame):
+    """A frame of strings as aligned columns: words left, numbers right."""
+    widths = [max(len(name), *map(len, frame[name])) for name in frame.columns]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if name in WORDS else c.rjust(w) for c, w, name in zip(cells, widths, frame.columns)).rstrip()
+
+    return "\n".join([line(frame.columns), *map(line, frame.itertuples(index=False))])
+
+
+def markdown(frame):
+    """A frame of strings as a GitHub-flavoured Markdown table: words left, numbers right."""
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "|".join(":---" if name in WORDS else "---:" for name in frame.columns) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def steps_per_epoch(runs):
+    """Updates per epoch of each run, by run id: ⌈training rows / batch size⌉."""
+    rows = pd.to_numeric(param(runs, "data.train_rows"))
+    batch = np.minimum(pd.to_numeric(param(runs, "optim.batch_size")), rows)
+    return pd.Series(np.ceil(rows / batch).to_numpy(), index=runs["run_id"].to_numpy())
+
+
+def stability_note(table):
+    """What the linear runs logged as their largest stable learning rate, if they did."""
+    limits = table["max_stable_lr"].dropna().unique()
+    if len(limits) == 0:
+        return ""
+    shown = ", ".join(f"{limit:.3g}" for limit in limits)
+    return f"linear: full-batch gradient descent is stable below lr {shown} (2/λ_max of the data)"
+
+
+# --- the pictures ----------------------------------------------------------------------------
+
+
+def lr_colours(table):
+    """colour(lr): the same colour for a learning rate in every panel, by its place on a log scale."""
+    low, high = table["lr"].min(), table["lr"].max()
+    norm = LogNorm(low / 2, high * 2) if low == high else LogNorm(low, high)
+    cmap = colormaps[LR_COLOURS]
+    return lambda lr: cmap(norm(lr))
+
+
+def loss_curves_figure(table, losses, steps_per_epoch, title):
+    """Training loss against epochs, one panel per variant, one line per run coloured by its
+    learning rate, log loss axis. ``losses``: the logged per-step means (run_id, step, value).
+    A diverged run ends in a red cross at the loss that blew up."""
+    variants = [v for v in VARIANTS if v in set(table["variant"])]
+    figure = Figure(figsize=(5.2 * len(variants), 4.4), layout="constrained")
+    figure.suptitle(textwrap.fill(title, 110), fontsize="medium")
+    panels = figure.subplots(1, len(variants), squeeze=False, sharey=True)[0]
+    colour = lr_colours(table)
+    for axes, variant in zip(panels, variants):
+        for run in table[table["variant"] == variant].itertuples():
+            curve = losses[(losses["run_id"] == run.run_id) & np.isfinite(losses["value"])]
+            epochs = curve["step"] / steps_per_epoch[run.run_id]
+            axes.plot(epochs, curve["value"], color=colour(run.lr), lw=1.2, label=f"lr {run.lr:g}")
+            if run.outcome == "diverged" and len(curve):
+                axes.plot(epochs.iloc[-1], curve["value"].iloc[-1], "x", color="red", ms=8, mew=2)
+        axes.set_yscale("log")
+        axes.set_title(variant)
+        axes.set_xlabel("epoch")
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize="x-small", ncols=2, title="× diverged", title_fontsize="x-small")
+    panels[0].set_ylabel("training loss  (mean ||ŷ − y||², per logged step)")
+    return figure
+
+
+def accuracy_figure(table, title):
+    """Test (solid) and validation (dashed) accuracy against the learning rate, log axis, a
+    line per variant through the mean of its runs at each rate; diverged runs crossed in red;
+    the linear variant's stability limit dotted."""
+    figure = Figure(figsize=(7.5, 4.6), layout="constrained")
+    axes = figure.add_subplot()
+    for variant, colour in zip(VARIANTS, ("C0", "C1")):
+        runs = table[table["variant"] == variant]
+        if runs.empty:
+            continue
+        means = runs.groupby("lr")[["test_accuracy", "val_accuracy"]].mean()
+        axes.plot(means.index, means["test_accuracy"], "o-", color=colour, label=f"{variant}, test")
+        axes.plot(means.index, means["val_accuracy"], "s--", color=colour, mfc="none", alpha=0.7, label=f"{variant}, validation")
+    diverged = table[table["outcome"] == "diverged"]
+    if len(diverged):
+        axes.plot(diverged["lr"], diverged["test_accuracy"].fillna(diverged["val_accuracy"]), "x", color="red", ms=10, mew=2, label="diverged")
+    for limit in table["max_stable_lr"].dropna().unique():
+        axes.axvline(limit, color="C1", ls=":", lw=1.5, label=f"linear: stable below {limit:.3g}")
+    axes.set_xscale("log")
+    axes.set_ylim(0, 1)
+    axes.yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
+    axes.set_xlabel("learning rate")
+    axes.set_ylabel("accuracy")
+    axes.set_title(textwrap.fill(title, 80), fontsize="medium")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="small")
+    return figure
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def write_report(out, table, losses, steps_per_epoch, title):
+    """comparison.csv, comparison.md, loss_curves.png, accuracy_vs_lr.png in ``out``, each
+    written to a temporary file and renamed into place; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    note = stability_note(table)
+    contents = {
+        "comparison.csv": table.to_csv(index=False).encode(),
+        "comparison.md": (f"# {title}\n\n" + markdown(readable(table)) + (f"\n{note}\n" if note else "")).encode(),
+    }
+    figures = {
+        "loss_curves.png": loss_curves_figure(table, losses, steps_per_epoch, title),
+        "accuracy_vs_lr.png": accuracy_figure(table, title),
+    }
+    for name, content in contents.items():
+        with atomic_write(out / name) as f:
+            f.write(content)
+    for name, figure in figures.items():
+        with atomic_write(out / name) as f:
+            figure.savefig(f, format="png", dpi=100)
+    return [out / name for name in (*contents, *figures)]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
