@@ -1,0 +1,244 @@
+"""Sweeps end to end: real Hydra multiruns of the train stage (in subprocesses, from a scratch
+folder), on the tiny synthetic digits of test_train, into real MLflow stores: a new sqlite file,
+and a real ``mlflow server`` on 127.0.0.1."""
+
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from pipeline import train
+from tests.paths import CONF_DIR
+from tests.test_train import data_dir  # noqa: F401  (the synthetic digits, a module fixture)
+
+# The linear variant diverges at the two larger rates on these digits, the softmax one does not.
+LEARNING_RATES = (0.002, 0.02, 0.5, 10)
+QUICK = ("optim.epochs=2", "tracking.snapshot_every=0")
+MLFLOW = Path(sys.executable).parent / "mlflow"
+
+
+def sweep(folder, data, *overrides, env=None):
+    """``python -m pipeline.train -m ...`` run in ``folder``, where its multirun/ folder goes."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.train", "-m", f"data.dir={data}", *QUICK, *overrides],
+        cwd=folder, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
+    )
+
+
+def job_folders(folder):
+    """{job number: its folder} of the one sweep made in ``folder``: multirun/<date>/<time>/<n>/."""
+    [sweep_dir] = (folder / "multirun").glob("*/*")
+    return {int(job.name): job for job in sweep_dir.iterdir() if job.name.isdigit()}
+
+
+def split_runs(runs):
+    """(the sweep's own run, its jobs' runs) of a list of MLflow runs."""
+    [parent] = [r for r in runs if r.data.tags.get("sweep.parent") == "true"]
+    return parent, [r for r in runs if r is not parent]
+
+
+def check_job_run(run, parent, folder):
+    """A job's run says what the files in its own folder say, under its sweep's run."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    test = json.loads((folder / "test_metrics.json").read_text())["test"]
+    assert run.data.tags["sweep.id"] == run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert json.loads((folder / "mlflow_run.json").read_text())["run_id"] == run.info.run_id
+    assert run.info.status == ("FAILED" if metrics["diverged"] else "FINISHED")
+    assert run.data.tags["diverged"] == str(metrics["diverged"]).lower()
+    assert run.data.metrics["final/val.accuracy"] == metrics["val"]["accuracy"]
+    assert run.data.metrics["test/accuracy"] == test["accuracy"]  # evaluated by the evaluate stage
+    return metrics
+
+
+# --- parallel jobs on a new store --------------------------------------------------------------
+
+
+def test_parallel_jobs_on_a_new_store_all_land_complete_in_one_experiment(data_dir, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"  # no such file yet
+    (tmp_path / "store").mkdir()
+    result = sweep(tmp_path, data_dir, "model=softmax,linear", f"optim.lr={','.join(map(str, LEARNING_RATES))}",
+                   "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", env={"MLFLOW_TRACKING_URI": uri})
+
+    assert result.returncode == 0, result.stderr
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    experiments = {e.name: e.experiment_id for e in client.search_experiments()}
+    assert sorted(experiments) == ["Default", "handgrad"]
+    assert client.search_runs([experiments["Default"]]) == []
+    parent, jobs = split_runs(client.search_runs([experiments["handgrad"]]))
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["sweep.grid"].endswith(f"model=softmax,linear optim.lr={','.join(map(str, LEARNING_RATES))}")
+    assert len(jobs) == 8
+    combinations = sorted((r.data.params["model.name"], float(r.data.params["optim.lr"])) for r in jobs)
+    assert combinations == sorted(itertools.product(["softmax", "linear"], LEARNING_RATES))
+
+    folders = job_folders(tmp_path)
+    assert sorted(folders) == list(range(8))
+    outcomes = {}
+    for run in jobs:
+        folder = folders[int(run.data.tags["hydra.job.num"])]
+        metrics = check_job_run(run, parent, folder)
+        outcomes[run.data.params["model.name"], float(run.data.params["optim.lr"])] = metrics["diverged"]
+
+        # The same weights as the stage run on its own, one job after another.
+        overrides = [f"data.dir={data_dir}", *QUICK, f"model={run.data.params['model.name']}",
+                     f"optim.lr={run.data.params['optim.lr']}", f"out_dir={tmp_path / 'alone'}", "tracking.enabled=false"]
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+            assert train.run(compose("train", overrides=overrides)) == 0
+        assert (folder / "W.npy").read_bytes() == (tmp_path / "alone" / "W.npy").read_bytes()
+
+    assert outcomes[("linear", 10)] and not outcomes[("linear", 0.002)] and not any(outcomes[("softmax", lr)] for lr in LEARNING_RATES)
+    assert not (tmp_path / "results").exists()  # the DVC pipeline's outputs are never a sweep's
+
+
+def test_a_sweep_stopped_by_a_failing_job_ends_its_run_failed(tmp_path, mlflow_store):
+    result = sweep(tmp_path, tmp_path / "no data here", "optim.lr=0.1,0.5")
+
+    assert result.returncode == 1
+    assert "cannot train" in result.stderr
+    [run] = mlflow_store.runs()  # the sweep's own; the job failed before starting one
+    assert run.data.tags["sweep.parent"] == "true"
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == "RuntimeError: the sweep stopped before its last job ended"
+
+
+# --- configs ---------------------------------------------------------------------------------
+
+
+def compose_train(*overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_the_preset_sweeps_both_variants_across_rates_on_both_sides_of_linear_stability():
+    cfg = compose_train("+experiment=variant_vs_lr")
+
+    grid = cfg.hydra.sweeper.params
+    assert grid["model"] == "softmax,linear"
+    rates = [float(lr) for lr in grid["optim.lr"].split(",")]
+    # ≈ 0.026 on the packaged data: linear/max_stable_lr
+    assert min(rates) < 0.026 / 2 and max(rates) > 100 * 0.026
+    assert cfg.tracking.experiment == "variant_vs_lr"
+    assert re.fullmatch(r"multirun/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d", cfg.hydra.sweep.dir)
+
+
+def test_the_slurm_launcher_config_is_composed_and_validated():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the [slurm] extra is not installed")
+
+    launcher = compose_train("hydra/launcher=slurm", "hydra.launcher.partition=gpu").hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.partition, launcher.timeout_min, launcher.cpus_per_task) == ("gpu", 30, 2)
+    with pytest.raises(ConfigCompositionException, match="partitionn"):
+        compose_train("hydra/launcher=slurm", "hydra.launcher.partitionn=gpu")
+
+
+# --- Optuna -----------------------------------------------------------------------------------
+
+
+def test_optuna_searches_the_learning_rate_for_the_best_validation_accuracy(data_dir, tmp_path, mlflow_store):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the [optuna] extra is not installed")
+    result = sweep(tmp_path, data_dir, "+experiment=lr_search", "model=softmax", "hydra.sweeper.n_trials=2")
+
+    assert result.returncode == 0, result.stderr
+    parent, trials = split_runs(mlflow_store.runs())
+    assert len(trials) == 2
+    assert {mlflow_store.client.get_experiment(r.info.experiment_id).name for r in (parent, *trials)} == {"lr_search"}
+    [sweep_dir] = (tmp_path / "multirun").glob("*/*")
+    best = OmegaConf.load(sweep_dir / "optimization_results.yaml")
+    best_value = max(r.data.metrics["final/val.accuracy"] for r in trials)
+    assert best.best_value == best_value
+    best_rates = [float(r.data.params["optim.lr"]) for r in trials if r.data.metrics["final/val.accuracy"] == best_value]
+    assert any(best.best_params["optim.lr"] == pytest.approx(lr) for lr in best_rates)
+    assert all(1e-4 <= float(r.data.params["optim.lr"]) <= 10 for r in trials)
+
+
+# --- a shared tracking server -----------------------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rest(url, path, payload=None):
+    """GET (or POST ``payload``) an MLflow REST endpoint; the parsed JSON answer."""
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def tracking_server(tmp_path, mlflow_template):
+    """``mlflow server`` on a free 127.0.0.1 port (sqlite backend and artifacts in tmp_path),
+    answering /health; stopped, with its workers, whatever the test does."""
+    shutil.copyfile(mlflow_template, tmp_path / "server.db")
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen(
+        [MLFLOW, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow server did not answer /health in 60 s"
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # the server and the workers it started
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def test_a_sweep_against_a_tracking_server_records_every_job_over_http(data_dir, tmp_path, tracking_server):
+    result = sweep(tmp_path, data_dir, "model=softmax,linear", "optim.lr=0.002", env={"MLFLOW_TRACKING_URI": tracking_server})
+
+    assert result.returncode == 0, result.stderr
+    experiment = rest(tracking_server, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=handgrad")["experiment"]
+    runs = rest(tracking_server, "/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
+    assert len(runs) == 3
+    tags = [{t["key"]: t["value"] for t in run["data"].get("tags", [])} for run in runs]
+    [parent_id] = [run["info"]["run_id"] for run, t in zip(runs, tags) if t.get("sweep.parent") == "true"]
+    jobs = [(run, t) for run, t in zip(runs, tags) if t.get("sweep.parent") != "true"]
+    assert sorted(t["variant"] for _, t in jobs) == ["linear", "softmax"]
+    for run, job_tags in jobs:
+        assert run["info"]["status"] == "FINISHED"
+        assert job_tags["mlflow.parentRunId"] == parent_id
+        metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+        params = {p["key"]: p["value"] for p in run["data"]["params"]}
+        test = json.loads((Path(params["out_dir"]) / "test_metrics.json").read_text())["test"]
+        assert metrics["test/accuracy"] == test["accuracy"]
+        query = urllib.parse.urlencode({"run_id": run["info"]["run_id"], "path": "evaluation"})
+        files = rest(tracking_server, f"/api/2.0/mlflow/artifacts/list?{query}")["files"]
+        assert "evaluation/confusion.png" in {f["path"] for f in files}
+    assert list((tmp_path / "artifacts").rglob("confusion.png"))  # uploaded to the server's artifact store
