@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from pipeline import sgd as sgd_module
 from pipeline.metrics import one_hot
 from pipeline.model import forward, loss, loss_and_grad
 from pipeline.sgd import CHUNK_ROWS, SGD, initial_weights, loss_and_accuracy, seeded_generators
@@ -51,6 +52,23 @@ def test_epochs_are_plain_sgd_with_the_hand_derived_gradient(variant, rows, batc
         assert epoch.loss == pytest.approx(np.mean(expected_losses), rel=1e-12)
         assert not epoch.diverged
     np.testing.assert_allclose(sgd.W, W, rtol=1e-12, atol=1e-15)
+
+
+def test_a_batch_split_between_two_threads_trains_as_in_one(monkeypatch):
+    images, labels, W0 = problem(1200)
+
+    def trained(parallel_rows):
+        monkeypatch.setattr(sgd_module, "PARALLEL_ROWS", parallel_rows)
+        sgd = SGD(images, labels, W0.copy(), "softmax", 0.05, 1000, seeded_generators(0)[1], 1e6)
+        return sgd, [sgd.run_epoch() for _ in range(2)]
+
+    split, split_epochs = trained(1000)  # halves of 500 and 100 rows, each half in chunks
+    whole, whole_epochs = trained(10**9)
+    assert split.helper is not None and whole.helper is None
+    for a, b in zip(split_epochs, whole_epochs):
+        np.testing.assert_allclose(a.step_losses, b.step_losses, rtol=1e-12)
+        assert a.accuracy == b.accuracy
+    np.testing.assert_allclose(split.W, whole.W, rtol=1e-12, atol=1e-15)
 
 
 def test_float32_stays_float32_and_close_to_float64():
