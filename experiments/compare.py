@@ -39,7 +39,7 @@ VARIANTS = ("softmax", "linear")
 ARTIFACT_DIR = "comparison"
 # The columns of comparison.csv; the terminal and Markdown tables show them formatted.
 COLUMNS = ("variant", "lr", "outcome", "epochs", "epochs_planned", "diverged_at_step", "train_loss",
-           "val_accuracy", "test_accuracy", "seconds", "max_stable_lr", "run_id", "run_name")
+           "val_accuracy", "test_accuracy", "seconds", "max_stable_lr", "run_id", "run_name", "dvc_exp_name")
 WORDS = ("variant", "outcome", "run")  # left-aligned columns of the readable table
 LR_COLOURS = "viridis"
 
@@ -172,6 +172,7 @@ def comparison_table(runs, epochs_done):
         "max_stable_lr": metric(runs, "linear/max_stable_lr"),
         "run_id": runs["run_id"],
         "run_name": tag(runs, "mlflow.runName"),
+        "dvc_exp_name": tag(runs, "dvc.exp_name"),
         "start_time": runs["start_time"],
     })
     order = {variant: position for position, variant in enumerate(VARIANTS)}
@@ -194,7 +195,7 @@ def readable(table):
         "val acc": table["val_accuracy"].map(number(".1%")),
         "test acc": table["test_accuracy"].map(number(".1%")),
         "seconds": table["seconds"].map(number(".1f")),
-        "run": table["run_id"].str[:8],
+        "run": table["dvc_exp_name"].fillna(table["run_id"].str[:8]),  # a DVC experiment by its name
     })
 
 
