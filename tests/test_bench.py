@@ -1,0 +1,57 @@
+"""The benchmark command on a tiny problem: every part it is asked for lands in its report."""
+
+import json
+
+import pytest
+
+from pipeline import bench
+
+
+@pytest.fixture
+def report(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    bench.main(["--only", "loop", "evaluate", "--quick", "--epochs", "1", "--rows", "600", "--json", str(path)])
+    return json.loads(path.read_text()), capsys.readouterr().out
+
+
+def test_every_loop_configuration_is_timed_against_its_floor(report):
+    data, _ = report
+    rows = data["loop"]
+    configurations = {(r["dtype"], r["variant"], r["batch_size"]) for r in rows}
+    assert configurations == {(d, v, b) for d in ("float32", "float64") for v in ("linear", "softmax") for b in (32, 256, "full")}
+    for r in rows:
+        assert len(r["epoch_seconds"]["samples"]) == 1
+        assert r["floor_seconds"]["min"] == pytest.approx(
+            min(c + min(p) for c, *p in zip(r["floor_conversion_seconds"]["samples"], *(t["samples"] for t in r["floor_products_seconds"].values())))
+        )
+        assert r["ratio"] == pytest.approx(r["epoch_seconds"]["min"] / r["floor_seconds"]["min"])
+        assert r["samples_per_second"] == pytest.approx(600 / r["epoch_seconds"]["median"])
+    full_batch = [r for r in rows if r["batch_size"] == "full"]
+    assert all(r["steps_per_epoch"] == 1 for r in full_batch)
+    # A full batch may be chunked: the floor's fastest chunk is one of the candidates.
+    assert all(set(r["floor_rows_per_product"].values()) <= set(bench.FULL_BATCH_CHUNKS) for r in full_batch)
+
+
+def test_the_report_names_the_machine_data_and_targets(report):
+    data, printed = report
+    assert data["machine"]["cores"] >= 1
+    assert data["machine"]["blas"], "threadpoolctl found no BLAS"
+    assert data["machine"]["peak_sgemm_gflops"] > 0 and data["machine"]["memory_bandwidth_gbs"] > 0
+    assert data["data"]["rows"] == 600 and 0 < data["data"]["nonzero_share"] < 1
+    assert [r["variant"] for r in data["evaluate"]] == ["linear", "softmax"]
+    assert set(data["bench_seconds"]) == {"loop", "evaluate"}
+    # Loop targets only: the parts that run commands were not asked for.
+    assert len(data["targets"]) == 6
+    assert all(t["met"] == (t["measured"] <= t["target"]) for t in data["targets"])
+    for t in data["targets"]:
+        assert t["what"] in printed
+    assert "samples/s" in printed
+
+
+def test_a_child_peak_memory_is_its_own():
+    """Not the benchmark process's: a small child of a process holding 200 MB reports far less."""
+    ballast = bytearray(200 << 20)
+    ballast[:: 4096] = b"x" * len(ballast[:: 4096])  # touched: resident
+    finished = bench.run_command([bench.sys.executable, "-c", "pass"], ".", None, peak_rss=True)
+    assert finished.status == 0
+    assert 1 << 20 < finished.peak_rss < 100 << 20
