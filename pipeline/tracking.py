@@ -23,6 +23,7 @@ commits or PNG encoding.
 ``tracking.enabled=false`` runs without any MLflow at all.
 """
 
+import fcntl
 import getpass
 import os
 import re
@@ -98,6 +99,29 @@ def how_to_open(uri, experiment_id):
         return runs_page(uri, experiment_id)
     shown = database.relative_to(Path.cwd()) if database.is_relative_to(Path.cwd()) else database
     return f"mlflow ui --backend-store-uri {SQLITE_PREFIX}{shown}, then {runs_page(uri, experiment_id)}"
+
+
+def connect(uri, experiment_name=None):
+    """An MlflowClient on ``uri`` whose store is open, and the id of ``experiment_name`` (got or
+    created) when one is named.
+
+    Opening a sqlite store creates or migrates its schema, and processes doing that at once
+    (a ``dvc queue start -j 2`` on a new store) leave it half-migrated for good; processes racing
+    to create an experiment land in "Default". So for sqlite both happen under an exclusive lock
+    on ``<database>.lock``; a server store serialises them itself.
+    """
+    from mlflow import MlflowClient
+
+    database = sqlite_path(uri)
+    if database is None:
+        client = MlflowClient(uri)
+        return client, experiment_name and ensure_experiment(client, uri, experiment_name)
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(uri)
+        client.search_experiments(max_results=1)  # opens (creates, migrates) the store
+        return client, experiment_name and ensure_experiment(client, uri, experiment_name)
 
 
 # --- what ----------------------------------------------------------------------------------
@@ -200,11 +224,11 @@ class Run:
 
     @classmethod
     def create(cls, uri, experiment_name, run_name, params, tags, source):
-        from mlflow import MlflowClient
         from mlflow.entities import Param
 
-        client = MlflowClient(uri)
-        experiment_id = os.environ.get(EXPERIMENT_ID_VARIABLE) or ensure_experiment(client, uri, experiment_name)
+        handed_id = os.environ.get(EXPERIMENT_ID_VARIABLE)
+        client, experiment_id = connect(uri, None if handed_id else experiment_name)
+        experiment_id = handed_id or experiment_id
         run_id = client.create_run(experiment_id, run_name=run_name, tags=system_tags(source)).info.run_id
         run = cls(client, run_id, experiment_id, uri)
         try:
@@ -355,11 +379,10 @@ def continue_run(tracking, trained_run, run_name, params, tags, source="pipeline
     if not tracking.enabled:
         yield DisabledRun()
         return
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     uri = resolve_uri(tracking.uri)
-    client = MlflowClient(uri)
+    client, _ = connect(uri)
     old_id = trained_run.get("run_id")
     try:
         found = client.get_run(old_id) if old_id else None
@@ -415,7 +438,7 @@ def search_runs(uri, filter_string="", experiment_name=None):
 
     experiment_ids, everywhere = None, True
     if experiment_name is not None:
-        experiment = mlflow.MlflowClient(uri).get_experiment_by_name(experiment_name)
+        experiment = connect(uri)[0].get_experiment_by_name(experiment_name)
         if experiment is None:
             raise TrackingError(f"there is no MLflow experiment {experiment_name!r} in {uri}")
         experiment_ids, everywhere = [experiment.experiment_id], False
@@ -427,9 +450,8 @@ def metric_histories(uri, run_ids, key):
     """Every logged value of metric ``key`` of each run: a pandas DataFrame with columns
     ``run_id``, ``step``, ``value``, sorted by run and step (none for a run that has not logged it)."""
     import pandas as pd
-    from mlflow import MlflowClient
 
-    client = MlflowClient(uri)
+    client, _ = connect(uri)
     rows = [(run_id, m.step, m.value) for run_id in run_ids for m in client.get_metric_history(run_id, key)]
     return pd.DataFrame(rows, columns=["run_id", "step", "value"]).sort_values(["run_id", "step"], ignore_index=True)
 
@@ -438,9 +460,7 @@ def log_summary(uri, paths, artifact_path, run_id=None, experiment_id=None, run_
     """Log ``paths`` as artifacts under ``artifact_path`` of run ``run_id`` (its status untouched)
     or, when None, of a new run ``run_name`` with ``tags`` in ``experiment_id``, ended FINISHED
     (FAILED if the logging fails). Returns the run's id."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(uri)
+    client, _ = connect(uri)
     created = run_id is None
     if created:
         run_id = client.create_run(experiment_id, run_name=run_name, tags={**system_tags("experiments.compare"), **(tags or {})}).info.run_id

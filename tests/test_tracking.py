@@ -202,3 +202,39 @@ def test_a_deleted_experiment_says_how_to_restore_it(mlflow_store):
 
     with pytest.raises(tracking.TrackingError, match=f"mlflow experiments restore --experiment-id {experiment_id}"):
         tracking.ensure_experiment(mlflow_store.client, mlflow_store.uri, "handgrad")
+
+
+RACING_RUN = """
+import sys, time
+from types import SimpleNamespace
+from pipeline import tracking
+time.sleep(max(0.0, float(sys.argv[1]) - time.time()))  # all start together, mlflow imported
+settings = SimpleNamespace(enabled=True, uri=sys.argv[2], experiment="race")
+with tracking.start_run(settings, f"racer {sys.argv[3]}", {"racer": sys.argv[3]}, {}) as run:
+    run.log_metrics({"done": 1.0}, step=0)
+"""
+
+
+def test_processes_starting_together_on_a_brand_new_store_all_land_in_their_experiment(tmp_path, monkeypatch):
+    """What a `dvc queue start -j 8` does on a first run: no lock, and the store ends up
+    half-migrated or runs land in "Default"."""
+    import sys
+    import time
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv(tracking.EXPERIMENT_ID_VARIABLE, raising=False)
+    uri = f"sqlite:///{tmp_path / 'new.db'}"
+    start_at = str(time.time() + 6)  # after every process has imported mlflow
+    racers = [
+        subprocess.Popen([sys.executable, "-c", RACING_RUN, start_at, uri, str(i)], cwd=REPO_ROOT)
+        for i in range(8)
+    ]
+    assert [racer.wait(timeout=120) for racer in racers] == [0] * 8
+
+    client = MlflowClient(uri)
+    experiments = {e.name: e.experiment_id for e in client.search_experiments()}
+    runs = client.search_runs([experiments["race"]])
+    assert sorted(r.data.params["racer"] for r in runs) == [str(i) for i in range(8)]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert all(r.data.metrics == {"done": 1.0} for r in runs)
+    assert client.search_runs([experiments["Default"]]) == []
