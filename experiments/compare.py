@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
 from pipeline import tracking
-from pipeline.idx import atomic_write
+from pipeline.files import atomic_write
 
 TRACKING_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "tracking" / "mlflow.yaml"
 VARIANTS = ("softmax", "linear")

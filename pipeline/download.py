@@ -43,7 +43,8 @@ from tqdm import tqdm
 
 from pipeline.config import ConfigError, DownloadConfig, validated
 from pipeline.data import FILE_NAMES, PROVENANCE_FILE, SPLIT_FILES, class_counts, stratified_split
-from pipeline.idx import IMAGE_SIDE, N_CLASSES, atomic_write, read_idx, write_idx
+from pipeline.files import atomic_write
+from pipeline.idx import IMAGE_SIDE, N_CLASSES, read_idx, write_idx
 
 log = logging.getLogger(__name__)
 

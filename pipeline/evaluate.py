@@ -32,13 +32,12 @@ from omegaconf import OmegaConf
 
 from pipeline import tracking
 from pipeline.config import ConfigError, EvaluateConfig, validated
-from pipeline.data import load_split
-from pipeline.idx import IDXError, atomic_write
+from pipeline.data import load_split, scaled
+from pipeline.files import atomic_write, json_bytes
+from pipeline.idx import IDXError
 from pipeline.metrics import evaluate, most_confidently_wrong
 from pipeline.model import forward
 from pipeline.pictures import confusion_figure, mistakes_figure
-from pipeline.sgd import PIXEL_MAX
-from pipeline.train import json_bytes
 
 OUTPUT_FILES = ("test_metrics.json", "per_class.csv", "confusion.csv", "confusion.png", "misclassified.png")
 MLFLOW_ARTIFACT_DIR = "evaluation"
@@ -66,7 +65,7 @@ def run(cfg):
         print(f"cannot evaluate: {error}", file=sys.stderr)
         return 1
 
-    Y_hat = forward(W, np.multiply(images, 1 / PIXEL_MAX, dtype=W.dtype), variant)
+    Y_hat = forward(W, scaled(images, W.dtype), variant)
     result = evaluate(Y_hat, labels)
     mistakes = most_confidently_wrong(Y_hat, labels, cfg.mistakes_shown)
     predicted = Y_hat.argmax(axis=1)

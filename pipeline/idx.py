@@ -7,13 +7,12 @@ MNIST uses two kinds: labels ``0x00000801`` with shape (N,) and values 0..9, ima
 """
 
 import gzip
-import os
-import secrets
 import zlib
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from pipeline.files import atomic_write
 
 LABELS_MAGIC = 0x00000801
 IMAGES_MAGIC = 0x00000803
@@ -124,24 +123,3 @@ def write_idx(path, array):
     with atomic_write(path) as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, compresslevel=6, mtime=0) as gz:
         gz.write(header)
         gz.write(np.ascontiguousarray(array).data)
-
-
-@contextmanager
-def atomic_write(path):
-    """Yield a binary file that becomes ``path`` only if the block succeeds.
-
-    It is a temporary file in the same folder (``.<name>.<random>.part``), fsynced and then
-    renamed over ``path`` with os.replace, which is atomic: readers see the old file or the
-    new one, never a half-written one. On any error the temporary file is removed.
-    """
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-    try:
-        with open(temporary, "xb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

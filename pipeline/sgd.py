@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from pipeline.data import PIXEL_MAX, scaled
 from pipeline.metrics import one_hot
 from pipeline.model import dL_dy_hat, forward, logits, loss, softmax, softmax_jvp
 
-PIXEL_MAX = 255
 N_CLASSES = 10
 # Rows per chunk: the float32 chunk (784 KB) and its uint8 source (196 KB) about fill one core's
 # 1 MB L2 here; 128 to 256 rows measured alike, fewer cost more per-chunk overhead.
@@ -226,7 +226,7 @@ def loss_and_accuracy(W, images, labels, variant, chunk_rows=CHUNK_ROWS * 4):
         raise ValueError("cannot evaluate on zero rows")
     sum_of_losses, correct = 0.0, 0
     for start in range(0, len(images), chunk_rows):
-        X = np.multiply(images[start : start + chunk_rows], 1 / PIXEL_MAX, dtype=W.dtype)
+        X = scaled(images[start : start + chunk_rows], W.dtype)
         y = labels[start : start + chunk_rows]
         Y_hat = forward(W, X, variant)
         sum_of_losses += loss(Y_hat, one_hot(y, W.shape[0], W.dtype)) * len(y)

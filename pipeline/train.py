@@ -17,7 +17,6 @@ previous outputs untouched and the MLflow run KILLED.
 import csv
 import io
 import json
-import math
 import os
 import sys
 import time
@@ -34,7 +33,8 @@ from tqdm import tqdm
 from pipeline import sweep, tracking
 from pipeline.config import ConfigError, TrainConfig, validated
 from pipeline.data import load_split, read_provenance, train_val_split
-from pipeline.idx import IDXError, atomic_write
+from pipeline.files import atomic_write, json_bytes
+from pipeline.idx import IDXError
 from pipeline.least_squares import linear_optimum
 from pipeline.sgd import SGD, initial_weights, loss_and_accuracy, seeded_generators
 
@@ -243,17 +243,6 @@ def write_outputs(out_dir, W, metrics, history, record):
     for file_name, content in contents.items():
         with atomic_write(out_dir / file_name) as f:
             f.write(content)
-
-
-def json_bytes(value):
-    """Strict JSON (non-finite numbers, which JSON cannot hold, become null), indented."""
-
-    def finite(v):
-        if isinstance(v, dict):
-            return {k: finite(x) for k, x in v.items()}
-        return None if isinstance(v, float) and not math.isfinite(v) else v
-
-    return (json.dumps(finite(value), indent=2, allow_nan=False) + "\n").encode()
 
 
 def summary(name, metrics, training, mlflow_run, out_dir):

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from pipeline.idx import IDXError, atomic_write, read_idx, write_idx
+from pipeline.idx import IDXError, read_idx, write_idx
 
 
 def labels_header(n):
@@ -106,18 +106,3 @@ def test_a_broken_gzip_stream_is_an_idx_error(tmp_path, damage):
     path.write_bytes(bad)
     with pytest.raises(IDXError, match=re.escape(f"{path}: corrupt gzip stream (")):
         read_idx(path)
-
-
-def test_atomic_write_replaces_only_on_success(tmp_path):
-    path = tmp_path / "out.bin"
-    path.write_bytes(b"old")
-    with pytest.raises(RuntimeError):
-        with atomic_write(path) as f:
-            f.write(b"half of the new")
-            raise RuntimeError("interrupted")
-    assert path.read_bytes() == b"old"
-    assert sorted(tmp_path.iterdir()) == [path]
-    with atomic_write(path) as f:
-        f.write(b"new")
-    assert path.read_bytes() == b"new"
-    assert sorted(tmp_path.iterdir()) == [path]

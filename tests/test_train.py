@@ -325,7 +325,3 @@ def test_window_means_puts_each_mean_at_its_last_step():
 
     assert steps == [11, 13, 14]
     assert means == [2.0, 6.0, 9.0]
-
-
-def test_json_outputs_hold_no_nan():
-    assert train.json_bytes({"a": {"b": float("nan"), "c": float("inf"), "d": 1.5}}) == b'{\n  "a": {\n    "b": null,\n    "c": null,\n    "d": 1.5\n  }\n}\n'
