@@ -10,12 +10,13 @@ Parts (and their keys in the JSON report):
   settings; peak sgemm throughput and memory bandwidth (a large copy), for context.
 - ``loop``: seconds per epoch of pipeline.sgd.SGD, the training loop itself, with the train
   stage's settings for everything but batch size and dtype, on 60,000 MNIST-shaped rows, after a
-  warm-up epoch: both variants, batch 32, 256 and full, float32 and float64. Each epoch is paired
-  with its **floor**, measured just before it: one pass converting all rows from uint8 to float
-  (in cache-sized blocks) plus the two matrix products of every batch (``P Wᵀ`` and ``Δᵀ P``)
-  summed over the epoch, with BLAS on one thread and on its default, the faster counting; for a
-  full batch, on the fastest chunk size. ``ratio``: the best epoch over the best floor; on a
-  shared machine the best of several runs is the one least disturbed by other processes.
+  warm-up epoch: both variants, batch 32, 256 and full, float32 and float64. Each epoch follows a
+  sample of its **floor**: one pass converting all rows from uint8 to float (in cache-sized
+  blocks) plus the two matrix products of every batch (``P Wᵀ`` and ``Δᵀ P``) summed over the
+  epoch, with BLAS on one thread and on its default, the faster counting; for a full batch, on
+  the fastest chunk size. ``ratio``: the best epoch over the best floor (on a shared machine the
+  best of several runs is the one least disturbed by other processes);
+  ``ratio_to_one_thread_floor``: over the floor with BLAS on one thread, as the loop runs it.
 - ``evaluate``: what the evaluate stage computes on 10,000 rows: ``forward`` and ``evaluate``.
 - ``tracking``: a default training run (``python -m pipeline.train``: softmax, batch 32, 10
   epochs) on the same 60,000 rows with tracking on and off, against an existing MLflow store in a
@@ -65,6 +66,7 @@ EVALUATION_ROWS = 10_000
 # (a float copy of all 60,000 rows would be written out to memory).
 CONVERSION_ROWS = 1024
 FULL_BATCH_CHUNKS = (64, 128, 256, 512, 1024, 2048)
+BLAS_SPIN_SECONDS = 0.15
 SWEEP_PRESET = "variant_vs_lr"
 INVALID_OVERRIDE = "data.val_fraction=2"  # every stage validates conf/data, and refuses this
 TARGETS = {
@@ -294,17 +296,22 @@ class Floor:
             np.copyto(buffer[: len(block)], block)
 
     def measure(self):
-        """Seconds of the conversion pass, and of the products for each BLAS thread setting."""
-        conversion = seconds(self.convert)
+        """Seconds of the conversion pass, and of the products for each BLAS thread setting.
+
+        Ends with a pause: OpenBLAS's threads keep spinning ~0.1 s after a multithreaded
+        product, on the core whatever is timed next would use.
+        """
         products = {}
-        for threads, run in self.products.items():
+        for threads in sorted(self.products, key=lambda t: t is not None):  # the default first
             with blas_threads(threads):
-                products[threads] = seconds(run)
+                products[threads] = seconds(self.products[threads])
+        conversion = seconds(self.convert)
+        time.sleep(BLAS_SPIN_SECONDS)
         return conversion, products
 
 
 def loop(images, labels, epochs, quick):
-    """Each (dtype, batch size, variant): epochs of pipeline.sgd.SGD, each paired with its floor."""
+    """Each (dtype, batch size, variant): epochs of pipeline.sgd.SGD, each after a floor sample."""
     settings = {variant: train_settings(variant) for variant in VARIANTS}
     results = []
     for dtype in DTYPES:
@@ -317,18 +324,18 @@ def loop(images, labels, epochs, quick):
                 W = initial_weights(optim.init, optim.init_scale, images.shape[1], np.dtype(dtype), init_rng)
                 sgd = SGD(images, labels, W, variant, optim.lr, batch_rows, shuffle_rng, settings[variant].divergence.factor)
                 sgd.run_epoch()  # warm-up
-                epoch_times, conversions, products = [], [], {threads: [] for threads in Floor.THREADS}
+                epoch_times, samples = [], []
                 for _ in range(epochs):
-                    conversion, product = floor.measure()
+                    samples.append(floor.measure())
                     started = time.perf_counter()
                     epoch = sgd.run_epoch()
                     epoch_times.append(time.perf_counter() - started)
                     if epoch.diverged:
                         raise RuntimeError(f"{variant}, batch {batch_rows}, {dtype} diverged: its epochs would be cut short")
-                    conversions.append(conversion)
-                    for threads, t in product.items():
-                        products[threads].append(t)
-                floors = [c + min(p) for c, *p in zip(conversions, *products.values())]
+                conversions = [conversion for conversion, _ in samples]
+                products = {threads: [p[threads] for _, p in samples] for threads in Floor.THREADS}
+                floors = [conversion + min(p.values()) for conversion, p in samples]
+                one_thread_floor = min(c + p for c, p in zip(conversions, products[1]))
                 results.append({
                     "dtype": dtype,
                     "variant": variant,
@@ -343,6 +350,7 @@ def loop(images, labels, epochs, quick):
                     "floor_products_seconds": {f"{threads or 'default'} BLAS threads": spread(p) for threads, p in products.items()},
                     "floor_rows_per_product": {f"{threads or 'default'} BLAS threads": rows for threads, rows in floor.rows.items()},
                     "ratio": min(epoch_times) / min(floors),
+                    "ratio_to_one_thread_floor": min(epoch_times) / one_thread_floor,
                 })
     return results
 
@@ -549,14 +557,15 @@ def table(report):
             "",
             f"training loop (pipeline.sgd.SGD) on {data['rows']:,} rows ({data['origin']}): seconds per epoch, median (min-max)",
             f"of {len(rows[0]['epoch_seconds']['samples'])} after a warm-up. floor: uint8->float pass + both products of every batch (best of",
-            f"1 and default BLAS threads), measured before each epoch; ratio: best epoch / best floor. {gflop:.2f} GFLOP an epoch at peak sgemm: {gflop / m['peak_sgemm_gflops']:.4f} s",
-            f"  {'dtype':8} {'variant':8} {'batch':>5} {'threads':>7} {'epoch s':>21} {'samples/s':>10} {'floor s':>7} {'convert':>7} {'ratio':>6}",
+            f"1 and default BLAS threads); ratio: best epoch / best floor; 1-thread: / the floor with BLAS on one thread.",
+            f"({gflop:.2f} GFLOP an epoch, at peak sgemm: {gflop / m['peak_sgemm_gflops']:.4f} s)",
+            f"  {'dtype':8} {'variant':8} {'batch':>5} {'threads':>7} {'epoch s':>21} {'samples/s':>10} {'floor s':>7} {'convert':>7} {'ratio':>6} {'1-thread':>8}",
         ]
         for r in rows:
             lines.append(
                 f"  {r['dtype']:8} {r['variant']:8} {r['batch_size']!s:>5} {r['loop_threads']:>7} {formatted(r['epoch_seconds']):>21} "
                 f"{r['samples_per_second'] / 1e6:>8.2f} M {r['floor_seconds']['median']:>7.3f} "
-                f"{r['floor_conversion_seconds']['median']:>7.3f} {r['ratio']:>5.2f}x"
+                f"{r['floor_conversion_seconds']['median']:>7.3f} {r['ratio']:>5.2f}x {r['ratio_to_one_thread_floor']:>7.2f}x"
             )
     if "evaluate" in report:
         lines += ["", "evaluation (pipeline.model.forward + pipeline.metrics.evaluate), seconds, median (min-max):"]

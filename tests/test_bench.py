@@ -25,6 +25,7 @@ def test_every_loop_configuration_is_timed_against_its_floor(report):
             min(c + min(p) for c, *p in zip(r["floor_conversion_seconds"]["samples"], *(t["samples"] for t in r["floor_products_seconds"].values())))
         )
         assert r["ratio"] == pytest.approx(r["epoch_seconds"]["min"] / r["floor_seconds"]["min"])
+        assert r["ratio_to_one_thread_floor"] <= r["ratio"]  # one thread is one of the floor's choices
         assert r["samples_per_second"] == pytest.approx(600 / r["epoch_seconds"]["median"])
     full_batch = [r for r in rows if r["batch_size"] == "full"]
     assert all(r["steps_per_epoch"] == 1 for r in full_batch)
