@@ -1,17 +1,21 @@
 """The benchmark command on a tiny problem: every part it is asked for lands in its report."""
 
+import io
 import json
+from contextlib import redirect_stdout
 
 import pytest
 
 from pipeline import bench
 
 
-@pytest.fixture
-def report(tmp_path, capsys):
-    path = tmp_path / "bench.json"
-    bench.main(["--only", "loop", "evaluate", "--quick", "--epochs", "1", "--rows", "600", "--json", str(path)])
-    return json.loads(path.read_text()), capsys.readouterr().out
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "bench.json"
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        bench.main(["--only", "loop", "evaluate", "--quick", "--epochs", "1", "--rows", "600", "--json", str(path)])
+    return json.loads(path.read_text()), printed.getvalue()
 
 
 def test_every_loop_configuration_is_timed_against_its_floor(report):
