@@ -48,11 +48,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data import PROVENANCE_FILE, SPLIT_FILES, load_split, read_provenance
-from pipeline.idx import IMAGE_SIDE, atomic_write, write_idx
+from pipeline.data import PROVENANCE_FILE, SPLIT_FILES, load_split, read_provenance, scaled
+from pipeline.files import atomic_write
+from pipeline.idx import IMAGE_SIDE, write_idx
 from pipeline.metrics import evaluate
 from pipeline.model import forward
-from pipeline.sgd import N_CLASSES, PIXEL_MAX, SGD, initial_weights, seeded_generators
+from pipeline.sgd import N_CLASSES, SGD, initial_weights, seeded_generators
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("loop", "evaluate", "tracking", "startup", "dvc", "sweep")
@@ -359,15 +360,15 @@ def loop(images, labels, epochs, quick):
 
 
 def evaluation(images, labels, repeats):
-    """The evaluate stage's computation on its test rows: ``forward`` of the scaled pixels, then
-    ``pipeline.metrics.evaluate`` (loss, accuracy, confusion matrix, precision, recall)."""
+    """The evaluate stage's computation on its test rows: ``forward`` of the ``scaled`` pixels,
+    then ``pipeline.metrics.evaluate`` (loss, accuracy, confusion matrix, precision, recall)."""
     images, labels = images[:EVALUATION_ROWS], labels[:EVALUATION_ROWS]
     W = np.random.default_rng(0).normal(0, 0.01, (N_CLASSES, images.shape[1])).astype(np.float32)
     results = []
     for variant in VARIANTS:
 
         def evaluate_rows():
-            evaluate(forward(W, np.multiply(images, 1 / PIXEL_MAX, dtype=W.dtype), variant), labels)
+            evaluate(forward(W, scaled(images, W.dtype), variant), labels)
 
         evaluate_rows()
         times = [seconds(evaluate_rows) for _ in range(repeats)]
