@@ -138,7 +138,7 @@ def test_hydra_and_mlflow_leave_nothing_but_the_store_behind(clone):
     no .hydra/, no log files."""
     new = {line[3:] for line in clone.first_status.splitlines()}
     expected_prefixes = ("data/", "results/", "mlruns/", ".dvc/tmp/", ".dvc/cache/", ".dvc/config.local")
-    assert {path for path in new if not path.startswith(expected_prefixes)} == {"dvc.lock", "mlflow.db"}
+    assert {path for path in new if not path.startswith(expected_prefixes)} == {"dvc.lock", "mlflow.db", "mlflow.db.lock"}
     assert not [path for path in new if path.endswith(".log") or "/.hydra/" in path or "outputs/" in path]
 
 
