@@ -34,6 +34,16 @@ CHUNK_ROWS = 256
 # machine, and a few ms at worst when another process holds the other core.
 PARALLEL_ROWS = 8192
 INITS = ("zeros", "ones", "normal")
+# BLAS on one thread for the products here, small (B x 784 x 10): split over threads they make
+# epochs up to ~25% faster on an idle machine, but each product then waits for any thread another
+# process has descheduled: epochs 10-80x slower, measured on 2 shared cores (python -m pipeline.bench).
+# And OpenBLAS's idle threads spin ~0.1 s after each multithreaded call, on the core that the
+# second half of a large batch runs on.
+BLAS = ThreadpoolController()
+
+
+def one_blas_thread():
+    return BLAS.limit(limits=1, user_api="blas")
 
 
 def seeded_generators(seed):
@@ -101,7 +111,6 @@ class SGD:
         halves = 2 if self.batch_size >= PARALLEL_ROWS else 1
         self.buffers = [Buffers(min(self.batch_size, CHUNK_ROWS), self.W) for _ in range(halves)]
         self.helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sgd-half") if halves == 2 else None
-        self.blas = ThreadpoolController()
         self.predicted = np.empty(self.n_rows, dtype=np.intp)
 
     @property
@@ -117,10 +126,7 @@ class SGD:
         order = self.rng.permutation(self.n_rows) if self.shuffle else None
         step_losses = np.empty(self.steps_per_epoch)
         step, reported, diverged = 0, 0, False
-        # BLAS on one thread: a step's products are small (B x 784 x 10). Split over threads
-        # they gain ~25% on an idle machine, but each waits for any thread another process has
-        # descheduled: epochs 10-80x slower, measured on 2 shared cores (python -m pipeline.bench).
-        with self.blas.limit(limits=1, user_api="blas"):
+        with one_blas_thread():
             for step, start in enumerate(range(0, self.n_rows, self.batch_size)):
                 stop = min(start + self.batch_size, self.n_rows)
                 step_losses[step] = batch_loss = self._batch_loss_and_gradient(order, start, stop)
@@ -225,10 +231,11 @@ def loss_and_accuracy(W, images, labels, variant, chunk_rows=CHUNK_ROWS * 4):
     if len(images) == 0:
         raise ValueError("cannot evaluate on zero rows")
     sum_of_losses, correct = 0.0, 0
-    for start in range(0, len(images), chunk_rows):
-        X = scaled(images[start : start + chunk_rows], W.dtype)
-        y = labels[start : start + chunk_rows]
-        Y_hat = forward(W, X, variant)
-        sum_of_losses += loss(Y_hat, one_hot(y, W.shape[0], W.dtype)) * len(y)
-        correct += int(np.count_nonzero(Y_hat.argmax(axis=1) == y))
+    with one_blas_thread():
+        for start in range(0, len(images), chunk_rows):
+            X = scaled(images[start : start + chunk_rows], W.dtype)
+            y = labels[start : start + chunk_rows]
+            Y_hat = forward(W, X, variant)
+            sum_of_losses += loss(Y_hat, one_hot(y, W.shape[0], W.dtype)) * len(y)
+            correct += int(np.count_nonzero(Y_hat.argmax(axis=1) == y))
     return sum_of_losses / len(images), correct / len(images)
