@@ -36,7 +36,8 @@ PARALLEL_ROWS = 8192
 INITS = ("zeros", "ones", "normal")
 # BLAS on one thread for the products here, small (B x 784 x 10): split over threads they make
 # epochs up to ~25% faster on an idle machine, but each product then waits for any thread another
-# process has descheduled: epochs 10-80x slower, measured on 2 shared cores (python -m pipeline.bench).
+# process has descheduled: epochs 2x slower beside one busy process, up to 80x beside several,
+# measured on 2 shared cores (python -m pipeline.bench).
 # And OpenBLAS's idle threads spin ~0.1 s after each multithreaded call, on the core that the
 # second half of a large batch runs on.
 BLAS = ThreadpoolController()
