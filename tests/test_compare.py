@@ -14,7 +14,6 @@ from experiments import compare
 from pipeline.sweep import SweepCallback
 from tests.paths import CONF_DIR
 from tests.test_sweep import job_folders, split_runs, sweep
-from tests.test_train import data_dir  # noqa: F401  (the synthetic digits, a module fixture)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

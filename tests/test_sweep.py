@@ -23,7 +23,6 @@ from omegaconf import OmegaConf
 
 from pipeline import train
 from tests.paths import CONF_DIR
-from tests.test_train import data_dir  # noqa: F401  (the synthetic digits, a module fixture)
 
 # The linear variant diverges at the two larger rates on these digits, the softmax one does not.
 LEARNING_RATES = (0.002, 0.02, 0.5, 10)

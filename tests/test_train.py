@@ -4,7 +4,6 @@ Most tests call ``pipeline.train.run`` in-process (no 1.2 s mlflow import per te
 of Hydra's own errors and Ctrl-C need a real process.
 """
 
-import hashlib
 import json
 import os
 import signal
@@ -18,35 +17,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
 from pipeline import train
-from pipeline.data import PROVENANCE_FILE, TEST_FILES, TRAIN_FILES
-from pipeline.idx import write_idx
+from pipeline.data import PROVENANCE_FILE
 from tests.paths import CONF_DIR, REPO_ROOT
 
-TRAIN_ROWS = 200  # 180 train + 20 validation
 SANE_LR = {"softmax": 0.5, "linear": 0.002}
-
-
-def synthetic_digits(n, rng, prototypes):
-    """``n`` uint8 images (n, 28, 28) of 10 learnable classes: a class's pixels light up mostly
-    where its prototype does, plus noise."""
-    labels = rng.permutation(np.arange(n) % 10).astype(np.uint8)
-    lit = (prototypes[labels] & (rng.random((n, 784)) < 0.8)) | (rng.random((n, 784)) < 0.05)
-    images = (lit * rng.integers(128, 256, (n, 784))).astype(np.uint8)
-    return images.reshape(n, 28, 28), labels
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    prototypes = rng.random((10, 784)) < 0.2
-    for files, rows in ((TRAIN_FILES, TRAIN_ROWS), (TEST_FILES, 40)):
-        images, labels = synthetic_digits(rows, rng, prototypes)
-        write_idx(folder / files[0], images)
-        write_idx(folder / files[1], labels)
-    digests = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in TRAIN_FILES + TEST_FILES}
-    (folder / PROVENANCE_FILE).write_text(json.dumps({"source": "synthetic", "files": digests}))
-    return folder
 
 
 def config(data_dir, out_dir, *overrides):
