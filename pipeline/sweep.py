@@ -84,7 +84,7 @@ class SweepCallback(Callback):
     def on_job_end(self, config, job_return, **kwargs):
         if config.hydra.mode != RunMode.MULTIRUN or job_return.status != JobStatus.COMPLETED:
             return
-        from pipeline import evaluate  # not at the top: it imports pipeline.train, which imports this module
+        from pipeline import evaluate  # not at the top: only sweep jobs need it, and it imports matplotlib
 
         status = evaluate.run(evaluation_config(config))
         if status:
