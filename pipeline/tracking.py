@@ -46,6 +46,7 @@ FLUSH_SECONDS = 2.0
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_OR_TAGS_PER_BATCH = 100
 EXPERIMENT_ID_VARIABLE = "MLFLOW_EXPERIMENT_ID"
+MAX_QUEUED_WRITES = 4
 
 
 class TrackingError(RuntimeError):
@@ -319,8 +320,16 @@ class Run:
         self._raise_failed_write()
 
     def _write(self, function, *args, **kwargs):
-        """Queue a write, after raising the error of any earlier write that failed."""
+        """Queue a write, after raising the error of any earlier write that failed.
+
+        At most MAX_QUEUED_WRITES wait at once: when epochs are shorter than their writes, the
+        training waits for the oldest rather than queueing without bound (memory, and an end,
+        or a Ctrl-C, that would wait for the whole backlog).
+        """
         self._raise_failed_write()
+        while len(self.writes) >= MAX_QUEUED_WRITES:
+            self.writes[0].exception()  # waits for it; raises nothing
+            self._raise_failed_write()
         self.writes.append(self.writer.submit(function, *args, **kwargs))
 
     def _raise_failed_write(self):

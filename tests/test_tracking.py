@@ -238,3 +238,14 @@ def test_processes_starting_together_on_a_brand_new_store_all_land_in_their_expe
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert all(r.data.metrics == {"done": 1.0} for r in runs)
     assert client.search_runs([experiments["Default"]]) == []
+
+
+def test_a_slow_store_makes_training_wait_instead_of_queueing_without_bound(mlflow_store):
+    import time
+
+    with tracking.start_run(settings(), "slow store", {}, {}) as run:
+        queued = []
+        for _ in range(3 * tracking.MAX_QUEUED_WRITES):
+            run._write(time.sleep, 0.02)  # a write slower than the step that queues it
+            queued.append(len(run.writes))
+    assert max(queued) == tracking.MAX_QUEUED_WRITES
