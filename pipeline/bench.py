@@ -50,10 +50,10 @@ import numpy as np
 
 from pipeline.data import PROVENANCE_FILE, SPLIT_FILES, load_split, read_provenance, scaled
 from pipeline.files import atomic_write
-from pipeline.idx import IMAGE_SIDE, write_idx
+from pipeline.idx import IMAGE_SIDE, N_CLASSES, write_idx
 from pipeline.metrics import evaluate
 from pipeline.model import forward
-from pipeline.sgd import N_CLASSES, SGD, initial_weights, seeded_generators
+from pipeline.sgd import SGD, initial_weights, seeded_generators
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("loop", "evaluate", "tracking", "startup", "dvc", "sweep")
@@ -553,7 +553,7 @@ def table(report):
     ]
     if "loop" in report:
         rows, data = report["loop"], report["data"]
-        gflop = 4 * data["rows"] * 784 * N_CLASSES / 1e9
+        gflop = 4 * data["rows"] * IMAGE_SIDE**2 * N_CLASSES / 1e9
         lines += [
             "",
             f"training loop (pipeline.sgd.SGD) on {data['rows']:,} rows ({data['origin']}): seconds per epoch, median (min-max)",

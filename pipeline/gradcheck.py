@@ -15,6 +15,7 @@ import hydra
 import numpy as np
 
 from pipeline.config import GradcheckConfig, validated
+from pipeline.metrics import one_hot
 from pipeline.model import forward, loss, loss_and_grad
 
 
@@ -56,7 +57,7 @@ def random_problem(seed, batch_size, n_inputs, n_outputs):
     rng = np.random.default_rng(seed)
     W = rng.normal(0.0, 0.01, size=(n_outputs, n_inputs))
     X = rng.random((batch_size, n_inputs))
-    Y = np.eye(n_outputs)[rng.integers(n_outputs, size=batch_size)]
+    Y = one_hot(rng.integers(n_outputs, size=batch_size), n_outputs, np.float64)
     return W, X, Y
 
 

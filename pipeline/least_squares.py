@@ -23,9 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.metrics import one_hot
 from pipeline.data import PIXEL_MAX
-from pipeline.sgd import N_CLASSES, loss_and_accuracy
+from pipeline.idx import N_CLASSES
+from pipeline.metrics import one_hot
+from pipeline.sgd import loss_and_accuracy
 
 # Each chunk's float64 copy of the pixels stays a few MB.
 CHUNK_ROWS = 2048

@@ -12,7 +12,8 @@ import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-IMAGE_SIDE = 28
+from pipeline.idx import IMAGE_SIDE
+
 # Diverging: red where a pixel pushes the score of the digit up, blue where it pushes it down,
 # white for 0.
 TEMPLATE_COLORMAP = "RdBu_r"

@@ -23,10 +23,10 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from pipeline.data import PIXEL_MAX, scaled
+from pipeline.idx import N_CLASSES
 from pipeline.metrics import one_hot
 from pipeline.model import dL_dy_hat, forward, logits, loss, softmax, softmax_jvp
 
-N_CLASSES = 10
 # Rows per chunk: the float32 chunk (784 KB) and its uint8 source (196 KB) about fill one core's
 # 1 MB L2 here; 128 to 256 rows measured alike, fewer cost more per-chunk overhead.
 CHUNK_ROWS = 256
