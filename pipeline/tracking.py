@@ -113,16 +113,22 @@ def connect(uri, experiment_name=None):
     """
     from mlflow import MlflowClient
 
-    database = sqlite_path(uri)
-    if database is None:
-        client = MlflowClient(uri)
-        return client, experiment_name and ensure_experiment(client, uri, experiment_name)
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with open(database.with_name(database.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with store_lock(sqlite_path(uri)):
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)  # opens (creates, migrates) the store
         return client, experiment_name and ensure_experiment(client, uri, experiment_name)
+
+
+@contextmanager
+def store_lock(database):
+    """An exclusive lock on ``<database>.lock`` for a sqlite store; nothing for a server's."""
+    if database is None:
+        yield
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 # --- what ----------------------------------------------------------------------------------
