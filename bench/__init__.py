@@ -1,6 +1,6 @@
 """python -m bench: how fast the pipeline runs on this machine, and how far from its floor.
 
-    python -m bench                  # everything (~4 min): a table, and results/bench.json
+    python -m bench                  # everything (minutes): a table, and results/bench.json
     python -m bench --only loop      # some parts: loop evaluate tracking startup dvc sweep
     python -m bench --quick          # fewer epochs and repeats
 
@@ -27,10 +27,12 @@ Parts (and their keys in the JSON report):
 - ``dvc``: in a temporary clone of the repository (committed files only), after one full
   ``dvc repro``: a no-op ``dvc repro`` against ``dvc status``.
 - ``sweep``: the preset sweep ``python -m pipeline.train -m +experiment=variant_vs_lr`` in that
-  clone on the same 60,000 rows, with Hydra's sequential launcher and with ``hydra/launcher=joblib``.
+  clone on the same 60,000 rows, with Hydra's sequential launcher and with
+  ``hydra/launcher=joblib``.
 
-report.TARGETS holds the goals, as ratios where this machine's speed varies. Nothing is written into the
-working tree but the report; stage runs use temporary folders and a temporary MLflow store.
+report.TARGETS holds the goals, as ratios where this machine's speed varies. Nothing is written
+into the working tree but the report; stage runs use temporary folders and a temporary MLflow
+store.
 
 Modules: measure (timing), data (the rows), machine, loop (the training loop and its floor,
 evaluation), commands (tracking, startup, dvc, sweep), report (targets, the table), cli.

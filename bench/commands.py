@@ -1,4 +1,4 @@
-"""The parts that run the project's commands: a tracked training run, stage start-up, DVC, a sweep."""
+"""The parts that run the project's commands: a tracked training, stage start-up, DVC, a sweep."""
 
 import json
 import os
@@ -73,7 +73,8 @@ def train_command(*overrides):
 
 def tracking_share(workspace, repeats):
     """A default training run on the benchmark rows, tracking off and on by turns; and MLflow's
-    start-up alone: a process creating and ending an empty run, less one importing pipeline.tracking."""
+    start-up alone: a process creating and ending an empty run, less one importing
+    pipeline.tracking."""
     data_dir, env = workspace.data_dir(), workspace.env()
     workspace.mlflow_store()
     runs = {"off": [], "on": []}

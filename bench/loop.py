@@ -80,8 +80,8 @@ class Floor:
     def measure(self):
         """Seconds of the conversion pass, and of the products for each BLAS thread setting.
 
-        Ends with a pause: OpenBLAS's threads keep spinning ~0.1 s after a multithreaded
-        product, on the core whatever is timed next would use.
+        Ends with a pause (BLAS_SPIN_SECONDS): OpenBLAS's threads keep spinning for a while after
+        a multithreaded product, on the core whatever is timed next would use.
         """
         products = {}
         for threads in sorted(self.products, key=lambda t: t is not None):  # the default first

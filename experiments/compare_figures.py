@@ -13,7 +13,8 @@ LR_COLOURS = "viridis"
 
 
 def lr_colours(table):
-    """colour(lr): the same colour for a learning rate in every panel, by its place on a log scale."""
+    """colour(lr): the same colour for a learning rate in every panel, by its place on a log
+    scale."""
     low, high = table["lr"].min(), table["lr"].max()
     norm = LogNorm(low / 2, high * 2) if low == high else LogNorm(low, high)
     cmap = colormaps[LR_COLOURS]

@@ -44,7 +44,8 @@ HANDED_TO_JOBS = ("MLFLOW_TRACKING_URI", schema.EXPERIMENT_ID_VARIABLE, schema.S
 
 
 def grid(config):
-    """The sweep as typed: the command line's overrides, then ``hydra.sweeper.params`` (a preset's)."""
+    """The sweep as typed: the command line's overrides, then ``hydra.sweeper.params`` (a
+    preset's)."""
     overrides = list(config.hydra.overrides.task)
     params = config.hydra.sweeper.get("params") or {}
     return " ".join(overrides + [f"{key}={value}" for key, value in params.items()])
@@ -56,7 +57,7 @@ class SweepCallback(Callback):
         self.saved_environment = {}
 
     def __getstate__(self):
-        # Launchers ship the callbacks to the jobs' processes, which need nothing of the sweep's run.
+        # Launchers ship the callbacks to the jobs' processes, which need nothing of the sweep run.
         return {"run": None, "saved_environment": {}}
 
     def on_multirun_start(self, config, **kwargs):

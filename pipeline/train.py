@@ -72,7 +72,7 @@ def main(cfg):
         status = 130
     if status:  # a clean return lets a multirun go on to its next job
         sys.exit(status)
-    # What a sweeper searching for the best settings maximises (Optuna: conf/experiment/lr_search.yaml).
+    # What a sweeper searching for the best settings maximises (conf/experiment/lr_search.yaml).
     return json.loads((Path(cfg.out_dir) / "metrics.json").read_text())["val"]["accuracy"]
 
 
@@ -147,7 +147,7 @@ def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name):
     """Run the epochs, logging as it goes; stops early if the loss diverges."""
     training = Training()
     started = time.perf_counter()
-    log_snapshot(mlflow_run, sgd.W, 0)
+    mlflow_run.log_snapshot(sgd.W, 0, templates_picture)
     steps_per_epoch = sgd.steps_per_epoch
     with tqdm(total=epochs * steps_per_epoch, desc=name, unit="step", disable=None, leave=False) as bar:
         on_steps = None if bar.disable else bar.update
@@ -174,7 +174,7 @@ def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name):
                 step=epoch,
             )
             if tracking_cfg.snapshot_every and epoch % tracking_cfg.snapshot_every == 0 and epoch < epochs:
-                log_snapshot(mlflow_run, sgd.W, epoch)
+                mlflow_run.log_snapshot(sgd.W, epoch, templates_picture)
             bar.set_postfix(loss=f"{result.loss:.4f}", val_acc=f"{val_accuracy:.3f}", refresh=False)
     training.seconds = time.perf_counter() - started
     return training
@@ -205,7 +205,8 @@ def final_metrics(sgd, train, val, training, started):
 
 
 def log_outcome(mlflow_run, sgd, training, metrics, optimum, name):
-    """The final metrics, whether it diverged (then the run ends FAILED), the final W, the loss curve."""
+    """The final metrics, whether it diverged (then the run ends FAILED), the final W and the
+    loss curve."""
     diverged = training.diverged_at is not None
     mlflow_run.log_metrics({schema.final(k): v for k, v in flat_numbers(metrics).items()}, step=training.steps)
     tags = {schema.DIVERGED: str(diverged).lower()}
@@ -213,24 +214,29 @@ def log_outcome(mlflow_run, sgd, training, metrics, optimum, name):
         tags[schema.DIVERGED_AT_STEP] = training.diverged_at
         mlflow_run.end_status = "FAILED"
     mlflow_run.set_tags(tags)
-    log_snapshot(mlflow_run, sgd.W, len(training.history) + diverged)  # the epoch it stopped in
-    if mlflow_run.enabled:
-        from pipeline.pictures import loss_curve_figure  # matplotlib: only for a tracked run
-
-        figure = loss_curve_figure(
-            history=training.history, step_loss_steps=training.logged_steps, step_losses=training.logged_losses,
-            steps_per_epoch=sgd.steps_per_epoch, title=name,
-            floor=optimum.loss if optimum else None, diverged_at=training.diverged_at,
-        )
-        mlflow_run.log_figure(figure, schema.LOSS_CURVE)
+    mlflow_run.log_snapshot(sgd.W, len(training.history) + diverged, templates_picture)  # the epoch it stopped in
+    curve = {"history": training.history, "step_loss_steps": training.logged_steps, "step_losses": training.logged_losses,
+             "steps_per_epoch": sgd.steps_per_epoch, "title": name,
+             "floor": optimum.loss if optimum else None, "diverged_at": training.diverged_at}
+    mlflow_run.log_figure(lambda: loss_curve_picture(curve), schema.LOSS_CURVE)
 
 
-def log_snapshot(mlflow_run, W, epoch):
-    """W at ``epoch`` into the run, with the picture of its rows (drawn only for a tracked run)."""
-    if mlflow_run.enabled:
-        from pipeline.pictures import templates_image  # matplotlib: only for a tracked run
+# The pictures are drawn on the tracking writer's thread, and only for a tracked run: training
+# neither waits for matplotlib to load nor loads it at all with tracking off.
 
-        mlflow_run.log_snapshot(W, epoch, templates_image(W))
+
+def templates_picture(W):
+    """W's rows as digit templates, an RGB array (pipeline.pictures.templates_image)."""
+    from pipeline.pictures import templates_image
+
+    return templates_image(W)
+
+
+def loss_curve_picture(curve):
+    """The loss curves, a matplotlib Figure (pipeline.pictures.loss_curve_figure's arguments)."""
+    from pipeline.pictures import loss_curve_figure
+
+    return loss_curve_figure(**curve)
 
 
 def flat_numbers(metrics):

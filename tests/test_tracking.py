@@ -138,13 +138,16 @@ def test_a_weight_snapshot_is_the_array_at_that_moment_and_its_picture_at_that_s
     W = np.arange(7840, dtype=np.float32).reshape(10, 784)
     picture = np.zeros((6, 8, 3), dtype=np.uint8)
     picture[:, :4, 0] = 255  # left half red
+    drawn_from = []
     with tracking.start_run(settings(), "run", {}, {}) as run:
-        run.log_snapshot(W, epoch=3, image=picture)
+        run.log_snapshot(W, epoch=3, draw=lambda drawn: drawn_from.append(drawn.copy()) or picture)
         W += 1  # training goes on while the snapshot is written
 
     folder = mlflow_store.client.download_artifacts(run.run_id, "", str(tmp_path / "download"))
     saved = np.load(f"{folder}/weights/W_epoch_0003.npy", allow_pickle=False)
     np.testing.assert_array_equal(saved, W - 1)
+    [drawn] = drawn_from
+    np.testing.assert_array_equal(drawn, W - 1)  # the picture is of the snapshot, too
     assert saved.dtype == np.float32
     pictures = [p.name for p in (tmp_path / "download" / "images").iterdir()]
     assert sorted(p.rsplit(".", 1)[1] for p in pictures) == ["png", "webp"]  # the picture, its thumbnail
@@ -172,7 +175,7 @@ def test_a_failed_background_write_fails_the_run(mlflow_store):
 def test_tracking_off_gives_a_run_that_records_nothing(mlflow_store):
     with tracking.start_run(settings(enabled=False), "run", {"a": 1}, {"b": 2}) as run:
         run.log_metrics({"x": 1.0}, step=0)
-        run.log_snapshot(np.zeros((10, 784)), epoch=0, image=np.zeros((4, 4, 3), dtype=np.uint8))
+        run.log_snapshot(np.zeros((10, 784)), epoch=0, draw=lambda W: 1 / 0)  # never drawn
 
     assert not run.enabled and run.run_id is None
     assert mlflow_store.runs() == []

@@ -44,7 +44,8 @@ def start_run(tracking, run_name, params, tags, source=schema.SOURCE_TRAIN):
 
 @contextmanager
 def continue_run(tracking, trained_run, run_name, params, tags, source=schema.SOURCE_EVALUATE):
-    """The run that trained W, to log more into it; a DisabledRun when ``tracking.enabled`` is false.
+    """The run that trained W, to log more into it; a DisabledRun when ``tracking.enabled`` is
+    false.
 
     ``trained_run``: the train stage's record (``run_id``, None if training was not tracked).
     That run is not ended here: its status stays what training made it (FAILED for a diverged
@@ -87,7 +88,7 @@ def continue_run(tracking, trained_run, run_name, params, tags, source=schema.SO
 
 
 def log_files(run, paths, artifact_path):
-    """Each file of ``paths`` as an artifact under ``artifact_path``; nothing when tracking is off."""
+    """Each file of ``paths`` as an artifact under ``artifact_path``; nothing with tracking off."""
     if run.enabled:
         for path in paths:
             run.client.log_artifact(run.run_id, str(path), artifact_path=artifact_path)

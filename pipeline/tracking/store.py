@@ -27,7 +27,8 @@ class TrackingError(RuntimeError):
 
 
 def project_root():
-    """``$DVC_ROOT`` when set (DVC runs stages there or in temporary copies of it), else the repo."""
+    """``$DVC_ROOT`` when set (DVC runs stages there or in temporary copies of it), else the
+    repository."""
     return Path(os.environ.get("DVC_ROOT") or REPO_ROOT)
 
 

@@ -3,8 +3,9 @@ takes the same calls and records nothing.
 
 Metrics are buffered and sent with ``log_batch`` (a batch costs far less per metric than one
 synchronous ``log_metric`` in sqlite) every FLUSH_SECONDS and at the end; every write goes through
-one background thread, so training does not wait for sqlite commits or PNG encoding. Pictures come
-ready-made from the stages (an RGB array, a matplotlib Figure): this module draws nothing.
+one background thread, so training does not wait for sqlite commits or PNG encoding. Pictures are
+the stages': they hand over the function that draws one (called on that thread, so training does
+not wait for matplotlib either); this module draws nothing itself.
 """
 
 import getpass
@@ -95,21 +96,24 @@ class Run:
             self._write(self.client.log_batch, self.run_id, metrics=batch)
         self.last_flush = time.monotonic()
 
-    def log_snapshot(self, W, epoch, image):
-        """W at ``epoch`` as ``weights/W_epoch_<epoch>.npy`` and ``image`` (an RGB array, the
-        stage's picture of W) as image key ``W`` at step ``epoch``: the UI's step slider."""
-        self._write(self._log_snapshot, np.array(W, order="C"), epoch, image)
+    def log_snapshot(self, W, epoch, draw):
+        """W at ``epoch`` as ``weights/W_epoch_<epoch>.npy``, and ``draw(W)`` (the stage's picture
+        of W, an RGB array) as image key ``W`` at step ``epoch``: the UI's step slider."""
+        self._write(self._log_snapshot, np.array(W, order="C"), epoch, draw)
 
-    def _log_snapshot(self, W, epoch, image):
+    def _log_snapshot(self, W, epoch, draw):
         with TemporaryDirectory() as folder:
             path = Path(folder) / f"W_epoch_{epoch:04d}.npy"
             np.save(path, W, allow_pickle=False)
             self.client.log_artifact(self.run_id, str(path), artifact_path=schema.WEIGHTS_DIR)
-        self.client.log_image(self.run_id, image, key=schema.WEIGHTS_IMAGE_KEY, step=epoch)
+        self.client.log_image(self.run_id, draw(W), key=schema.WEIGHTS_IMAGE_KEY, step=epoch)
 
-    def log_figure(self, figure, artifact_file):
-        """A matplotlib Figure, drawn and saved as ``artifact_file`` (a .png path) in the background."""
-        self._write(self.client.log_figure, self.run_id, figure, artifact_file)
+    def log_figure(self, draw, artifact_file):
+        """``draw()`` (the stage's matplotlib Figure) saved as ``artifact_file``, a .png path."""
+        self._write(self._log_figure, draw, artifact_file)
+
+    def _log_figure(self, draw, artifact_file):
+        self.client.log_figure(self.run_id, draw(), artifact_file)
 
     def log_dict(self, mapping, artifact_file):
         self._write(self.client.log_dict, self.run_id, mapping, artifact_file)
@@ -183,10 +187,10 @@ class DisabledRun:
     def flush(self):
         pass
 
-    def log_snapshot(self, W, epoch, image):
+    def log_snapshot(self, W, epoch, draw):
         pass
 
-    def log_figure(self, figure, artifact_file):
+    def log_figure(self, draw, artifact_file):
         pass
 
     def log_dict(self, mapping, artifact_file):
