@@ -21,27 +21,24 @@ got. Exit status: 0 compared; 1 nothing to compare (no such sweep or experiment,
 
 import argparse
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
-from matplotlib.colors import LogNorm
-from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
+from experiments.compare_figures import accuracy_figure, loss_curves_figure
 from pipeline import tracking
 from pipeline.files import atomic_write
+from pipeline.model import VARIANTS
+from pipeline.tracking import reports, schema
 
 TRACKING_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "tracking" / "mlflow.yaml"
-VARIANTS = ("softmax", "linear")
-ARTIFACT_DIR = "comparison"
+ARTIFACT_DIR = schema.COMPARISON_DIR
 # The columns of comparison.csv; the terminal and Markdown tables show them formatted.
 COLUMNS = ("variant", "lr", "outcome", "epochs", "epochs_planned", "diverged_at_step", "train_loss",
            "val_accuracy", "test_accuracy", "seconds", "max_stable_lr", "run_id", "run_name", "dvc_exp_name")
 WORDS = ("variant", "outcome", "run")  # left-aligned columns of the readable table
-LR_COLOURS = "viridis"
 
 
 class NothingToCompare(Exception):
@@ -57,12 +54,12 @@ def main(argv=None):
         print(f"nothing to compare: {error}", file=sys.stderr)
         return 1
     run_ids = selection.runs["run_id"]
-    epochs_done = tracking.metric_histories(uri, run_ids, "val/accuracy").groupby("run_id")["step"].max()
+    epochs_done = reports.metric_histories(uri, run_ids, schema.VAL_ACCURACY).groupby("run_id")["step"].max()
     table = comparison_table(selection.runs, epochs_done)
-    losses = tracking.metric_histories(uri, run_ids, "train/loss")
+    losses = reports.metric_histories(uri, run_ids, schema.TRAIN_LOSS)
     out = Path(args.out or Path("comparisons") / selection.label)
     files = write_report(out, table, losses, steps_per_epoch(selection.runs), selection.title)
-    summary_run = tracking.log_summary(uri, files, ARTIFACT_DIR, **selection.summary_run)
+    summary_run = reports.log_summary(uri, files, ARTIFACT_DIR, **selection.summary_run)
 
     note = stability_note(table)
     print(selection.title, plain_text(readable(table)), *([note] if note else []), sep="\n")
@@ -87,7 +84,7 @@ class Selection:
     """The training runs to compare, what to call them, and where their summary goes."""
 
     def __init__(self, label, title, found, summary_run):
-        self.runs = found[tag(found, "variant").notna() & param(found, "optim.lr").notna()]
+        self.runs = found[tag(found, schema.VARIANT).notna() & param(found, schema.LR).notna()]
         if self.runs.empty:
             raise NothingToCompare(f"{title} has no training runs (yet)")
         self.label, self.title = label, title
@@ -99,32 +96,32 @@ def select(uri, sweep_id=None, experiment=None):
     """The runs of sweep ``sweep_id``, of experiment ``experiment`` or, with neither, of the latest
     sweep. Raises NothingToCompare when there are none."""
     if experiment is not None:
-        return Selection(f"experiment-{experiment}", f"experiment {experiment}", tracking.search_runs(uri, experiment_name=experiment), None)
+        return Selection(f"experiment-{experiment}", f"experiment {experiment}", reports.search_runs(uri, experiment_name=experiment), None)
     if sweep_id is None:
-        sweeps = tracking.search_runs(uri, "tags.`sweep.parent` = 'true'")
+        sweeps = reports.search_runs(uri, f"tags.`{schema.SWEEP_PARENT}` = 'true'")
         if sweeps.empty:
             raise NothingToCompare(f"no sweep in {uri}: run one with  python -m pipeline.train -m +experiment=variant_vs_lr")
         sweep_id = sweeps.sort_values("start_time")["run_id"].iloc[-1]
     if not sweep_id.isalnum():
         raise NothingToCompare(f"{sweep_id!r} is not a sweep id (the run id a sweep prints: 32 hex digits)")
-    found = tracking.search_runs(uri, f"tags.`sweep.id` = '{sweep_id}'")
+    found = reports.search_runs(uri, f"tags.`{schema.SWEEP_ID}` = '{sweep_id}'")
     if found.empty:
         raise NothingToCompare(f"no sweep {sweep_id} in {uri}")
-    parent = found[tag(found, "sweep.parent") == "true"]
+    parent = found[tag(found, schema.SWEEP_PARENT) == "true"]
     if parent.empty:  # the sweep's own run was deleted
         return Selection(f"sweep-{sweep_id}", f"sweep {sweep_id}", found, None)
     sweep = parent.iloc[0]
-    title = f"sweep {sweep_id} ({sweep['status'].lower()}): {sweep.get('params.sweep.grid', '')}"
+    title = f"sweep {sweep_id} ({sweep['status'].lower()}): {sweep.get(f'params.{schema.SWEEP_GRID}', '')}"
     return Selection(f"sweep-{sweep_id}", title, found, {"run_id": sweep_id})
 
 
 def tagged_summary_run(found, experiment_id, label):
     """tracking.log_summary's arguments for the run of ``found`` tagged ``comparison.of=label``,
     or for a new one so tagged: the summary of a selection without a sweep run."""
-    existing = found[tag(found, "comparison.of") == label]
+    existing = found[tag(found, schema.COMPARISON_OF) == label]
     if len(existing):
         return {"run_id": existing["run_id"].iloc[0]}
-    tags = {"comparison.of": label, **({"sweep.id": label.removeprefix("sweep-")} if label.startswith("sweep-") else {})}
+    tags = {schema.COMPARISON_OF: label, **({schema.SWEEP_ID: label.removeprefix("sweep-")} if label.startswith("sweep-") else {})}
     return {"experiment_id": experiment_id, "run_name": f"comparison of {label}", "tags": tags}
 
 
@@ -156,23 +153,23 @@ def comparison_table(runs, epochs_done):
     completed none). Losses and accuracies are the final W's; for a run still going, its latest
     epoch's. ``seconds``: the run's wall time (NaN while running).
     """
-    diverged = tag(runs, "diverged") == "true"
+    diverged = tag(runs, schema.DIVERGED) == "true"
     status = runs["status"].str.lower()
     table = pd.DataFrame({
-        "variant": tag(runs, "variant"),
-        "lr": pd.to_numeric(param(runs, "optim.lr")),
+        "variant": tag(runs, schema.VARIANT),
+        "lr": pd.to_numeric(param(runs, schema.LR)),
         "outcome": np.where(diverged, "diverged", np.where(status == "finished", "trained", status)),
         "epochs": runs["run_id"].map(epochs_done).fillna(0).astype(int),
-        "epochs_planned": pd.to_numeric(param(runs, "optim.epochs")),
-        "diverged_at_step": pd.to_numeric(tag(runs, "diverged_at_step")),
-        "train_loss": metric(runs, "final/train.loss").fillna(metric(runs, "train/loss_epoch")),
-        "val_accuracy": metric(runs, "final/val.accuracy").fillna(metric(runs, "val/accuracy")),
-        "test_accuracy": metric(runs, "test/accuracy"),
+        "epochs_planned": pd.to_numeric(param(runs, schema.EPOCHS)),
+        "diverged_at_step": pd.to_numeric(tag(runs, schema.DIVERGED_AT_STEP)),
+        "train_loss": metric(runs, schema.final("train.loss")).fillna(metric(runs, schema.TRAIN_LOSS_EPOCH)),
+        "val_accuracy": metric(runs, schema.final("val.accuracy")).fillna(metric(runs, schema.VAL_ACCURACY)),
+        "test_accuracy": metric(runs, schema.TEST_ACCURACY),
         "seconds": (pd.to_datetime(runs["end_time"], utc=True) - runs["start_time"]).dt.total_seconds(),
-        "max_stable_lr": metric(runs, "linear/max_stable_lr"),
+        "max_stable_lr": metric(runs, schema.MAX_STABLE_LR),
         "run_id": runs["run_id"],
-        "run_name": tag(runs, "mlflow.runName"),
-        "dvc_exp_name": tag(runs, "dvc.exp_name"),
+        "run_name": tag(runs, schema.RUN_NAME),
+        "dvc_exp_name": tag(runs, schema.DVC_EXP_NAME),
         "start_time": runs["start_time"],
     })
     order = {variant: position for position, variant in enumerate(VARIANTS)}
@@ -218,8 +215,8 @@ def markdown(frame):
 
 def steps_per_epoch(runs):
     """Updates per epoch of each run, by run id: ⌈training rows / batch size⌉."""
-    rows = pd.to_numeric(param(runs, "data.train_rows"))
-    batch = np.minimum(pd.to_numeric(param(runs, "optim.batch_size")), rows)
+    rows = pd.to_numeric(param(runs, schema.TRAIN_ROWS))
+    batch = np.minimum(pd.to_numeric(param(runs, schema.BATCH_SIZE)), rows)
     return pd.Series(np.ceil(rows / batch).to_numpy(), index=runs["run_id"].to_numpy())
 
 
@@ -230,71 +227,6 @@ def stability_note(table):
         return ""
     shown = ", ".join(f"{limit:.3g}" for limit in limits)
     return f"linear: full-batch gradient descent is stable below lr {shown} (2/λ_max of the data)"
-
-
-# --- the pictures ----------------------------------------------------------------------------
-
-
-def lr_colours(table):
-    """colour(lr): the same colour for a learning rate in every panel, by its place on a log scale."""
-    low, high = table["lr"].min(), table["lr"].max()
-    norm = LogNorm(low / 2, high * 2) if low == high else LogNorm(low, high)
-    cmap = colormaps[LR_COLOURS]
-    return lambda lr: cmap(norm(lr))
-
-
-def loss_curves_figure(table, losses, steps_per_epoch, title):
-    """Training loss against epochs, one panel per variant, one line per run coloured by its
-    learning rate, log loss axis. ``losses``: the logged per-step means (run_id, step, value).
-    A diverged run ends in a red cross at the loss that blew up."""
-    variants = [v for v in VARIANTS if v in set(table["variant"])]
-    figure = Figure(figsize=(5.2 * len(variants), 4.4), layout="constrained")
-    figure.suptitle(textwrap.fill(title, 110), fontsize="medium")
-    panels = figure.subplots(1, len(variants), squeeze=False, sharey=True)[0]
-    colour = lr_colours(table)
-    for axes, variant in zip(panels, variants):
-        for run in table[table["variant"] == variant].itertuples():
-            curve = losses[(losses["run_id"] == run.run_id) & np.isfinite(losses["value"])]
-            epochs = curve["step"] / steps_per_epoch[run.run_id]
-            axes.plot(epochs, curve["value"], color=colour(run.lr), lw=1.2, label=f"lr {run.lr:g}")
-            if run.outcome == "diverged" and len(curve):
-                axes.plot(epochs.iloc[-1], curve["value"].iloc[-1], "x", color="red", ms=8, mew=2)
-        axes.set_yscale("log")
-        axes.set_title(variant)
-        axes.set_xlabel("epoch")
-        axes.grid(True, alpha=0.3)
-        axes.legend(fontsize="x-small", ncols=2, title="× diverged", title_fontsize="x-small")
-    panels[0].set_ylabel("training loss  (mean ||ŷ − y||², per logged step)")
-    return figure
-
-
-def accuracy_figure(table, title):
-    """Test (solid) and validation (dashed) accuracy against the learning rate, log axis, a
-    line per variant through the mean of its runs at each rate; diverged runs crossed in red;
-    the linear variant's stability limit dotted."""
-    figure = Figure(figsize=(7.5, 4.6), layout="constrained")
-    axes = figure.add_subplot()
-    for variant, colour in zip(VARIANTS, ("C0", "C1")):
-        runs = table[table["variant"] == variant]
-        if runs.empty:
-            continue
-        means = runs.groupby("lr")[["test_accuracy", "val_accuracy"]].mean()
-        axes.plot(means.index, means["test_accuracy"], "o-", color=colour, label=f"{variant}, test")
-        axes.plot(means.index, means["val_accuracy"], "s--", color=colour, mfc="none", alpha=0.7, label=f"{variant}, validation")
-    diverged = table[table["outcome"] == "diverged"]
-    if len(diverged):
-        axes.plot(diverged["lr"], diverged["test_accuracy"].fillna(diverged["val_accuracy"]), "x", color="red", ms=10, mew=2, label="diverged")
-    for limit in table["max_stable_lr"].dropna().unique():
-        axes.axvline(limit, color="C1", ls=":", lw=1.5, label=f"linear: stable below {limit:.3g}")
-    axes.set_xscale("log")
-    axes.set_ylim(0, 1)
-    axes.yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
-    axes.set_xlabel("learning rate")
-    axes.set_ylabel("accuracy")
-    axes.set_title(textwrap.fill(title, 80), fontsize="medium")
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize="small")
-    return figure
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -310,8 +242,8 @@ def write_report(out, table, losses, steps_per_epoch, title):
         "comparison.md": (f"# {title}\n\n" + markdown(readable(table)) + (f"\n{note}\n" if note else "")).encode(),
     }
     figures = {
-        "loss_curves.png": loss_curves_figure(table, losses, steps_per_epoch, title),
-        "accuracy_vs_lr.png": accuracy_figure(table, title),
+        "loss_curves.png": loss_curves_figure(table, losses, steps_per_epoch, title, VARIANTS),
+        "accuracy_vs_lr.png": accuracy_figure(table, title, VARIANTS),
     }
     for name, content in contents.items():
         with atomic_write(out / name) as f:

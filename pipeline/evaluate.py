@@ -38,9 +38,10 @@ from pipeline.idx import IDXError
 from pipeline.metrics import evaluate, most_confidently_wrong
 from pipeline.model import forward
 from pipeline.pictures import confusion_figure, mistakes_figure
+from pipeline.tracking import schema
 
 OUTPUT_FILES = ("test_metrics.json", "per_class.csv", "confusion.csv", "confusion.png", "misclassified.png")
-MLFLOW_ARTIFACT_DIR = "evaluation"
+MLFLOW_ARTIFACT_DIR = schema.EVALUATION_DIR
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="evaluate")
@@ -84,7 +85,7 @@ def run(cfg):
     )
 
     params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
-    with tracking.continue_run(cfg.tracking, trained_run, f"{variant} test evaluation", params, {"variant": variant}) as mlflow_run:
+    with tracking.continue_run(cfg.tracking, trained_run, f"{variant} test evaluation", params, {schema.VARIANT: variant}) as mlflow_run:
         mlflow_run.log_metrics(mlflow_metrics(result), step=0)
         tracking.log_files(mlflow_run, [train_dir / file_name for file_name in OUTPUT_FILES], MLFLOW_ARTIFACT_DIR)
     print(summary(name, result, mlflow_run))
@@ -139,9 +140,9 @@ def write_outputs(out_dir, result, labels, predicted, confusion_picture, mistake
 def mlflow_metrics(result):
     """``test/loss``, ``test/accuracy`` and, per digit c with a defined value, ``test/precision/c``
     and ``test/recall/c``."""
-    metrics = {"test/loss": result.loss, "test/accuracy": result.accuracy}
+    metrics = {schema.TEST_LOSS: result.loss, schema.TEST_ACCURACY: result.accuracy}
     for digit, (p, r) in enumerate(zip(result.precision, result.recall)):
-        metrics.update({f"test/precision/{digit}": p, f"test/recall/{digit}": r})
+        metrics.update({schema.test_precision(digit): p, schema.test_recall(digit): r})
     return {key: value for key, value in metrics.items() if np.isfinite(value)}
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from pipeline.idx import IMAGE_SIDE
+from pipeline.constants import IMAGE_SIDE
 
 # Diverging: red where a pixel pushes the score of the digit up, blue where it pushes it down,
 # white for 0.
@@ -57,8 +57,8 @@ def templates_image(W, zoom=4, columns=5):
 
 @functools.cache
 def _template_colours():
-    """TEMPLATE_COLORMAP as a (COLOUR_LEVELS, 3) uint8 table: indexing it is ~10x faster than
-    calling the colormap on every pixel."""
+    """TEMPLATE_COLORMAP as a (COLOUR_LEVELS, 3) uint8 table: indexing it is far cheaper than
+    calling the colormap on every pixel of every snapshot."""
     colours = matplotlib.colormaps[TEMPLATE_COLORMAP](np.linspace(0, 1, COLOUR_LEVELS))[:, :3]
     return np.round(colours * 255).astype(np.uint8)
 
@@ -72,7 +72,7 @@ def loss_curve_figure(history, step_loss_steps, step_losses, steps_per_epoch, ti
     Non-finite values are left out (a log axis cannot place them).
     """
     figure = Figure(figsize=(7, 4.2))
-    # Fixed margins: a constrained layout would triple the drawing time.
+    # Fixed margins: a constrained layout costs several extra layout passes per drawing.
     axes = figure.add_axes((0.11, 0.12, 0.86, 0.8))
     epochs_of_steps = np.asarray(step_loss_steps, dtype=float) / steps_per_epoch
     axes.plot(epochs_of_steps, _finite(step_losses), color="0.7", lw=1, label="train, per step")
@@ -129,7 +129,7 @@ def mistakes_figure(images, actual, predicted, margins, title, columns=8):
     the wrong score beat the right one (``margins``). ``images`` uint8 (m, 784).
 
     One image on one axes (the digits pasted into a canvas, NaN around them) rather than an axes
-    per digit: the same picture, drawn several times faster.
+    per digit: the same picture, with far fewer artists to draw.
     """
     rows = max(1, -(-len(images) // columns))
     label_band, gap = 16, 4  # canvas pixels above each digit for its label, and between digits

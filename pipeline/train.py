@@ -30,13 +30,14 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from pipeline import sweep, tracking
+from pipeline import tracking
 from pipeline.config import ConfigError, TrainConfig, validated
 from pipeline.data import load_split, read_provenance, train_val_split
 from pipeline.files import atomic_write, json_bytes
 from pipeline.idx import IDXError
 from pipeline.least_squares import linear_optimum
 from pipeline.sgd import SGD, initial_weights, loss_and_accuracy, seeded_generators
+from pipeline.tracking import schema
 
 OUTPUT_FILES = ("W.npy", "metrics.json", "history.csv", "mlflow_run.json")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
@@ -71,7 +72,7 @@ def main(cfg):
         status = 130
     if status:  # a clean return lets a multirun go on to its next job
         sys.exit(status)
-    # What a sweeper searching for the best settings maximises (Optuna: conf/experiment/lr_search.yaml).
+    # What a sweeper searching for the best settings maximises (conf/experiment/lr_search.yaml).
     return json.loads((Path(cfg.out_dir) / "metrics.json").read_text())["val"]["accuracy"]
 
 
@@ -98,11 +99,11 @@ def run(cfg):
 
     name = run_name(cfg)
     params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
-    params.update({"data.train_rows": len(train.labels), "data.val_rows": len(val.labels)})
+    params.update({schema.TRAIN_ROWS: len(train.labels), schema.VAL_ROWS: len(val.labels)})
     with tracking.start_run(cfg.tracking, name, params, run_tags(cfg, provenance)) as mlflow_run:
-        mlflow_run.log_dict(provenance, "data/provenance.json")
+        mlflow_run.log_dict(provenance, schema.PROVENANCE)
         if optimum is not None:
-            mlflow_run.log_metrics({"linear/max_stable_lr": optimum.max_stable_lr, "linear/least_squares_loss": optimum.loss}, step=0)
+            mlflow_run.log_metrics({schema.MAX_STABLE_LR: optimum.max_stable_lr, schema.LEAST_SQUARES_LOSS: optimum.loss}, step=0)
         where = f"MLflow run {mlflow_run.run_id}" if mlflow_run.enabled else "MLflow off"
         print(f"{name}: training on {len(train.labels):,} rows, validating on {len(val.labels):,}, "
               f"{optim.epochs} epochs of {sgd.steps_per_epoch:,} steps; {where}", flush=True)
@@ -132,13 +133,13 @@ def run_name(cfg):
 
 def run_tags(cfg, provenance):
     """Variant, code version, data provenance, and where the run came from (sweep, DVC)."""
-    tags = {"variant": cfg.model.name, **tracking.git_tags(), "data.source": provenance.get("source", "unknown")}
-    tags.update({f"data.sha256.{name}": digest for name, digest in provenance.get("files", {}).items()})
+    tags = {schema.VARIANT: cfg.model.name, **tracking.git_tags(), schema.DATA_SOURCE: provenance.get("source", "unknown")}
+    tags.update({schema.DATA_SHA256_PREFIX + name: digest for name, digest in provenance.get("files", {}).items()})
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         hydra_cfg = HydraConfig.get()
-        tags.update({"hydra.sweep.dir": hydra_cfg.sweep.dir, "hydra.job.num": hydra_cfg.job.num, **sweep.job_tags()})
+        tags.update({schema.HYDRA_SWEEP_DIR: hydra_cfg.sweep.dir, schema.HYDRA_JOB_NUM: hydra_cfg.job.num, **tracking.sweep_job_tags()})
     if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+        tags[schema.DVC_EXP_NAME] = os.environ["DVC_EXP_NAME"]
     return tags
 
 
@@ -146,7 +147,7 @@ def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name):
     """Run the epochs, logging as it goes; stops early if the loss diverges."""
     training = Training()
     started = time.perf_counter()
-    mlflow_run.log_snapshot(sgd.W, 0)
+    mlflow_run.log_snapshot(sgd.W, 0, templates_picture)
     steps_per_epoch = sgd.steps_per_epoch
     with tqdm(total=epochs * steps_per_epoch, desc=name, unit="step", disable=None, leave=False) as bar:
         on_steps = None if bar.disable else bar.update
@@ -156,7 +157,7 @@ def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name):
             steps, losses = window_means(result.step_losses, tracking_cfg.log_every, first_step=training.steps)
             training.logged_steps += steps
             training.logged_losses += losses
-            mlflow_run.log_series("train/loss", steps, losses)
+            mlflow_run.log_series(schema.TRAIN_LOSS, steps, losses)
             if result.diverged:
                 training.diverged_at = training.steps + len(result.step_losses) - 1
                 training.diverged_loss = float(result.step_losses[-1])
@@ -168,12 +169,12 @@ def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name):
                    "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": time.perf_counter() - epoch_started}
             training.history.append(row)
             mlflow_run.log_metrics(
-                {"train/loss_epoch": result.loss, "train/accuracy": result.accuracy, "val/loss": val_loss,
-                 "val/accuracy": val_accuracy, "time/epoch_seconds": row["seconds"]},
+                {schema.TRAIN_LOSS_EPOCH: result.loss, schema.TRAIN_ACCURACY: result.accuracy, schema.VAL_LOSS: val_loss,
+                 schema.VAL_ACCURACY: val_accuracy, schema.EPOCH_SECONDS: row["seconds"]},
                 step=epoch,
             )
             if tracking_cfg.snapshot_every and epoch % tracking_cfg.snapshot_every == 0 and epoch < epochs:
-                mlflow_run.log_snapshot(sgd.W, epoch)
+                mlflow_run.log_snapshot(sgd.W, epoch, templates_picture)
             bar.set_postfix(loss=f"{result.loss:.4f}", val_acc=f"{val_accuracy:.3f}", refresh=False)
     training.seconds = time.perf_counter() - started
     return training
@@ -204,20 +205,38 @@ def final_metrics(sgd, train, val, training, started):
 
 
 def log_outcome(mlflow_run, sgd, training, metrics, optimum, name):
-    """The final metrics, whether it diverged (then the run ends FAILED), the final W, the loss curve."""
+    """The final metrics, whether it diverged (then the run ends FAILED), the final W and the
+    loss curve."""
     diverged = training.diverged_at is not None
-    mlflow_run.log_metrics({f"final/{k}": v for k, v in flat_numbers(metrics).items()}, step=training.steps)
-    tags = {"diverged": str(diverged).lower()}
+    mlflow_run.log_metrics({schema.final(k): v for k, v in flat_numbers(metrics).items()}, step=training.steps)
+    tags = {schema.DIVERGED: str(diverged).lower()}
     if diverged:
-        tags["diverged_at_step"] = training.diverged_at
+        tags[schema.DIVERGED_AT_STEP] = training.diverged_at
         mlflow_run.end_status = "FAILED"
     mlflow_run.set_tags(tags)
-    mlflow_run.log_snapshot(sgd.W, len(training.history) + diverged)  # the epoch it stopped in
-    mlflow_run.log_loss_curve(
-        history=training.history, step_loss_steps=training.logged_steps, step_losses=training.logged_losses,
-        steps_per_epoch=sgd.steps_per_epoch, title=name,
-        floor=optimum.loss if optimum else None, diverged_at=training.diverged_at,
-    )
+    mlflow_run.log_snapshot(sgd.W, len(training.history) + diverged, templates_picture)  # the epoch it stopped in
+    curve = {"history": training.history, "step_loss_steps": training.logged_steps, "step_losses": training.logged_losses,
+             "steps_per_epoch": sgd.steps_per_epoch, "title": name,
+             "floor": optimum.loss if optimum else None, "diverged_at": training.diverged_at}
+    mlflow_run.log_figure(lambda: loss_curve_picture(curve), schema.LOSS_CURVE)
+
+
+# The pictures are drawn on the tracking writer's thread, and only for a tracked run: training
+# neither waits for matplotlib to load nor loads it at all with tracking off.
+
+
+def templates_picture(W):
+    """W's rows as digit templates, an RGB array (pipeline.pictures.templates_image)."""
+    from pipeline.pictures import templates_image
+
+    return templates_image(W)
+
+
+def loss_curve_picture(curve):
+    """The loss curves, a matplotlib Figure (pipeline.pictures.loss_curve_figure's arguments)."""
+    from pipeline.pictures import loss_curve_figure
+
+    return loss_curve_figure(**curve)
 
 
 def flat_numbers(metrics):

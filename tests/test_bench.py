@@ -1,4 +1,4 @@
-"""The benchmark command on a tiny problem: every part it is asked for lands in its report."""
+"""python -m bench on a tiny problem: every part it is asked for lands in its report."""
 
 import io
 import json
@@ -7,7 +7,7 @@ from contextlib import redirect_stdout
 
 import pytest
 
-from pipeline import bench
+from bench import cli, loop, measure
 
 
 @pytest.fixture(scope="module")
@@ -15,10 +15,11 @@ def report(tmp_path_factory):
     path = tmp_path_factory.mktemp("bench") / "bench.json"
     printed = io.StringIO()
     with redirect_stdout(printed):
-        bench.main(["--only", "loop", "evaluate", "--quick", "--epochs", "1", "--rows", "600", "--json", str(path)])
+        cli.main(["--only", "loop", "evaluate", "--quick", "--epochs", "1", "--rows", "600", "--json", str(path)])
     return json.loads(path.read_text()), printed.getvalue()
 
 
+@pytest.mark.slow
 def test_every_loop_configuration_is_timed_against_its_floor(report):
     data, _ = report
     rows = data["loop"]
@@ -35,16 +36,17 @@ def test_every_loop_configuration_is_timed_against_its_floor(report):
     full_batch = [r for r in rows if r["batch_size"] == "full"]
     assert all(r["steps_per_epoch"] == 1 for r in full_batch)
     # A full batch may be chunked: the floor's fastest chunk is one of the candidates.
-    assert all(set(r["floor_rows_per_product"].values()) <= set(bench.FULL_BATCH_CHUNKS) for r in full_batch)
+    assert all(set(r["floor_rows_per_product"].values()) <= set(loop.FULL_BATCH_CHUNKS) for r in full_batch)
 
 
+@pytest.mark.slow
 def test_the_report_names_the_machine_data_and_targets(report):
     data, printed = report
     assert data["machine"]["cores"] >= 1
     assert data["machine"]["blas"], "threadpoolctl found no BLAS"
     assert data["machine"]["peak_sgemm_gflops"] > 0 and data["machine"]["memory_bandwidth_gbs"] > 0
     assert data["data"]["rows"] == 600 and 0 < data["data"]["nonzero_share"] < 1
-    assert [r["variant"] for r in data["evaluate"]] == ["linear", "softmax"]
+    assert [r["variant"] for r in data["evaluate"]] == ["softmax", "linear"]
     assert set(data["bench_seconds"]) == {"loop", "evaluate"}
     # Loop targets only: the parts that run commands were not asked for.
     assert len(data["targets"]) == 6
@@ -58,6 +60,6 @@ def test_a_child_peak_memory_is_its_own():
     """Not the benchmark process's: a small child of a process holding 200 MB reports far less."""
     ballast = bytearray(200 << 20)
     ballast[:: 4096] = b"x" * len(ballast[:: 4096])  # touched: resident
-    finished = bench.run_command([sys.executable, "-c", "pass"], ".", None, peak_rss=True)
+    finished = measure.run_command([sys.executable, "-c", "pass"], ".", None, peak_rss=True)
     assert finished.status == 0
     assert 1 << 20 < finished.peak_rss < 100 << 20

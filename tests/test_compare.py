@@ -1,5 +1,5 @@
 """The comparison report on a real sweep (made once for the module, in a subprocess, on the
-synthetic digits of test_train) in a real MLflow store; ``experiments.compare.main`` in-process."""
+synthetic digits of conftest) in a real MLflow store; ``experiments.compare.main`` in-process."""
 
 import json
 import shutil
@@ -10,10 +10,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from matplotlib.colors import to_rgba
 
-from experiments import compare
-from pipeline.sweep import SweepCallback
+from experiments import compare, compare_figures
+from experiments.sweep import SweepCallback
+from pipeline.model import VARIANTS
+from pipeline.tracking import reports
+from tests.helpers import job_folders, split_runs, sweep
 from tests.paths import CONF_DIR
-from tests.test_sweep import job_folders, split_runs, sweep
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -40,6 +42,7 @@ def sweep_runs(store):
     return split_runs([r for r in store.runs() if "comparison.of" not in r.data.tags])
 
 
+@pytest.mark.slow
 def test_the_table_is_what_every_job_logged_and_wrote(swept, store, tmp_path, capsys):
     parent, jobs = sweep_runs(store)
     out = tmp_path / "report"
@@ -73,6 +76,7 @@ def test_the_table_is_what_every_job_logged_and_wrote(swept, store, tmp_path, ca
     assert all((out / name).read_bytes().startswith(PNG_SIGNATURE) for name in ("loss_curves.png", "accuracy_vs_lr.png"))
 
 
+@pytest.mark.slow
 def test_the_report_goes_into_the_sweep_run_once(store, tmp_path):
     parent, _ = sweep_runs(store)
     runs_before = len(store.runs())
@@ -85,6 +89,7 @@ def test_the_report_goes_into_the_sweep_run_once(store, tmp_path):
     assert logged == [f"comparison/{name}" for name in ("accuracy_vs_lr.png", "comparison.csv", "comparison.md", "loss_curves.png")]
 
 
+@pytest.mark.slow
 def test_an_experiment_is_compared_into_a_summary_run_of_its_own(store, tmp_path):
     assert compare.main(["--experiment", "handgrad", "--out", str(tmp_path / "a")]) == 0
     assert compare.main(["--experiment", "handgrad", "--out", str(tmp_path / "b")]) == 0
@@ -104,6 +109,7 @@ def start_sweep(store, tmp_path):
     return callback, config
 
 
+@pytest.mark.slow
 def test_a_sweep_still_running_shows_its_runs_as_far_as_they_got(store, tmp_path, monkeypatch, capsys):
     for name in ("MLFLOW_EXPERIMENT_ID", "HANDGRAD_SWEEP_RUN_ID"):
         monkeypatch.delenv(name, raising=False)  # restored after the test: the callback sets them
@@ -157,14 +163,15 @@ def test_a_sweep_without_jobs_yet_has_nothing_to_compare(mlflow_store, tmp_path,
 # --- the pictures ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_loss_curves_draw_every_logged_point_coloured_by_lr(store):
     _, jobs = sweep_runs(store)
-    runs = compare.tracking.search_runs(store.uri, experiment_name="handgrad")
+    runs = reports.search_runs(store.uri, experiment_name="handgrad")
     runs = runs[runs["run_id"].isin([r.info.run_id for r in jobs])]
     table = compare.comparison_table(runs, pd.Series(dtype=float))
-    losses = compare.tracking.metric_histories(store.uri, runs["run_id"], "train/loss")
+    losses = reports.metric_histories(store.uri, runs["run_id"], "train/loss")
 
-    figure = compare.loss_curves_figure(table, losses, compare.steps_per_epoch(runs), "title")
+    figure = compare_figures.loss_curves_figure(table, losses, compare.steps_per_epoch(runs), "title", VARIANTS)
 
     panels = figure.axes
     assert [axes.get_title() for axes in panels] == ["softmax", "linear"]

@@ -192,6 +192,7 @@ def test_missing_weights_say_which_stage_to_run(project, capsys):
     assert f"{project['train_dir'] / 'W.npy'} not found: run the train stage first" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_command_line_prints_the_result_and_leaves_no_hydra_files(project):
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.evaluate", *project["overrides"], "mistakes_shown=2"],

@@ -5,7 +5,6 @@ The data is the packaged 5k subset (``data.source=packaged`` in the clone), so n
 used; one first `dvc repro` takes ~20 s here and is shared by the tests below.
 """
 
-import ast
 import json
 import os
 import re
@@ -19,8 +18,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from tests.helpers import quick_start_commands, stage_sources
 from tests.paths import REPO_ROOT
-from tests.test_repo import quick_start_commands
 
 VARIANTS = ("softmax", "linear")
 STAGES = ("download", *(f"{stage}@{variant}" for stage in ("train", "evaluate") for variant in VARIANTS))
@@ -30,26 +29,6 @@ DATA_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-
               "t10k-labels-idx1-ubyte.gz", "provenance.json")
 # The defaults must train models worth looking at (on the packaged subset: ~90% and ~86%).
 LEAST_TEST_ACCURACY = {"softmax": 0.88, "linear": 0.82}
-
-
-def stage_module_deps(module):
-    """The project's source files that ``pipeline.<module>`` imports, directly or not (including
-    imports inside functions), as repository paths."""
-    seen, pending = set(), [f"pipeline.{module}"]
-    while pending:
-        name = pending.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        tree = ast.parse((REPO_ROOT / (name.replace(".", "/") + ".py")).read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module == "pipeline":
-                pending += [f"pipeline.{alias.name}" for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline."):
-                pending.append(node.module)
-            elif isinstance(node, ast.Import):
-                pending += [alias.name for alias in node.names if alias.name.startswith("pipeline.")]
-    return {name.replace(".", "/") + ".py" for name in seen}
 
 
 class Clone:
@@ -114,10 +93,11 @@ def test_stage_deps_are_exactly_the_modules_each_stage_imports():
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
     for stage, spec in stages.items():
         listed = {dep for dep in spec["deps"] if dep.startswith("pipeline/")}
-        assert listed == stage_module_deps(stage), stage
+        assert listed == stage_sources(stage), stage
         assert spec["cmd"].startswith(f"python -m pipeline.{stage}")
 
 
+@pytest.mark.slow
 def test_first_repro_runs_every_stage_and_writes_every_output(clone):
     assert sorted(clone.first_run) == sorted(STAGES)
     assert sorted(p.name for p in (clone.root / "data" / "mnist").iterdir()) == sorted(DATA_FILES)
@@ -133,6 +113,7 @@ def test_first_repro_runs_every_stage_and_writes_every_output(clone):
         assert clone.first_test_metrics[variant]["accuracy"] >= LEAST_TEST_ACCURACY[variant]
 
 
+@pytest.mark.slow
 def test_hydra_and_mlflow_leave_nothing_but_the_store_behind(clone):
     """Besides DVC's outputs and the MLflow store (both gitignored), nothing new: no outputs/,
     no .hydra/, no log files."""
@@ -142,6 +123,7 @@ def test_hydra_and_mlflow_leave_nothing_but_the_store_behind(clone):
     assert not [path for path in new if path.endswith(".log") or "/.hydra/" in path or "outputs/" in path]
 
 
+@pytest.mark.slow
 def test_each_variant_is_one_mlflow_run_with_training_and_test_results(clone):
     for variant in VARIANTS:
         record = clone.first_records[variant]
@@ -163,11 +145,13 @@ def test_each_variant_is_one_mlflow_run_with_training_and_test_results(clone):
         assert evaluation == sorted(f"evaluation/{name}" for name in EVALUATE_OUTPUTS)
 
 
+@pytest.mark.slow
 def test_second_repro_runs_nothing(clone):
     assert clone.repro() == []
     assert "Data and pipelines are up to date." in clone.dvc("repro")
 
 
+@pytest.mark.slow
 def test_metrics_and_plots_show_both_variants(clone):
     metrics = json.loads(clone.dvc("metrics", "show", "--json"))
     [workspace] = metrics.values()  # keyed by revision: "" is the workspace
@@ -183,6 +167,7 @@ def test_metrics_and_plots_show_both_variants(clone):
     assert len(confusion_rows) == 1000 and set(confusion_rows[0]) >= {"actual", "predicted"}
 
 
+@pytest.mark.slow
 def test_changing_one_variants_lr_reruns_only_its_train_and_evaluate(clone):
     default_lr = yaml.safe_load((REPO_ROOT / "conf/optim/linear.yaml").read_text())["lr"]
     clone.edit_yaml("conf/optim/linear.yaml", "lr", 0.002)
@@ -202,6 +187,7 @@ def test_changing_one_variants_lr_reruns_only_its_train_and_evaluate(clone):
     clone.commit("linear: lr 0.002")
 
 
+@pytest.mark.slow
 def test_an_experiment_trains_with_the_values_it_records(clone):
     """In a temporary copy of the repository, as queued experiments run: its MLflow run must still
     land in the store at the root."""
@@ -226,3 +212,19 @@ def test_an_experiment_trains_with_the_values_it_records(clone):
 
 def test_the_readme_quick_start_runs_the_repro_tested_here():
     assert quick_start_commands()[0].endswith(" && dvc repro")
+
+
+@pytest.mark.slow
+def test_editing_evaluate_or_the_sweep_callback_leaves_training_up_to_date(clone):
+    """train imports neither: a comment appended to either changes only the evaluate stages."""
+    assert json.loads(clone.dvc("status", "--json")) == {}
+    try:
+        for module in ("pipeline/evaluate.py", "experiments/sweep.py"):
+            with open(clone.root / module, "a") as f:
+                f.write("# a comment that changes nothing\n")
+        changed = json.loads(clone.dvc("status", "--json"))
+        assert sorted(changed) == ["evaluate@linear", "evaluate@softmax"]
+        assert changed["evaluate@softmax"] == [{"changed deps": {"pipeline/evaluate.py": "modified"}}]
+    finally:
+        clone.run("git", "checkout", "--", "pipeline/evaluate.py", "experiments/sweep.py")
+    assert json.loads(clone.dvc("status", "--json")) == {}

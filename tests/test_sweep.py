@@ -1,5 +1,5 @@
-"""Sweeps end to end: real Hydra multiruns of the train stage (in subprocesses, from a scratch
-folder), on the tiny synthetic digits of test_train, into real MLflow stores: a new sqlite file,
+"""experiments.sweep end to end: real Hydra multiruns of the train stage (in subprocesses, from a
+scratch folder), on the tiny synthetic digits of conftest, into real MLflow stores: a new sqlite file,
 and a real ``mlflow server`` on 127.0.0.1."""
 
 import itertools
@@ -22,32 +22,12 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from pipeline import train
+from tests.helpers import QUICK, job_folders, split_runs, sweep
 from tests.paths import CONF_DIR
 
 # The linear variant diverges at the two larger rates on these digits, the softmax one does not.
 LEARNING_RATES = (0.002, 0.02, 0.5, 10)
-QUICK = ("optim.epochs=2", "tracking.snapshot_every=0")
 MLFLOW = Path(sys.executable).parent / "mlflow"
-
-
-def sweep(folder, data, *overrides, env=None):
-    """``python -m pipeline.train -m ...`` run in ``folder``, where its multirun/ folder goes."""
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.train", "-m", f"data.dir={data}", *QUICK, *overrides],
-        cwd=folder, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
-    )
-
-
-def job_folders(folder):
-    """{job number: its folder} of the one sweep made in ``folder``: multirun/<date>/<time>/<n>/."""
-    [sweep_dir] = (folder / "multirun").glob("*/*")
-    return {int(job.name): job for job in sweep_dir.iterdir() if job.name.isdigit()}
-
-
-def split_runs(runs):
-    """(the sweep's own run, its jobs' runs) of a list of MLflow runs."""
-    [parent] = [r for r in runs if r.data.tags.get("sweep.parent") == "true"]
-    return parent, [r for r in runs if r is not parent]
 
 
 def check_job_run(run, parent, folder):
@@ -66,6 +46,7 @@ def check_job_run(run, parent, folder):
 # --- parallel jobs on a new store --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_parallel_jobs_on_a_new_store_all_land_complete_in_one_experiment(data_dir, tmp_path):
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"  # no such file yet
     (tmp_path / "store").mkdir()
@@ -105,6 +86,7 @@ def test_parallel_jobs_on_a_new_store_all_land_complete_in_one_experiment(data_d
     assert not (tmp_path / "results").exists()  # the DVC pipeline's outputs are never a sweep's
 
 
+@pytest.mark.slow
 def test_a_sweep_stopped_by_a_failing_job_ends_its_run_failed(tmp_path, mlflow_store):
     result = sweep(tmp_path, tmp_path / "no data here", "optim.lr=0.1,0.5")
 
@@ -149,6 +131,7 @@ def test_the_slurm_launcher_config_is_composed_and_validated():
 # --- Optuna -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_optuna_searches_the_learning_rate_for_the_best_validation_accuracy(data_dir, tmp_path, mlflow_store):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the [optuna] extra is not installed")
     result = sweep(tmp_path, data_dir, "+experiment=lr_search", "model=softmax", "hydra.sweeper.n_trials=2")
@@ -219,6 +202,7 @@ def tracking_server(tmp_path, mlflow_template):
         log.close()
 
 
+@pytest.mark.slow
 def test_a_sweep_against_a_tracking_server_records_every_job_over_http(data_dir, tmp_path, tracking_server):
     result = sweep(tmp_path, data_dir, "model=softmax,linear", "optim.lr=0.002", env={"MLFLOW_TRACKING_URI": tracking_server})
 

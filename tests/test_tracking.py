@@ -1,4 +1,5 @@
-"""pipeline.tracking against a real MLflow sqlite store (a fresh copy per test)."""
+"""pipeline.tracking (store, writer, runs) against a real MLflow sqlite store (a fresh copy per
+test). Its reports module is tested through experiments.compare (test_compare)."""
 
 import subprocess
 from types import SimpleNamespace
@@ -69,10 +70,12 @@ def test_flatten_joins_keys_with_dots():
 def test_git_tags_name_the_checked_out_commit(tmp_path):
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
 
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True).stdout
+
     tags = tracking.git_tags(REPO_ROOT)
 
     assert tags["git.commit"] == head == tags["mlflow.source.git.commit"]
-    assert tags["git.dirty"] in ("true", "false")
+    assert tags["git.dirty"] == ("true" if changed.strip() else "false")
     assert tracking.git_tags(tmp_path) == {"git.commit": "unknown"}  # not a repository
 
 
@@ -131,19 +134,28 @@ def test_buffered_metrics_are_all_written_in_batches(mlflow_store):
     assert sorted((m.step, m.value) for m in accuracy) == [(1, 0.6), (2, 0.7)]
 
 
-def test_a_weight_snapshot_is_the_array_at_that_moment_and_a_picture_at_that_step(mlflow_store, tmp_path):
+def test_a_weight_snapshot_is_the_array_at_that_moment_and_its_picture_at_that_step(mlflow_store, tmp_path):
     W = np.arange(7840, dtype=np.float32).reshape(10, 784)
+    picture = np.zeros((6, 8, 3), dtype=np.uint8)
+    picture[:, :4, 0] = 255  # left half red
+    drawn_from = []
     with tracking.start_run(settings(), "run", {}, {}) as run:
-        run.log_snapshot(W, epoch=3)
+        run.log_snapshot(W, epoch=3, draw=lambda drawn: drawn_from.append(drawn.copy()) or picture)
         W += 1  # training goes on while the snapshot is written
 
     folder = mlflow_store.client.download_artifacts(run.run_id, "", str(tmp_path / "download"))
     saved = np.load(f"{folder}/weights/W_epoch_0003.npy", allow_pickle=False)
     np.testing.assert_array_equal(saved, W - 1)
+    [drawn] = drawn_from
+    np.testing.assert_array_equal(drawn, W - 1)  # the picture is of the snapshot, too
     assert saved.dtype == np.float32
     pictures = [p.name for p in (tmp_path / "download" / "images").iterdir()]
     assert sorted(p.rsplit(".", 1)[1] for p in pictures) == ["png", "webp"]  # the picture, its thumbnail
     assert all(p.startswith("W+step+3+") for p in pictures)
+    [png] = [p for p in pictures if p.endswith(".png")]
+    from PIL import Image
+
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "download" / "images" / png).convert("RGB")), picture)
     stored_in = mlflow_store.path.parent / "mlruns" / "handgrad" / run.run_id / "artifacts" / "weights"
     assert (stored_in / "W_epoch_0003.npy").exists()
 
@@ -163,7 +175,7 @@ def test_a_failed_background_write_fails_the_run(mlflow_store):
 def test_tracking_off_gives_a_run_that_records_nothing(mlflow_store):
     with tracking.start_run(settings(enabled=False), "run", {"a": 1}, {"b": 2}) as run:
         run.log_metrics({"x": 1.0}, step=0)
-        run.log_snapshot(np.zeros((10, 784)), epoch=0)
+        run.log_snapshot(np.zeros((10, 784)), epoch=0, draw=lambda W: 1 / 0)  # never drawn
 
     assert not run.enabled and run.run_id is None
     assert mlflow_store.runs() == []
@@ -215,6 +227,7 @@ with tracking.start_run(settings, f"racer {sys.argv[3]}", {"racer": sys.argv[3]}
 """
 
 
+@pytest.mark.slow
 def test_processes_starting_together_on_a_brand_new_store_all_land_in_their_experiment(tmp_path, monkeypatch):
     """What a `dvc queue start -j 8` does on a first run: no lock, and the store ends up
     half-migrated or runs land in "Default"."""
@@ -249,3 +262,10 @@ def test_a_slow_store_makes_training_wait_instead_of_queueing_without_bound(mlfl
             run._write(time.sleep, 0.02)  # a write slower than the step that queues it
             queued.append(len(run.writes))
     assert max(queued) == tracking.MAX_QUEUED_WRITES
+
+
+def test_a_sweep_job_is_tagged_with_the_sweep_run_it_was_handed(monkeypatch):
+    monkeypatch.delenv(tracking.SWEEP_RUN_VARIABLE, raising=False)
+    assert tracking.sweep_job_tags() == {}
+    monkeypatch.setenv(tracking.SWEEP_RUN_VARIABLE, "ab" * 16)
+    assert tracking.sweep_job_tags() == {"sweep.id": "ab" * 16, "mlflow.parentRunId": "ab" * 16}

@@ -121,7 +121,8 @@ def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_pat
     assert tags["data.source"] == "synthetic"
     assert tags["data.sha256.train-images-idx3-ubyte.gz"] == provenance["files"]["train-images-idx3-ubyte.gz"]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
-    assert tags["git.commit"] == head and tags["git.dirty"] in ("true", "false")
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True).stdout
+    assert tags["git.commit"] == head and tags["git.dirty"] == ("true" if changed.strip() else "false")
 
     def history(key):
         return [(m.step, m.value) for m in sorted(mlflow_store.client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
@@ -185,6 +186,7 @@ def test_divergence_can_be_made_fatal(data_dir, tmp_path):
     assert metrics["diverged"] is True  # still written: the outputs say what happened
 
 
+@pytest.mark.slow
 def test_tracking_off_means_no_mlflow_at_all(data_dir, tmp_path):
     code = (
         "import runpy, sys; "
@@ -249,6 +251,7 @@ def test_a_bad_value_fails_before_any_data_or_run(override, message, tmp_path, m
         ("optim.lr=0", "optim.lr=0.0: must be > 0", 2),
     ],
 )
+@pytest.mark.slow
 def test_bad_config_exits_non_zero_from_the_command_line(override, message, exit_status, tmp_path, mlflow_store):
     result = run_stage(f"data.dir={tmp_path}", f"out_dir={tmp_path / 'out'}", override)
 
@@ -264,6 +267,7 @@ def test_missing_data_says_where_it_looked(tmp_path, capsys):
     assert f"cannot train: {tmp_path / 'nowhere' / PROVENANCE_FILE} not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_training_kills_the_run_and_keeps_the_previous_outputs(data_dir, tmp_path, mlflow_store):
     out = tmp_path / "out"
     out.mkdir()

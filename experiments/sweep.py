@@ -21,8 +21,10 @@
   process exits.
 
 Each job's run is tagged ``sweep.id`` (the sweep's run id) and ``mlflow.parentRunId`` (so that
-MLflow's UI nests it under the sweep's run): ``job_tags``. Its files go to its own folder,
-``multirun/<date>/<time>/<job number>/`` (``out_dir`` in conf/train.yaml).
+MLflow's UI nests it under the sweep's run) by the train stage itself, from
+``HANDGRAD_SWEEP_RUN_ID`` (pipeline.tracking.sweep_job_tags): the stage never imports this
+module. Its files go to its own folder, ``multirun/<date>/<time>/<job number>/`` (``out_dir`` in
+conf/train.yaml).
 """
 
 import atexit
@@ -36,19 +38,14 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from pipeline import tracking
+from pipeline.tracking import schema
 
-SWEEP_RUN_VARIABLE = "HANDGRAD_SWEEP_RUN_ID"
-HANDED_TO_JOBS = ("MLFLOW_TRACKING_URI", tracking.EXPERIMENT_ID_VARIABLE, SWEEP_RUN_VARIABLE)
-
-
-def job_tags():
-    """The tags grouping a job's run under its sweep's run; none outside a tracked sweep."""
-    sweep_run_id = os.environ.get(SWEEP_RUN_VARIABLE)
-    return {"sweep.id": sweep_run_id, "mlflow.parentRunId": sweep_run_id} if sweep_run_id else {}
+HANDED_TO_JOBS = ("MLFLOW_TRACKING_URI", schema.EXPERIMENT_ID_VARIABLE, schema.SWEEP_RUN_VARIABLE)
 
 
 def grid(config):
-    """The sweep as typed: the command line's overrides, then ``hydra.sweeper.params`` (a preset's)."""
+    """The sweep as typed: the command line's overrides, then ``hydra.sweeper.params`` (a
+    preset's)."""
     overrides = list(config.hydra.overrides.task)
     params = config.hydra.sweeper.get("params") or {}
     return " ".join(overrides + [f"{key}={value}" for key, value in params.items()])
@@ -60,7 +57,7 @@ class SweepCallback(Callback):
         self.saved_environment = {}
 
     def __getstate__(self):
-        # Launchers ship the callbacks to the jobs' processes, which need nothing of the sweep's run.
+        # Launchers ship the callbacks to the jobs' processes, which need nothing of the sweep run.
         return {"run": None, "saved_environment": {}}
 
     def on_multirun_start(self, config, **kwargs):
@@ -70,11 +67,11 @@ class SweepCallback(Callback):
         sweep_dir = config.hydra.sweep.dir
         self.run = tracking.Run.create(
             uri, config.tracking.experiment, f"sweep {grid(config)}",
-            params={"sweep.grid": grid(config), "sweep.dir": sweep_dir},
-            tags={**tracking.git_tags(), "sweep.parent": "true", "hydra.sweep.dir": sweep_dir},
-            source="pipeline.sweep",
+            params={schema.SWEEP_GRID: grid(config), schema.SWEEP_DIR: sweep_dir},
+            tags={**tracking.git_tags(), schema.SWEEP_PARENT: "true", schema.HYDRA_SWEEP_DIR: sweep_dir},
+            source=schema.SOURCE_SWEEP,
         )
-        self.run.set_tags({"sweep.id": self.run.run_id})
+        self.run.set_tags({schema.SWEEP_ID: self.run.run_id})
         self.run.wait()  # the sweep's run complete before any job starts
         atexit.register(self._end, "FAILED", RuntimeError("the sweep stopped before its last job ended"))
         self.saved_environment = {name: os.environ.get(name) for name in HANDED_TO_JOBS}

@@ -1,0 +1,66 @@
+"""python -m bench's command line: which parts to measure, the table printed, the JSON written."""
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import bench
+from bench import REPO_ROOT, ROWS
+from bench.commands import Workspace, dvc, startup, sweep, tracking_share
+from bench.data import benchmark_rows
+from bench.loop import evaluation, loop
+from bench.machine import machine
+from bench.report import table, target_checks
+from pipeline.files import atomic_write
+
+PARTS = ("loop", "evaluate", "tracking", "startup", "dvc", "sweep")
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=bench.__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), metavar="PART", help=f"parts to run, of: {' '.join(PARTS)} (default: all)")
+    parser.add_argument("--quick", action="store_true", help="fewer epochs and repeats")
+    parser.add_argument("--epochs", type=int, help="timed epochs per loop configuration (default 5; --quick 3)")
+    parser.add_argument("--rows", type=int, default=ROWS, help=f"rows of the benchmark data (default {ROWS:,})")
+    parser.add_argument("--json", type=Path, default=REPO_ROOT / "results" / "bench.json", help="where to write the report (default results/bench.json)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_arguments(argv)
+    repeats = 3 if args.quick else 5
+    images, labels, origin = benchmark_rows(args.rows)
+    report = {
+        "machine": machine(args.quick),
+        "data": {"origin": origin, "rows": len(images), "mean_pixel": float(images.mean()), "nonzero_share": np.count_nonzero(images) / images.size},
+    }
+    with tempfile.TemporaryDirectory(prefix="handgrad-bench-") as folder:
+        workspace = Workspace(folder, images, labels, origin)
+        measure = {
+            "loop": lambda: loop(images, labels, args.epochs or repeats, args.quick),
+            "evaluate": lambda: evaluation(images, labels, repeats),
+            "tracking": lambda: tracking_share(workspace, repeats=1 if args.quick else 2),
+            "startup": lambda: startup(workspace, repeats=2 if args.quick else 3),
+            "dvc": lambda: dvc(workspace, repeats=2 if args.quick else 3),
+            "sweep": lambda: sweep(workspace),
+        }
+        report["bench_seconds"] = {}
+        for part in PARTS:
+            if part in args.only:
+                started = time.perf_counter()
+                report[part] = measure[part]()
+                report["bench_seconds"][part] = time.perf_counter() - started
+    report["targets"] = [{"what": w, "measured": m, "target": t, "met": m <= t} for w, m, t in target_checks(report)]
+    print(table(report))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(args.json) as f:
+        f.write((json.dumps(report, indent=2) + "\n").encode())
+    print(f"\nreport: {args.json}")
+
+
+if __name__ == "__main__":
+    main()

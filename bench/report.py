@@ -1,0 +1,110 @@
+"""The goals, and the report as a table of text."""
+
+from bench.commands import INVALID_OVERRIDE
+from pipeline.constants import N_CLASSES, N_PIXELS
+
+TARGETS = {
+    "loop_ratio_batch_32": 2.5,  # float32, epoch / floor
+    "loop_ratio_batch_256": 1.5,
+    "loop_ratio_full_batch": 1.5,
+    "mlflow_share": 0.10,  # of a default training run's wall time
+    "joblib_over_sequential": 0.6,
+    "noop_repro_over_status": 1.5,
+    "peak_rss_mb": 300,  # of a full-size (60,000-row) default training run
+}
+
+
+def target_checks(report):
+    """``[(what, measured, target)]`` for every target whose figure was measured."""
+    checks = []
+    loop_targets = {32: "loop_ratio_batch_32", 256: "loop_ratio_batch_256", "full": "loop_ratio_full_batch"}
+    for row in report.get("loop", []):
+        if row["dtype"] == "float32" and row["batch_size"] in loop_targets:
+            checks.append((f"epoch / floor, {row['variant']}, batch {row['batch_size']}, float32", row["ratio"], TARGETS[loop_targets[row["batch_size"]]]))
+    if "tracking" in report:
+        t = report["tracking"]
+        checks.append(("MLflow share of a default training run", t["mlflow_share"], TARGETS["mlflow_share"]))
+        checks.append(("  the same, MLflow's start-up left out", t["mlflow_share_after_startup"], TARGETS["mlflow_share"]))
+        checks.append(("peak RSS (MB) of a full-size default training run", t["peak_rss_mb"]["on"], TARGETS["peak_rss_mb"]))
+        checks.append(("  the same with tracking off", t["peak_rss_mb"]["off"], TARGETS["peak_rss_mb"]))
+    if "dvc" in report:
+        checks.append(("no-op dvc repro / dvc status", report["dvc"]["noop_repro_over_status"], TARGETS["noop_repro_over_status"]))
+    if "joblib_over_sequential" in report.get("sweep", {}):
+        checks.append(("joblib sweep / sequential sweep", report["sweep"]["joblib_over_sequential"], TARGETS["joblib_over_sequential"]))
+    return checks
+
+
+def formatted(timing, digits=3):
+    return f"{timing['median']:.{digits}f} ({timing['min']:.{digits}f}-{timing['max']:.{digits}f})"
+
+
+def table(report):
+    """The report as text, one block per part measured."""
+    m = report["machine"]
+    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']} kernels, {b['num_threads']} threads)" for b in m["blas"])
+    env = " ".join(f"{k}={v}" for k, v in m["environment"].items()) or "none"
+    lines = [
+        f"machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, numpy {m['numpy']}, BLAS {blas}; BLAS environment: {env}",
+        f"peak sgemm {m['peak_sgemm_gflops']:.0f} GFLOP/s; memory bandwidth (copy) {m['memory_bandwidth_gbs']:.1f} GB/s",
+    ]
+    if "loop" in report:
+        rows, data = report["loop"], report["data"]
+        gflop = 4 * data["rows"] * N_PIXELS * N_CLASSES / 1e9
+        lines += [
+            "",
+            f"training loop (pipeline.sgd.SGD) on {data['rows']:,} rows ({data['origin']}): seconds per epoch, median (min-max)",
+            f"of {len(rows[0]['epoch_seconds']['samples'])} after a warm-up. floor: uint8->float pass + both products of every batch (best of",
+            "1 and default BLAS threads); ratio: best epoch / best floor; 1-thread: / the floor with BLAS on one thread.",
+            f"({gflop:.2f} GFLOP an epoch, at peak sgemm: {gflop / m['peak_sgemm_gflops']:.4f} s)",
+            f"  {'dtype':8} {'variant':8} {'batch':>5} {'threads':>7} {'epoch s':>21} {'samples/s':>10} {'floor s':>7} {'convert':>7} {'ratio':>6} {'1-thread':>8}",
+        ]
+        for r in rows:
+            lines.append(
+                f"  {r['dtype']:8} {r['variant']:8} {r['batch_size']!s:>5} {r['loop_threads']:>7} {formatted(r['epoch_seconds']):>21} "
+                f"{r['samples_per_second'] / 1e6:>8.2f} M {r['floor_seconds']['median']:>7.3f} "
+                f"{r['floor_conversion_seconds']['median']:>7.3f} {r['ratio']:>5.2f}x {r['ratio_to_one_thread_floor']:>7.2f}x"
+            )
+    if "evaluate" in report:
+        lines += ["", "evaluation (pipeline.model.forward + pipeline.metrics.evaluate), seconds, median (min-max):"]
+        lines += [f"  {r['variant']:8} {r['rows']:,} rows  {formatted(r['seconds'], 4)}" for r in report["evaluate"]]
+    if "tracking" in report:
+        t = report["tracking"]
+        lines += ["", f"default training run on {t['rows']:,} rows ({t['command']}):"]
+        for mode in ("off", "on"):
+            run = t["runs"][mode]
+            lines.append(
+                f"  tracking {mode:3}: wall {formatted(run['wall'], 2)} s, in the stage {formatted(run['stage_total'], 2)} s, "
+                f"training {formatted(run['stage_train'], 2)} s, peak RSS {t['peak_rss_mb'][mode]:.0f} MB"
+            )
+        lines.append(
+            f"  MLflow: {t['mlflow_seconds']:.2f} s, {t['mlflow_share']:.0%} of the tracked run; its start-up alone "
+            f"(import, open the store, create a run) {t['mlflow_startup_seconds']:.2f} s; the rest {t['mlflow_share_after_startup']:.0%}"
+        )
+    if "startup" in report:
+        lines += ["", f"start-up to a validated config (with {INVALID_OVERRIDE} each stage exits 2 after validating), seconds:"]
+        lines += [f"  {name:30} {formatted(timing, 2)}" for name, timing in report["startup"].items()]
+    if "dvc" in report:
+        d = report["dvc"]
+        lines += [
+            "",
+            f"dvc, in a clone after a full repro ({d['first_repro_seconds']:.1f} s): dvc status {formatted(d['status_seconds'], 2)} s, "
+            f"no-op dvc repro {formatted(d['noop_repro_seconds'], 2)} s: {d['noop_repro_over_status']:.2f}x",
+        ]
+    if "sweep" in report:
+        s = report["sweep"]
+        if "skipped" in s:
+            lines += ["", f"sweep: skipped, {s['skipped']}"]
+        else:
+            lines += [
+                "",
+                f"sweep ({s['command']}): sequential {s['sequential']['seconds']:.1f} s for {s['sequential']['jobs']} jobs, "
+                f"joblib {s['joblib']['seconds']:.1f} s: {s['joblib_over_sequential']:.2f}x",
+            ]
+    lines += ["", "benchmark time: " + ", ".join(f"{part} {t:.0f} s" for part, t in report["bench_seconds"].items())]
+    if report["targets"]:
+        lines += ["", "targets:"]
+        lines += [
+            f"  {'met    ' if t['met'] else 'NOT MET'}  {t['what']}: {t['measured']:.3g} (target <= {t['target']:g})"
+            for t in report["targets"]
+        ]
+    return "\n".join(lines)

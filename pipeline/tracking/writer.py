@@ -1,0 +1,201 @@
+"""A run being recorded: ``Run`` writes into MLflow, ``DisabledRun`` (``tracking.enabled=false``)
+takes the same calls and records nothing.
+
+Metrics are buffered and sent with ``log_batch`` (a batch costs far less per metric than one
+synchronous ``log_metric`` in sqlite) every FLUSH_SECONDS and at the end; every write goes through
+one background thread, so training does not wait for sqlite commits or PNG encoding. Pictures are
+the stages': they hand over the function that draws one (called on that thread, so training does
+not wait for matplotlib either); this module draws nothing itself.
+"""
+
+import getpass
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import numpy as np
+
+from pipeline.tracking import schema
+from pipeline.tracking.store import connect
+
+FLUSH_SECONDS = 2.0
+# MLflow's limits per log_batch call.
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_OR_TAGS_PER_BATCH = 100
+MAX_QUEUED_WRITES = 4
+MAX_ERROR_CHARS = 5000
+
+
+def system_tags(source):
+    """Who ran what, in the tags MLflow's UI shows as the run's user and source."""
+    return {"mlflow.user": getpass.getuser(), "mlflow.source.name": source, "mlflow.source.type": "LOCAL"}
+
+
+class Run:
+    """An MLflow run being recorded. Writes go through one background thread, in order, so
+    training does not wait for sqlite commits or PNG encoding; ``end`` waits for them."""
+
+    enabled = True
+
+    def __init__(self, client, run_id, experiment_id, tracking_uri):
+        self.client, self.run_id = client, run_id
+        self.experiment_id, self.tracking_uri = experiment_id, tracking_uri
+        self.end_status = "FINISHED"
+        self.pending_metrics = []
+        self.last_flush = time.monotonic()
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-writer")
+        self.writes = []
+
+    @classmethod
+    def create(cls, uri, experiment_name, run_name, params, tags, source):
+        """A new run in ``experiment_name`` (or in ``$MLFLOW_EXPERIMENT_ID``, a sweep's), with
+        ``params`` and ``tags`` logged; ended FAILED (KILLED on Ctrl-C) if logging them fails."""
+        from mlflow.entities import Param
+
+        handed_id = os.environ.get(schema.EXPERIMENT_ID_VARIABLE)
+        client, experiment_id = connect(uri, None if handed_id else experiment_name)
+        experiment_id = handed_id or experiment_id
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=system_tags(source)).info.run_id
+        run = cls(client, run_id, experiment_id, uri)
+        try:
+            for batch in batches([Param(k, str(v)) for k, v in params.items()], MAX_PARAMS_OR_TAGS_PER_BATCH):
+                client.log_batch(run_id, params=batch)
+            run.set_tags(tags)
+        except BaseException as error:
+            run.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED", error=error)
+            raise
+        return run
+
+    def set_tags(self, tags):
+        from mlflow.entities import RunTag
+
+        for batch in batches([RunTag(k, str(v)) for k, v in tags.items()], MAX_PARAMS_OR_TAGS_PER_BATCH):
+            self._write(self.client.log_batch, self.run_id, tags=batch)
+
+    def log_metrics(self, metrics, step):
+        """Buffer ``{key: value}`` at ``step``; sent every FLUSH_SECONDS and at the end."""
+        from mlflow.entities import Metric
+
+        timestamp = int(time.time() * 1000)
+        self.pending_metrics.extend(Metric(key, float(value), timestamp, step) for key, value in metrics.items())
+        if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def log_series(self, key, steps, values):
+        """Buffer one metric at many steps (e.g. the per-step loss of an epoch)."""
+        from mlflow.entities import Metric
+
+        timestamp = int(time.time() * 1000)
+        self.pending_metrics.extend(Metric(key, float(v), timestamp, int(s)) for s, v in zip(steps, values))
+
+    def flush(self):
+        pending, self.pending_metrics = self.pending_metrics, []
+        for batch in batches(pending, MAX_METRICS_PER_BATCH):
+            self._write(self.client.log_batch, self.run_id, metrics=batch)
+        self.last_flush = time.monotonic()
+
+    def log_snapshot(self, W, epoch, draw):
+        """W at ``epoch`` as ``weights/W_epoch_<epoch>.npy``, and ``draw(W)`` (the stage's picture
+        of W, an RGB array) as image key ``W`` at step ``epoch``: the UI's step slider."""
+        self._write(self._log_snapshot, np.array(W, order="C"), epoch, draw)
+
+    def _log_snapshot(self, W, epoch, draw):
+        with TemporaryDirectory() as folder:
+            path = Path(folder) / f"W_epoch_{epoch:04d}.npy"
+            np.save(path, W, allow_pickle=False)
+            self.client.log_artifact(self.run_id, str(path), artifact_path=schema.WEIGHTS_DIR)
+        self.client.log_image(self.run_id, draw(W), key=schema.WEIGHTS_IMAGE_KEY, step=epoch)
+
+    def log_figure(self, draw, artifact_file):
+        """``draw()`` (the stage's matplotlib Figure) saved as ``artifact_file``, a .png path."""
+        self._write(self._log_figure, draw, artifact_file)
+
+    def _log_figure(self, draw, artifact_file):
+        self.client.log_figure(self.run_id, draw(), artifact_file)
+
+    def log_dict(self, mapping, artifact_file):
+        self._write(self.client.log_dict, self.run_id, mapping, artifact_file)
+
+    def end(self, status, error=None):
+        """Send what is buffered, wait for every queued write and end the run with ``status``;
+        FAILED instead if a write failed."""
+        try:
+            self.finish_writes()
+        except BaseException as write_error:
+            status = "KILLED" if isinstance(write_error, KeyboardInterrupt) else "FAILED"
+            error = error or write_error
+            raise
+        finally:
+            if error is not None:
+                self.client.set_tag(self.run_id, schema.ERROR, f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS])
+            self.client.set_terminated(self.run_id, status=status)
+
+    def finish_writes(self):
+        """Send what is buffered, stop the writer after every queued write, raise a failed one's
+        error; the run's status is left alone."""
+        try:
+            self.flush()
+        finally:
+            self.writer.shutdown(wait=True)
+        self._raise_failed_write()
+
+    def wait(self):
+        """Block until every write queued so far is done; raise the error of one that failed."""
+        for write in self.writes:
+            write.exception()  # waits, raises nothing
+        self._raise_failed_write()
+
+    def _write(self, function, *args, **kwargs):
+        """Queue a write, after raising the error of any earlier write that failed.
+
+        At most MAX_QUEUED_WRITES wait at once: when epochs are shorter than their writes, the
+        training waits for the oldest rather than queueing without bound (memory, and an end,
+        or a Ctrl-C, that would wait for the whole backlog).
+        """
+        self._raise_failed_write()
+        while len(self.writes) >= MAX_QUEUED_WRITES:
+            self.writes[0].exception()  # waits for it; raises nothing
+            self._raise_failed_write()
+        self.writes.append(self.writer.submit(function, *args, **kwargs))
+
+    def _raise_failed_write(self):
+        finished = [w for w in self.writes if w.done()]
+        self.writes = [w for w in self.writes if not w.done()]
+        for write in finished:
+            if not write.cancelled():
+                write.result()
+
+
+class DisabledRun:
+    """Run's interface doing nothing: ``tracking.enabled=false``."""
+
+    enabled = False
+    run_id = experiment_id = tracking_uri = None
+    end_status = "FINISHED"
+
+    def set_tags(self, tags):
+        pass
+
+    def log_metrics(self, metrics, step):
+        pass
+
+    def log_series(self, key, steps, values):
+        pass
+
+    def flush(self):
+        pass
+
+    def log_snapshot(self, W, epoch, draw):
+        pass
+
+    def log_figure(self, draw, artifact_file):
+        pass
+
+    def log_dict(self, mapping, artifact_file):
+        pass
+
+
+def batches(items, size):
+    return [items[i : i + size] for i in range(0, len(items), size)]

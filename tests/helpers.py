@@ -1,0 +1,102 @@
+"""Helpers shared by several test modules (a test module never imports another one)."""
+
+import ast
+import os
+import re
+import subprocess
+import sys
+
+from tests.paths import REPO_ROOT
+
+# The project's packages, whose modules the import tests read.
+PACKAGES = ("pipeline", "experiments", "bench")
+
+
+# --- the README ---------------------------------------------------------------------------------
+
+
+def quick_start_commands():
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S)]
+
+
+# --- imports ------------------------------------------------------------------------------------
+
+
+def module_path(name):
+    """The source file of module ``name`` (``a.b`` -> a/b.py, or a/b/__init__.py for a package)."""
+    base = REPO_ROOT / name.replace(".", "/")
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def project_modules():
+    """Every module of the project's packages, by dotted name."""
+    names = []
+    for package in PACKAGES:
+        for path in sorted((REPO_ROOT / package).rglob("*.py")):
+            parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def imported_modules(name, source=None):
+    """The project modules that module ``name`` imports anywhere in its code (in functions too):
+    ``from a import b`` counts as importing ``a.b`` when that is a module, else ``a``."""
+    tree = ast.parse(source if source is not None else module_path(name).read_text())
+    package = name if module_path(name).name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from . import x, from .a import x
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                found.add(submodule if module_path(submodule).exists() else base)
+    return {module for module in found if module.split(".")[0] in PACKAGES and module != name}
+
+
+def stage_sources(stage):
+    """The project's source files that ``pipeline.<stage>`` runs, as repository paths: every
+    module it imports, directly or not, and the ``__init__.py`` of each subpackage on the way
+    (the top-level ones are empty)."""
+    seen, pending = set(), [f"pipeline.{stage}"]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        pending += imported_modules(name)
+        parent = name.rpartition(".")[0]
+        if "." in parent:
+            pending.append(parent)
+    return {str(module_path(name).relative_to(REPO_ROOT)) for name in seen}
+
+
+# --- sweeps -------------------------------------------------------------------------------------
+
+QUICK = ("optim.epochs=2", "tracking.snapshot_every=0")
+
+
+def sweep(folder, data, *overrides, env=None):
+    """``python -m pipeline.train -m ...`` run in ``folder``, where its multirun/ folder goes."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.train", "-m", f"data.dir={data}", *QUICK, *overrides],
+        cwd=folder, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
+    )
+
+
+def job_folders(folder):
+    """{job number: its folder} of the one sweep made in ``folder``: multirun/<date>/<time>/<n>/."""
+    [sweep_dir] = (folder / "multirun").glob("*/*")
+    return {int(job.name): job for job in sweep_dir.iterdir() if job.name.isdigit()}
+
+
+def split_runs(runs):
+    """(the sweep's own run, its jobs' runs) of a list of MLflow runs."""
+    [parent] = [r for r in runs if r.data.tags.get("sweep.parent") == "true"]
+    return parent, [r for r in runs if r is not parent]
