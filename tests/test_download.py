@@ -62,6 +62,11 @@ def write_loopback_config(tmp_path, contents, mirrors, **settings):
         "backoff": 0,
         "connect_timeout": 5,
         "read_timeout": 5,
+        # The rest as in conf/data/mnist.yaml: a group gives every key (the schema has no defaults).
+        "source": "auto",
+        "val_fraction": 0.1,
+        "split_seed": 0,
+        "packaged_test_fraction": 0.2,
         **settings,
     }
     config_dir = tmp_path / "conf"
