@@ -228,19 +228,13 @@ def stage_app(config_name):
 @contextmanager
 def _environment(name, value):
     """``os.environ[name]`` set to ``value`` (None: unset) for the block, then as it was."""
-    before = os.environ.get(name)
-    _set_environment(name, value)
+    before = os.environ.pop(name, None)
+    os.environ.update({} if value is None else {name: value})
     try:
         yield
     finally:
-        _set_environment(name, before)
-
-
-def _set_environment(name, value):
-    if value is None:
         os.environ.pop(name, None)
-    else:
-        os.environ[name] = value
+        os.environ.update({} if before is None else {name: before})
 
 
 def composition_error_line(error):
@@ -257,7 +251,7 @@ def composition_error_line(error):
 
 
 def _first_line(text):
-    return next((line.strip() for line in str(text).splitlines() if line.strip()), type(text).__name__)
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
 
 
 # --- validation --------------------------------------------------------------------------
@@ -280,52 +274,38 @@ def validated(cfg, schema):
 
 def _problems(node, schema, prefix):
     names = {f.name for f in fields(schema)}
-    # Only ever the root, when composed with return_hydra_config=True; the stages never see it.
-    extra = [key for key in _keys(node) if key not in names and not (key == "hydra" and not prefix)]
-    for key in extra:
-        yield f"{prefix}{key}: not a setting of this stage (a typo, or a +{prefix}{key}=... too many?)"
+    # ``hydra`` is there only when composed with return_hydra_config=True: never in a stage.
+    for key in [key for key in node if key not in names and not (key == "hydra" and not prefix)]:
+        yield f"{prefix}{key}: not a setting of this stage"
     for f in fields(schema):
         key = f"{prefix}{f.name}"
-        if _is_missing(node, f.name):
+        if OmegaConf.is_missing(node, f.name):
             yield f"{key}: no value; every setting is given in conf/ (the schema holds none)"
-            continue
-        if is_dataclass(f.type):
-            yield from _problems(_get(node, f.name), f.type, f"{key}.")
+        elif is_dataclass(f.type):
+            yield from _problems(node[f.name], f.type, f"{key}.")
         elif f.name == "files" and prefix.endswith("data."):
-            files = _get(node, f.name)
-            for name in _keys(files):
-                yield from _problems(_get(files, name), FileSpec, f"{key}.{name}.")
-        elif f.metadata or f.type is float:  # others are not read here: paths.variant_dir names a
-            value = _get(node, f.name)  # model, which the download stage has none of
+            for name, spec in node[f.name].items():
+                yield from _problems(spec, FileSpec, f"{key}.{name}.")
+        elif f.metadata or f.type is float:  # the others are not read: paths.variant_dir names a
+            value = node[f.name]  # model, which the download stage has none of
             problem = _field_problem(value, f.type, f.metadata)
             if problem:
                 yield f"{key}={value!r}: {problem}"
-
-
-def _keys(node):
-    return list(node.keys()) if OmegaConf.is_config(node) else [f.name for f in fields(node)]
-
-
-def _is_missing(node, key):
-    return OmegaConf.is_missing(node, key) if OmegaConf.is_config(node) else getattr(node, key) == MISSING
-
-
-def _get(node, key):
-    return node[key] if OmegaConf.is_config(node) else getattr(node, key)
 
 
 def _field_problem(value, kind, rules):
     if "one_of" in rules and value not in rules["one_of"]:
         return "must be one of " + ", ".join(rules["one_of"])
     low, high, low_open, high_open = rules.get("range", (None, None, False, False))
+    allowed = _describe_range(low, high, low_open, high_open) if "range" in rules else ""
     if kind is float and not (isinstance(value, (int, float)) and math.isfinite(value)):
-        return "must be a finite number" + (" " + _describe_range(low, high, low_open, high_open) if "range" in rules else "")
+        return f"must be a finite number {allowed}".rstrip()
     if "range" in rules:
         # Written as "inside" tests, so that a NaN (every comparison False) is outside.
         above = low is None or (value > low if low_open else value >= low)
         below = high is None or (value < high if high_open else value <= high)
         if not (above and below):
-            return "must be " + _describe_range(low, high, low_open, high_open)
+            return f"must be {allowed}"
     if rules.get("pattern") == "sha256" and not _is_sha256(value):
         return "must be 64 lowercase hex digits (a SHA-256)"
     return None

@@ -100,7 +100,7 @@ def test_a_value_missing_from_conf_is_an_error_naming_its_key(tmp_path, compose_
         ("data.retries=11", "data.retries=11: must be in [0, 10]"),
         ("tracking.log_every=0", "tracking.log_every=0: must be >= 1"),
         ("divergence.factor=1", "divergence.factor=1.0: must be > 1"),
-        ("+optim.momentum=0.9", "optim.momentum: not a setting of this stage (a typo, or a +optim.momentum=... too many?)"),
+        ("+optim.momentum=0.9", "optim.momentum: not a setting of this stage"),
     ],
 )
 def test_bad_value_names_key_value_and_allowed_range(override, message, compose_config):
