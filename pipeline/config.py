@@ -1,30 +1,54 @@
-"""Typed schema of the Hydra config tree in conf/, and its validation.
+"""Typed schema of the Hydra config tree in conf/, its validation, and the stages' entry point.
 
 Each stage's primary config (conf/<stage>.yaml) starts its defaults list with its schema
 (``<stage>_schema``, registered below), so Hydra merges the YAML files onto these dataclasses:
-a misspelt key or a value of the wrong type fails while composing. ``validated`` then checks
-what types cannot express — ranges and choices — and names the key, the value and what is
-allowed. Stages call it first thing, before reading data or opening an MLflow run.
+a misspelt key or a value of the wrong type fails while composing. The schema holds types, choices
+and ranges but no values: every value is written once, in conf/, and one missing there is an
+error naming its key, not a silent fallback. ``validated`` checks what types cannot express and
+names the key, the value and what is allowed; stages call it first thing, before reading data or
+opening an MLflow run. ``stage_app`` is ``hydra.main`` with one exit code, 2, for every config error.
 """
 
+import functools
+import math
+import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 
+import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+EXIT_CONFIG_ERROR = 2
 
 
 class ConfigError(ValueError):
     pass
 
 
-def one_of(default, *allowed):
-    return field(default=default, metadata={"one_of": allowed})
+def setting(**rules):
+    """A leaf with no default (``???``): its value comes from conf/ only."""
+    return field(default=MISSING, metadata=rules)
 
 
-def in_range(default, low=None, high=None, low_open=False, high_open=False):
-    return field(default=default, metadata={"range": (low, high, low_open, high_open)})
+def one_of(*allowed):
+    return setting(one_of=allowed)
+
+
+def in_range(low=None, high=None, low_open=False, high_open=False):
+    return setting(range=(low, high, low_open, high_open))
+
+
+def group(schema):
+    """A nested group: its structure, every leaf still ``???`` until conf/ fills it."""
+    return field(default_factory=schema)
 
 
 # --- groups: one per concern -------------------------------------------------------------
@@ -32,60 +56,59 @@ def in_range(default, low=None, high=None, low_open=False, high_open=False):
 
 @dataclass
 class FileSpec:
-    size: int = in_range(0, low=1)
-    sha256: str = field(default="", metadata={"pattern": "sha256"})
+    size: int = in_range(low=1)
+    sha256: str = setting(pattern="sha256")
+
+
+@dataclass
+class PathsConfig:
+    data_dir: str = setting()
+    variant_dir: str = setting()
 
 
 @dataclass
 class DataConfig:
-    dir: str = "data/mnist"
-    # auto: mirrors, then the packaged 5k subset; mirrors: never fall back; packaged: no network.
-    source: str = one_of("auto", "auto", "mirrors", "packaged")
-    mirrors: list[str] = field(default_factory=list)
-    files: dict[str, FileSpec] = field(default_factory=dict)
-    connect_timeout: float = in_range(5.0, low=0, low_open=True)
-    read_timeout: float = in_range(30.0, low=0, low_open=True)
-    retries: int = in_range(2, low=0, high=10)
-    backoff: float = in_range(1.0, low=0)
-    # The validation split is carved from the training set; the test set is the evaluate stage's.
-    val_fraction: float = in_range(0.1, low=0, high=1, low_open=True, high_open=True)
-    split_seed: int = in_range(0, low=0)
-    # Only for the packaged subset, which has no test split of its own.
-    packaged_test_fraction: float = in_range(0.2, low=0, high=1, low_open=True, high_open=True)
+    dir: str = setting()
+    source: str = one_of("auto", "mirrors", "packaged")
+    mirrors: list[str] = setting()
+    files: dict[str, FileSpec] = setting()
+    connect_timeout: float = in_range(low=0, low_open=True)
+    read_timeout: float = in_range(low=0, low_open=True)
+    retries: int = in_range(low=0, high=10)
+    backoff: float = in_range(low=0)
+    val_fraction: float = in_range(low=0, high=1, low_open=True, high_open=True)
+    split_seed: int = in_range(low=0)
+    packaged_test_fraction: float = in_range(low=0, high=1, low_open=True, high_open=True)
 
 
 @dataclass
 class ModelConfig:
-    name: str = one_of("softmax", "softmax", "linear")
+    name: str = one_of("softmax", "linear")
 
 
 @dataclass
 class OptimConfig:
-    lr: float = in_range(0.1, low=0, low_open=True)
-    # A batch_size >= the number of training rows means full-batch gradient descent.
-    batch_size: int = in_range(32, low=1)
-    epochs: int = in_range(10, low=1)
-    seed: int = in_range(0, low=0)
-    init: str = one_of("zeros", "zeros", "ones", "normal")
-    init_scale: float = in_range(0.01, low=0)
+    lr: float = in_range(low=0, low_open=True)
+    batch_size: int = in_range(low=1)
+    epochs: int = in_range(low=1)
+    seed: int = in_range(low=0)
+    init: str = one_of("zeros", "ones", "normal")
+    init_scale: float = in_range(low=0)
 
 
 @dataclass
 class TrackingConfig:
-    enabled: bool = True
-    # A relative sqlite path is anchored at the project root; MLFLOW_TRACKING_URI wins.
-    uri: str = "sqlite:///mlflow.db"
-    experiment: str = "handgrad"
-    log_every: int = in_range(10, low=1)
-    # 0: snapshot W only at the start and the end.
-    snapshot_every: int = in_range(1, low=0)
+    enabled: bool = setting()
+    uri: str = setting()
+    experiment: str = setting()
+    log_every: int = in_range(low=1)
+    snapshot_every: int = in_range(low=0)
 
 
 @dataclass
 class DivergenceConfig:
-    # Training stops when the loss is NaN/Inf or exceeds factor x its initial value.
-    factor: float = in_range(100.0, low=1, low_open=True)
-    fatal: bool = False
+    factor: float = in_range(low=1, low_open=True)
+    fatal: bool = setting()
 
 
 # --- one schema per stage ----------------------------------------------------------------
@@ -93,42 +116,42 @@ class DivergenceConfig:
 
 @dataclass
 class DownloadConfig:
-    data: DataConfig = field(default_factory=DataConfig)
+    paths: PathsConfig = group(PathsConfig)
+    data: DataConfig = group(DataConfig)
 
 
 @dataclass
 class TrainConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
-    dtype: str = one_of("float32", "float32", "float64")
-    out_dir: str = "${job_dir_if_multirun:results/${model.name}}"
+    paths: PathsConfig = group(PathsConfig)
+    data: DataConfig = group(DataConfig)
+    model: ModelConfig = group(ModelConfig)
+    optim: OptimConfig = group(OptimConfig)
+    tracking: TrackingConfig = group(TrackingConfig)
+    divergence: DivergenceConfig = group(DivergenceConfig)
+    dtype: str = one_of("float32", "float64")
+    out_dir: str = setting()
 
 
 @dataclass
 class EvaluateConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    # Where the train stage wrote W and its MLflow run id; evaluation outputs go there too.
-    train_dir: str = "results/${model.name}"
-    # Test digits in the picture of the most confidently wrong predictions.
-    mistakes_shown: int = in_range(32, low=1, high=200)
+    paths: PathsConfig = group(PathsConfig)
+    data: DataConfig = group(DataConfig)
+    model: ModelConfig = group(ModelConfig)
+    tracking: TrackingConfig = group(TrackingConfig)
+    train_dir: str = setting()
+    mistakes_shown: int = in_range(low=1, high=200)
 
 
 @dataclass
 class GradcheckConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    seed: int = in_range(0, low=0)
-    batch_size: int = in_range(4, low=1)
-    n_inputs: int = in_range(784, low=1)
-    n_outputs: int = in_range(10, low=1)
-    # Entries printed; all entries are checked.
-    shown: int = in_range(8, low=0)
-    eps: float = in_range(1e-6, low=0, low_open=True)
-    tolerance: float = in_range(1e-7, low=0)
+    model: ModelConfig = group(ModelConfig)
+    seed: int = in_range(low=0)
+    batch_size: int = in_range(low=1)
+    n_inputs: int = in_range(low=1)
+    n_outputs: int = in_range(low=1)
+    shown: int = in_range(low=0)
+    eps: float = in_range(low=0, low_open=True)
+    tolerance: float = in_range(low=0)
 
 
 STAGE_SCHEMAS = {
@@ -154,45 +177,135 @@ def job_dir_if_multirun(path):
 OmegaConf.register_new_resolver("job_dir_if_multirun", job_dir_if_multirun)
 
 
+# --- the stages' entry point -------------------------------------------------------------
+
+# What Hydra raises for a bad override or conf file: a misspelt key, a wrong type, an unknown
+# group option, override syntax.
+COMPOSITION_ERRORS = (ConfigCompositionException, OverrideParseException, OmegaConfBaseException)
+
+
+def stage_app(config_name):
+    """``@hydra.main`` on conf/<config_name>.yaml, with every config error one line and exit 2.
+
+    Hydra reports its own composition errors with exit 1, and so any exception once the task has
+    started. Its HYDRA_FULL_ERROR switch lets exceptions through instead: it is on while Hydra
+    composes, so that a composition error reaches us, and as the user set it while the task runs,
+    so that the task's own failures are reported as before. A ConfigError from the task (from
+    ``validated``) exits 2 too. With HYDRA_FULL_ERROR=1 set by the user, Hydra's full tracebacks.
+    """
+
+    def decorate(task):
+        user_setting = {}  # HYDRA_FULL_ERROR as the user set it: None if unset
+
+        @functools.wraps(task)
+        def in_task(cfg):
+            with _environment("HYDRA_FULL_ERROR", user_setting.get("value")):
+                try:
+                    return task(cfg)
+                except ConfigError as error:
+                    print(error, file=sys.stderr)
+                    sys.exit(EXIT_CONFIG_ERROR)
+
+        app = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name=config_name)(in_task)
+
+        @functools.wraps(task)
+        def main():
+            user_setting["value"] = os.environ.get("HYDRA_FULL_ERROR")
+            if user_setting["value"] == "1":
+                return app()
+            with _environment("HYDRA_FULL_ERROR", "1"):
+                try:
+                    return app()
+                except COMPOSITION_ERRORS as error:
+                    print(f"invalid config: {composition_error_line(error)}", file=sys.stderr)
+                    sys.exit(EXIT_CONFIG_ERROR)
+
+        return main
+
+    return decorate
+
+
+@contextmanager
+def _environment(name, value):
+    """``os.environ[name]`` set to ``value`` (None: unset) for the block, then as it was."""
+    before = os.environ.pop(name, None)
+    os.environ.update({} if value is None else {name: value})
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+        os.environ.update({} if before is None else {name: before})
+
+
+def composition_error_line(error):
+    """One line for a Hydra composition error, naming the key, override or config file."""
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file and error.options is not None:
+        group_name, _, option = error.missing_cfg_file.rpartition("/")
+        return f"{group_name}={option}: no such option, conf/{group_name}/ has {', '.join(error.options)}"
+    cause = error if isinstance(error, OmegaConfBaseException) else error.__cause__
+    if isinstance(cause, OmegaConfBaseException) and cause.full_key:
+        return f"{cause.full_key}: {_first_line(cause.msg or str(cause))}"
+    if isinstance(error, OverrideParseException):
+        return f"{error.override}: {_first_line(error.message)}"
+    return _first_line(str(error))
+
+
+def _first_line(text):
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+
+
 # --- validation --------------------------------------------------------------------------
 
 
 def validated(cfg, schema):
-    """Check every ranged or choice field of ``cfg`` against ``schema``; return ``cfg``.
+    """Check every field of ``cfg`` against ``schema``; return ``cfg``.
 
-    Raises ConfigError listing every bad key as ``key=value: what is allowed``.
+    Raises ConfigError naming every bad key as ``key=value: what is allowed``: a key with no value
+    in conf/, a key the schema does not know (added with ``+key=...``), a value out of its range or
+    choices, a float that is NaN or infinite.
     """
     problems = list(_problems(cfg, schema, prefix=""))
+    if len(problems) == 1:
+        raise ConfigError(f"invalid config: {problems[0]}")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return cfg
 
 
 def _problems(node, schema, prefix):
+    names = {f.name for f in fields(schema)}
+    # ``hydra`` is there only when composed with return_hydra_config=True: never in a stage.
+    for key in [key for key in node if key not in names and not (key == "hydra" and not prefix)]:
+        yield f"{prefix}{key}: not a setting of this stage"
     for f in fields(schema):
         key = f"{prefix}{f.name}"
-        value = OmegaConf.select(node, f.name) if OmegaConf.is_config(node) else getattr(node, f.name)
-        if is_dataclass(f.type):
-            yield from _problems(value, f.type, f"{key}.")
-            continue
-        if f.name == "files" and prefix.endswith("data."):
-            for name, spec in value.items():
+        if OmegaConf.is_missing(node, f.name):
+            yield f"{key}: no value; every setting is given in conf/ (the schema holds none)"
+        elif is_dataclass(f.type):
+            yield from _problems(node[f.name], f.type, f"{key}.")
+        elif f.name == "files" and prefix.endswith("data."):
+            for name, spec in node[f.name].items():
                 yield from _problems(spec, FileSpec, f"{key}.{name}.")
-            continue
-        problem = _field_problem(value, f.metadata)
-        if problem:
-            yield f"{key}={value!r}: {problem}"
+        elif f.metadata or f.type is float:  # the others are not read: paths.variant_dir names a
+            value = node[f.name]  # model, which the download stage has none of
+            problem = _field_problem(value, f.type, f.metadata)
+            if problem:
+                yield f"{key}={value!r}: {problem}"
 
 
-def _field_problem(value, rules):
+def _field_problem(value, kind, rules):
     if "one_of" in rules and value not in rules["one_of"]:
         return "must be one of " + ", ".join(rules["one_of"])
+    low, high, low_open, high_open = rules.get("range", (None, None, False, False))
+    allowed = _describe_range(low, high, low_open, high_open) if "range" in rules else ""
+    if kind is float and not (isinstance(value, (int, float)) and math.isfinite(value)):
+        return f"must be a finite number {allowed}".rstrip()
     if "range" in rules:
-        low, high, low_open, high_open = rules["range"]
-        too_low = low is not None and (value is None or (value <= low if low_open else value < low))
-        too_high = high is not None and value is not None and (value >= high if high_open else value > high)
-        if too_low or too_high:
-            return "must be " + _describe_range(low, high, low_open, high_open)
+        # Written as "inside" tests, so that a NaN (every comparison False) is outside.
+        above = low is None or (value > low if low_open else value >= low)
+        below = high is None or (value < high if high_open else value <= high)
+        if not (above and below):
+            return f"must be {allowed}"
     if rules.get("pattern") == "sha256" and not _is_sha256(value):
         return "must be 64 lowercase hex digits (a SHA-256)"
     return None

@@ -36,12 +36,11 @@ import urllib.request
 from errno import EHOSTUNREACH, ENETUNREACH
 from pathlib import Path
 
-import hydra
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.config import ConfigError, DownloadConfig, validated
+from pipeline.config import ConfigError, DownloadConfig, stage_app, validated
 from pipeline.data import FILE_NAMES, PROVENANCE_FILE, SPLIT_FILES, class_counts, stratified_split
 from pipeline.files import atomic_write
 from pipeline.idx import IMAGE_SIDE, N_CLASSES, read_idx, write_idx
@@ -362,7 +361,7 @@ def write_json(path, record):
         f.write((json.dumps(record, indent=2) + "\n").encode())
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="download")
+@stage_app("download")
 def main(cfg):
     try:
         ensure_dataset(validated(cfg, DownloadConfig).data)

@@ -26,12 +26,11 @@ import json
 import sys
 from pathlib import Path
 
-import hydra
 import numpy as np
 from omegaconf import OmegaConf
 
 from pipeline import tracking
-from pipeline.config import ConfigError, EvaluateConfig, validated
+from pipeline.config import ConfigError, EvaluateConfig, stage_app, validated
 from pipeline.data import load_split, scaled
 from pipeline.files import atomic_write, json_bytes
 from pipeline.idx import IDXError
@@ -44,7 +43,7 @@ OUTPUT_FILES = ("test_metrics.json", "per_class.csv", "confusion.csv", "confusio
 MLFLOW_ARTIFACT_DIR = schema.EVALUATION_DIR
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="evaluate")
+@stage_app("evaluate")
 def main(cfg):
     status = run(cfg)
     if status:

@@ -11,10 +11,9 @@ a few entries are printed side by side, and the command exits non-zero when the 
 
 import sys
 
-import hydra
 import numpy as np
 
-from pipeline.config import GradcheckConfig, validated
+from pipeline.config import GradcheckConfig, stage_app, validated
 from pipeline.metrics import one_hot
 from pipeline.model import forward, loss, loss_and_grad
 
@@ -90,7 +89,7 @@ def comparison_table(analytic, numeric, entries):
     return "\n".join(rows)
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="gradcheck")
+@stage_app("gradcheck")
 def main(cfg):
     validated(cfg, GradcheckConfig)
     variant = cfg.model.name

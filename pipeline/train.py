@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -31,7 +30,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from pipeline import tracking
-from pipeline.config import ConfigError, TrainConfig, validated
+from pipeline.config import ConfigError, TrainConfig, stage_app, validated
 from pipeline.data import load_split, read_provenance, train_val_split
 from pipeline.files import atomic_write, json_bytes
 from pipeline.idx import IDXError
@@ -63,7 +62,7 @@ class Training:
     seconds: float = 0.0
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="train")
+@stage_app("train")
 def main(cfg):
     try:
         status = run(cfg)

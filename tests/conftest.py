@@ -12,10 +12,28 @@ import pytest
 
 from pipeline.data import PROVENANCE_FILE, TEST_FILES, TRAIN_FILES
 from pipeline.idx import write_idx
+from tests.paths import CONF_DIR
 
 # Tests talk to 127.0.0.1 only; MLflow would otherwise try to reach its telemetry servers
 # (subprocesses inherit this too).
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+
+# --- config ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def compose_config():
+    """``compose_config(stage, overrides)``: the stage's config composed from conf/<stage>.yaml as
+    its app composes it (not yet validated). ``hydra_config=True`` keeps the ``hydra`` node (sweep
+    dir, job number, launcher); ``config_dir`` composes from another folder (a test's own conf/)."""
+    from hydra import compose, initialize_config_dir
+
+    def compose_stage(stage, overrides=(), hydra_config=False, config_dir=CONF_DIR):
+        with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+            return compose(config_name=stage, overrides=list(overrides), return_hydra_config=hydra_config)
+
+    return compose_stage
 
 
 # --- MLflow ----------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from matplotlib.colors import to_rgba
 
 from experiments import compare, compare_figures
@@ -15,7 +14,6 @@ from experiments.sweep import SweepCallback
 from pipeline.model import VARIANTS
 from pipeline.tracking import reports
 from tests.helpers import job_folders, split_runs, sweep
-from tests.paths import CONF_DIR
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -100,20 +98,19 @@ def test_an_experiment_is_compared_into_a_summary_run_of_its_own(store, tmp_path
     assert len(store.client.list_artifacts(summary.info.run_id, "comparison")) == 4
 
 
-def start_sweep(store, tmp_path):
+def start_sweep(compose_config, tmp_path):
     """A sweep that has just started (its run made by SweepCallback, as for a real one)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        config = compose("train", overrides=["optim.lr=0.5", f"hydra.sweep.dir={tmp_path}"], return_hydra_config=True)
+    config = compose_config("train", ["optim.lr=0.5", f"hydra.sweep.dir={tmp_path}"], hydra_config=True)
     callback = SweepCallback()
     callback.on_multirun_start(config)
     return callback, config
 
 
 @pytest.mark.slow
-def test_a_sweep_still_running_shows_its_runs_as_far_as_they_got(store, tmp_path, monkeypatch, capsys):
+def test_a_sweep_still_running_shows_its_runs_as_far_as_they_got(store, tmp_path, monkeypatch, capsys, compose_config):
     for name in ("MLFLOW_EXPERIMENT_ID", "HANDGRAD_SWEEP_RUN_ID"):
         monkeypatch.delenv(name, raising=False)  # restored after the test: the callback sets them
-    callback, config = start_sweep(store, tmp_path)
+    callback, config = start_sweep(compose_config, tmp_path)
     sweep_id = callback.run.run_id
     # A job two epochs into its ten, as pipeline.train logs them.
     run_id = store.client.create_run(callback.run.experiment_id, run_name="softmax lr=0.5 bs=32",
@@ -148,10 +145,10 @@ def test_nothing_to_compare_says_why_and_exits_non_zero(selection, message, mlfl
     assert not (tmp_path / "report").exists()
 
 
-def test_a_sweep_without_jobs_yet_has_nothing_to_compare(mlflow_store, tmp_path, monkeypatch, capsys):
+def test_a_sweep_without_jobs_yet_has_nothing_to_compare(mlflow_store, tmp_path, monkeypatch, capsys, compose_config):
     for name in ("MLFLOW_EXPERIMENT_ID", "HANDGRAD_SWEEP_RUN_ID"):
         monkeypatch.delenv(name, raising=False)
-    callback, config = start_sweep(mlflow_store, tmp_path)
+    callback, config = start_sweep(compose_config, tmp_path)
     try:
         assert compare.main(["--out", str(tmp_path / "report")]) == 1
     finally:

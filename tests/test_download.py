@@ -15,14 +15,13 @@ import sys
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
 from pipeline.config import ConfigError, DownloadConfig, validated
 from pipeline.data import FILE_NAMES, PROVENANCE_FILE, SPLIT_FILES, TEST_FILES, TRAIN_FILES, load_split, read_provenance
 from pipeline.download import Downloader, DownloadError, ensure_dataset, packaged_csv, read_packaged_csv
 from pipeline.idx import read_idx, write_idx
 from tests.http_mirror import LoopbackMirror
-from tests.paths import CONF_DIR, REPO_ROOT, SHARED_MNIST
+from tests.paths import REPO_ROOT, SHARED_MNIST
 
 N_TRAIN, N_TEST = 30, 20
 NOT_FOUND = "HTTP 404 Not Found"
@@ -62,6 +61,11 @@ def write_loopback_config(tmp_path, contents, mirrors, **settings):
         "backoff": 0,
         "connect_timeout": 5,
         "read_timeout": 5,
+        # The rest as in conf/data/mnist.yaml: a group gives every key (the schema has no defaults).
+        "source": "auto",
+        "val_fraction": 0.1,
+        "split_seed": 0,
+        "packaged_test_fraction": 0.2,
         **settings,
     }
     config_dir = tmp_path / "conf"
@@ -74,12 +78,14 @@ def loopback_overrides(config_dir):
     return [f"hydra.searchpath=[file://{config_dir}]", "data=loopback"]
 
 
-def data_config(tmp_path, contents, mirrors, **settings):
-    """The validated ``data`` group the stage would run with."""
-    config_dir = write_loopback_config(tmp_path, contents, mirrors, **settings)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        cfg = compose(config_name="download", overrides=loopback_overrides(config_dir))
-    return validated(cfg, DownloadConfig).data
+@pytest.fixture
+def data_config(compose_config):
+    def loopback_data(tmp_path, contents, mirrors, **settings):
+        """The validated ``data`` group the stage would run with."""
+        config_dir = write_loopback_config(tmp_path, contents, mirrors, **settings)
+        return validated(compose_config("download", loopback_overrides(config_dir)), DownloadConfig).data
+
+    return loopback_data
 
 
 def run_stage(*overrides):
@@ -105,7 +111,7 @@ def assert_holds_published(data_dir, contents):
 # --- from mirrors ------------------------------------------------------------------------
 
 
-def test_happy_path_downloads_verifies_and_records_provenance(tmp_path, contents):
+def test_happy_path_downloads_verifies_and_records_provenance(tmp_path, contents, data_config):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     (data_dir / f".{TRAIN_FILES[0]}.0a1b2c3d.part").write_bytes(b"left by a killed run")
@@ -125,7 +131,7 @@ def test_happy_path_downloads_verifies_and_records_provenance(tmp_path, contents
     assert images.shape == (N_TRAIN, 784) and labels.shape == (N_TRAIN,)
 
 
-def test_second_run_makes_no_request_and_rewrites_nothing(tmp_path, contents):
+def test_second_run_makes_no_request_and_rewrites_nothing(tmp_path, contents, data_config):
     with LoopbackMirror(contents) as mirror:
         data = data_config(tmp_path, contents, [mirror.url])
         ensure_dataset(data)
@@ -136,7 +142,7 @@ def test_second_run_makes_no_request_and_rewrites_nothing(tmp_path, contents):
     assert {path.name: path.stat().st_mtime_ns for path in (tmp_path / "data").iterdir()} == written
 
 
-def test_corrupt_existing_file_is_replaced_and_only_it_is_fetched(tmp_path, contents):
+def test_corrupt_existing_file_is_replaced_and_only_it_is_fetched(tmp_path, contents, data_config):
     with LoopbackMirror(contents) as mirror:
         data = data_config(tmp_path, contents, [mirror.url])
         ensure_dataset(data)
@@ -149,7 +155,7 @@ def test_corrupt_existing_file_is_replaced_and_only_it_is_fetched(tmp_path, cont
     assert provenance["origin"][TRAIN_FILES[0]] == mirror.url + TRAIN_FILES[0]
 
 
-def test_404_on_the_first_mirror_moves_on_to_the_second(tmp_path, contents):
+def test_404_on_the_first_mirror_moves_on_to_the_second(tmp_path, contents, data_config):
     with LoopbackMirror({}) as empty, LoopbackMirror(contents) as good:
         provenance = ensure_dataset(data_config(tmp_path, contents, [empty.url, good.url]))
     assert len(empty.requests) == len(good.requests) == 4  # a 404 is final: not retried
@@ -158,7 +164,7 @@ def test_404_on_the_first_mirror_moves_on_to_the_second(tmp_path, contents):
     assert provenance["origin"] == {name: good.url + name for name in FILE_NAMES}
 
 
-def test_wrong_checksum_moves_on_to_the_next_mirror(tmp_path, contents):
+def test_wrong_checksum_moves_on_to_the_next_mirror(tmp_path, contents, data_config):
     with LoopbackMirror(contents, fault="corrupt") as corrupt, LoopbackMirror(contents) as good:
         provenance = ensure_dataset(data_config(tmp_path, contents, [corrupt.url, good.url]))
     assert len(corrupt.requests) == 4  # the same wrong bytes would come again: not retried
@@ -173,7 +179,7 @@ def test_wrong_checksum_moves_on_to_the_next_mirror(tmp_path, contents):
     ("fault", "reason"),
     [("truncate", r"truncated: received [\d,]+ of [\d,]+ bytes"), ("reset", r"\[Errno 104\] Connection reset by peer")],
 )
-def test_broken_transfer_is_retried_then_moves_on(tmp_path, contents, fault, reason):
+def test_broken_transfer_is_retried_then_moves_on(tmp_path, contents, fault, reason, data_config):
     with LoopbackMirror(contents, fault=fault) as broken, LoopbackMirror(contents) as good:
         provenance = ensure_dataset(data_config(tmp_path, contents, [broken.url, good.url], retries=2))
     assert len(broken.requests) == 4 * 3  # 1 + 2 retries per file
@@ -184,14 +190,14 @@ def test_broken_transfer_is_retried_then_moves_on(tmp_path, contents, fault, rea
         assert re.fullmatch(reason, attempt["error"]), attempt["error"]
 
 
-def test_a_slow_mirror_gets_the_read_timeout_not_the_connect_timeout(tmp_path, contents):
+def test_a_slow_mirror_gets_the_read_timeout_not_the_connect_timeout(tmp_path, contents, data_config):
     with LoopbackMirror(contents, fault="pause", pause=0.3) as slow:
         data = data_config(tmp_path, contents, [slow.url], connect_timeout=0.1, read_timeout=5)
         assert ensure_dataset(data)["attempts"] == []
     assert_holds_published(tmp_path / "data", contents)
 
 
-def test_a_mirror_stalling_longer_than_the_read_timeout_is_left_for_the_next(tmp_path, contents):
+def test_a_mirror_stalling_longer_than_the_read_timeout_is_left_for_the_next(tmp_path, contents, data_config):
     with LoopbackMirror(contents, fault="pause", pause=1) as stalling, LoopbackMirror(contents) as good:
         data = data_config(tmp_path, contents, [stalling.url, good.url], retries=0, read_timeout=0.1)
         provenance = ensure_dataset(data)
@@ -199,7 +205,7 @@ def test_a_mirror_stalling_longer_than_the_read_timeout_is_left_for_the_next(tmp
     assert_holds_published(tmp_path / "data", contents)
 
 
-def test_an_unreachable_mirror_is_not_asked_again_for_the_other_files(tmp_path, contents):
+def test_an_unreachable_mirror_is_not_asked_again_for_the_other_files(tmp_path, contents, data_config):
     refused = closed_port_url()
     with LoopbackMirror(contents) as good:
         provenance = ensure_dataset(data_config(tmp_path, contents, [refused, good.url], retries=3))
@@ -212,7 +218,7 @@ def test_an_unreachable_mirror_is_not_asked_again_for_the_other_files(tmp_path, 
 
 
 @pytest.mark.parametrize("as_url", [False, True], ids=["folder", "file-url"])
-def test_a_local_folder_or_file_url_is_a_mirror(tmp_path, contents, published, as_url):
+def test_a_local_folder_or_file_url_is_a_mirror(tmp_path, contents, published, as_url, data_config):
     mirror = published.as_uri() if as_url else str(published)
     provenance = ensure_dataset(data_config(tmp_path, contents, [mirror]))
     assert_holds_published(tmp_path / "data", contents)
@@ -249,7 +255,7 @@ def test_a_bad_config_value_exits_2_with_the_message_alone():
     )
 
 
-def test_mirrors_and_files_that_cannot_work_are_config_errors(tmp_path, contents):
+def test_mirrors_and_files_that_cannot_work_are_config_errors(tmp_path, contents, data_config):
     with pytest.raises(ConfigError, match="data.mirrors: 'ftp://example.org/mnist/' must be an http://, https:// or file:// URL"):
         ensure_dataset(data_config(tmp_path, contents, ["ftp://example.org/mnist/"]))
     two_files = {name: contents[name] for name in TRAIN_FILES}
@@ -259,10 +265,9 @@ def test_mirrors_and_files_that_cannot_work_are_config_errors(tmp_path, contents
 
 
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"{SHARED_MNIST} holds the real label files; absent here")
-def test_the_real_label_files_verify_against_their_published_sha256(tmp_path):
+def test_the_real_label_files_verify_against_their_published_sha256(tmp_path, compose_config):
     labels = [TRAIN_FILES[1], TEST_FILES[1]]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        data = compose(config_name="download", overrides=["data.retries=0"]).data
+    data = compose_config("download", ["data.retries=0"]).data
     with LoopbackMirror({name: (SHARED_MNIST / name).read_bytes() for name in labels}) as mirror:
         downloader = Downloader(data, [mirror.url])
         for name in labels:
@@ -271,7 +276,7 @@ def test_the_real_label_files_verify_against_their_published_sha256(tmp_path):
     assert np.bincount(read_idx(tmp_path / TEST_FILES[1])).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-def test_a_failed_fetch_leaves_the_destination_untouched(tmp_path, contents):
+def test_a_failed_fetch_leaves_the_destination_untouched(tmp_path, contents, data_config):
     name = TEST_FILES[1]
     destination = tmp_path / name
     destination.write_bytes(b"whatever was there")
@@ -295,7 +300,7 @@ def packaged_rows(data_dir):
     return sorted(rows)
 
 
-def test_packaged_mode_builds_the_5k_subset_without_any_request(tmp_path, contents):
+def test_packaged_mode_builds_the_5k_subset_without_any_request(tmp_path, contents, data_config):
     with LoopbackMirror(contents) as mirror:
         provenance = ensure_dataset(data_config(tmp_path, contents, [mirror.url], source="packaged"))
     assert mirror.requests == []
@@ -317,7 +322,7 @@ def test_packaged_mode_builds_the_5k_subset_without_any_request(tmp_path, conten
     assert packaged_rows(data_dir) == csv_rows
 
 
-def test_packaged_build_is_reused_while_intact_and_rebuilt_identically_when_damaged(tmp_path, contents):
+def test_packaged_build_is_reused_while_intact_and_rebuilt_identically_when_damaged(tmp_path, contents, data_config):
     data = data_config(tmp_path, contents, [], source="packaged")
     first = ensure_dataset(data)
     data_dir = tmp_path / "data"
@@ -347,7 +352,7 @@ def test_auto_falls_back_to_the_packaged_subset_loudly(tmp_path, contents):
     assert provenance["attempts"] == [{"url": empty.url + first, "error": NOT_FOUND}]
 
 
-def test_auto_upgrades_a_packaged_build_once_a_mirror_serves(tmp_path, contents):
+def test_auto_upgrades_a_packaged_build_once_a_mirror_serves(tmp_path, contents, data_config):
     ensure_dataset(data_config(tmp_path, contents, [], source="packaged"))
     with LoopbackMirror(contents) as mirror:
         provenance = ensure_dataset(data_config(tmp_path, contents, [mirror.url], source="auto"))
@@ -355,14 +360,14 @@ def test_auto_upgrades_a_packaged_build_once_a_mirror_serves(tmp_path, contents)
     assert_holds_published(tmp_path / "data", contents)
 
 
-def test_without_mirrors_auto_builds_the_packaged_subset_and_mirrors_mode_says_why_it_cannot(tmp_path, contents):
+def test_without_mirrors_auto_builds_the_packaged_subset_and_mirrors_mode_says_why_it_cannot(tmp_path, contents, data_config):
     assert ensure_dataset(data_config(tmp_path, contents, []))["source"] == "packaged"
     message = f"could not download {smallest_first(contents)[0]}: no mirror is configured (data.mirrors is empty)"
     with pytest.raises(DownloadError, match=re.escape(message)):
         ensure_dataset(data_config(tmp_path, contents, [], source="mirrors"))
 
 
-def test_mirrors_mode_fails_without_touching_a_packaged_build(tmp_path, contents):
+def test_mirrors_mode_fails_without_touching_a_packaged_build(tmp_path, contents, data_config):
     first = ensure_dataset(data_config(tmp_path, contents, [], source="packaged"))
     with LoopbackMirror({}) as empty, pytest.raises(DownloadError):
         ensure_dataset(data_config(tmp_path, contents, [empty.url], source="mirrors"))

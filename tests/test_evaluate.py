@@ -9,14 +9,13 @@ import sys
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from matplotlib.image import imread
 
 from pipeline import evaluate, tracking
 from pipeline.data import TEST_FILES
 from pipeline.idx import write_idx
 from pipeline.sgd import loss_and_accuracy
-from tests.paths import CONF_DIR, REPO_ROOT
+from tests.paths import REPO_ROOT
 
 # Digit c lights up the pixel block of rows 2c..2c+1; W's row c adds up that block: a perfect
 # template classifier, so a test digit is misclassified exactly when its label disagrees with
@@ -47,7 +46,7 @@ def template_weights():
 
 
 @pytest.fixture
-def project(tmp_path, mlflow_store, monkeypatch):
+def project(tmp_path, mlflow_store, monkeypatch, compose_config):
     """A trained W with its (FAILED: diverged) training run, the test split, an MLflow store."""
     monkeypatch.chdir(tmp_path)
     images, labels = synthetic_test_split(tmp_path / "data")
@@ -55,22 +54,17 @@ def project(tmp_path, mlflow_store, monkeypatch):
     train_dir.mkdir(parents=True)
     np.save(train_dir / "W.npy", template_weights())
     overrides = [f"data.dir={tmp_path / 'data'}", f"train_dir={train_dir}"]
-    cfg = compose_evaluate(overrides)
+    cfg = compose_config("evaluate", overrides)
     with tracking.start_run(cfg.tracking, "softmax lr=0.5 bs=32", {"optim.lr": 0.5}, {"variant": "softmax"}) as run:
         run.end_status = "FAILED"
     record = {"run_id": run.run_id, "experiment_id": run.experiment_id, "tracking_uri": run.tracking_uri}
     (train_dir / "mlflow_run.json").write_text(json.dumps(record))
     return {"dir": tmp_path, "train_dir": train_dir, "overrides": overrides, "images": images, "labels": labels,
-            "client": mlflow_store.client, "store": mlflow_store.path, "run": run}
-
-
-def compose_evaluate(overrides):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return compose(config_name="evaluate", overrides=list(overrides))
+            "client": mlflow_store.client, "store": mlflow_store.path, "run": run, "compose": compose_config}
 
 
 def run_evaluate(project, *overrides):
-    return evaluate.run(compose_evaluate(project["overrides"] + list(overrides)))
+    return evaluate.run(project["compose"]("evaluate", project["overrides"] + list(overrides)))
 
 
 def read_csv(path):

@@ -125,6 +125,6 @@ def test_command_fails_above_tolerance():
 
 def test_command_rejects_a_bad_config_by_name():
     result = run_gradcheck("eps=0")
-    assert result.returncode != 0
-    assert "eps=0.0: must be > 0" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr == "invalid config: eps=0.0: must be > 0\n"
     assert result.stdout == ""

@@ -17,13 +17,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from pipeline import train
 from tests.helpers import QUICK, job_folders, split_runs, sweep
-from tests.paths import CONF_DIR
 
 # The linear variant diverges at the two larger rates on these digits, the softmax one does not.
 LEARNING_RATES = (0.002, 0.02, 0.5, 10)
@@ -47,7 +45,7 @@ def check_job_run(run, parent, folder):
 
 
 @pytest.mark.slow
-def test_parallel_jobs_on_a_new_store_all_land_complete_in_one_experiment(data_dir, tmp_path):
+def test_parallel_jobs_on_a_new_store_all_land_complete_in_one_experiment(data_dir, tmp_path, compose_config):
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"  # no such file yet
     (tmp_path / "store").mkdir()
     result = sweep(tmp_path, data_dir, "model=softmax,linear", f"optim.lr={','.join(map(str, LEARNING_RATES))}",
@@ -78,8 +76,7 @@ def test_parallel_jobs_on_a_new_store_all_land_complete_in_one_experiment(data_d
         # The same weights as the stage run on its own, one job after another.
         overrides = [f"data.dir={data_dir}", *QUICK, f"model={run.data.params['model.name']}",
                      f"optim.lr={run.data.params['optim.lr']}", f"out_dir={tmp_path / 'alone'}", "tracking.enabled=false"]
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-            assert train.run(compose("train", overrides=overrides)) == 0
+        assert train.run(compose_config("train", overrides)) == 0
         assert (folder / "W.npy").read_bytes() == (tmp_path / "alone" / "W.npy").read_bytes()
 
     assert outcomes[("linear", 10)] and not outcomes[("linear", 0.002)] and not any(outcomes[("softmax", lr)] for lr in LEARNING_RATES)
@@ -101,12 +98,12 @@ def test_a_sweep_stopped_by_a_failing_job_ends_its_run_failed(tmp_path, mlflow_s
 # --- configs ---------------------------------------------------------------------------------
 
 
-def compose_train(*overrides):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return compose("train", overrides=list(overrides), return_hydra_config=True)
+@pytest.fixture
+def compose_train(compose_config):
+    return lambda *overrides: compose_config("train", overrides, hydra_config=True)
 
 
-def test_the_preset_sweeps_both_variants_across_rates_on_both_sides_of_linear_stability():
+def test_the_preset_sweeps_both_variants_across_rates_on_both_sides_of_linear_stability(compose_train):
     cfg = compose_train("+experiment=variant_vs_lr")
 
     grid = cfg.hydra.sweeper.params
@@ -118,7 +115,7 @@ def test_the_preset_sweeps_both_variants_across_rates_on_both_sides_of_linear_st
     assert re.fullmatch(r"multirun/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d", cfg.hydra.sweep.dir)
 
 
-def test_the_slurm_launcher_config_is_composed_and_validated():
+def test_the_slurm_launcher_config_is_composed_and_validated(compose_train):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the [slurm] extra is not installed")
 
     launcher = compose_train("hydra/launcher=slurm", "hydra.launcher.partition=gpu").hydra.launcher

@@ -13,26 +13,25 @@ import time
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
 from pipeline import train
 from pipeline.data import PROVENANCE_FILE
-from tests.paths import CONF_DIR, REPO_ROOT
+from tests.paths import REPO_ROOT
 
 SANE_LR = {"softmax": 0.5, "linear": 0.002}
 
 
-def config(data_dir, out_dir, *overrides):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return compose("train", overrides=[f"data.dir={data_dir}", f"out_dir={out_dir}", "optim.epochs=4", *overrides])
+@pytest.fixture
+def train_run(compose_config):
+    def run(data_dir, out_dir, *overrides):
+        """Run the stage in-process; returns (exit status, metrics.json or None)."""
+        overrides = [f"data.dir={data_dir}", f"out_dir={out_dir}", "optim.epochs=4", *overrides]
+        status = train.run(compose_config("train", overrides))
+        metrics_path = out_dir / "metrics.json"
+        return status, json.loads(metrics_path.read_text()) if metrics_path.exists() else None
 
-
-def train_run(data_dir, out_dir, *overrides):
-    """Run the stage in-process; returns (exit status, metrics.json or None)."""
-    status = train.run(config(data_dir, out_dir, *overrides))
-    metrics_path = out_dir / "metrics.json"
-    return status, json.loads(metrics_path.read_text()) if metrics_path.exists() else None
+    return run
 
 
 def run_stage(*args, **popen):
@@ -44,7 +43,7 @@ def run_stage(*args, **popen):
 
 
 @pytest.mark.parametrize("variant", ["softmax", "linear"])
-def test_both_variants_reduce_the_loss_at_a_sane_lr(variant, data_dir, tmp_path):
+def test_both_variants_reduce_the_loss_at_a_sane_lr(variant, data_dir, tmp_path, train_run):
     out = tmp_path / "out"
     status, metrics = train_run(data_dir, out, f"model={variant}", f"optim.lr={SANE_LR[variant]}", "tracking.enabled=false")
 
@@ -66,7 +65,7 @@ def test_both_variants_reduce_the_loss_at_a_sane_lr(variant, data_dir, tmp_path)
     assert json.loads((out / "mlflow_run.json").read_text()) == {"run_id": None, "experiment_id": None, "tracking_uri": None}
 
 
-def test_linear_variant_reports_its_stability_limit_and_least_squares_floor(data_dir, tmp_path):
+def test_linear_variant_reports_its_stability_limit_and_least_squares_floor(data_dir, tmp_path, train_run):
     status, metrics = train_run(data_dir, tmp_path, "model=linear", "optim.lr=0.002", "optim.epochs=2", "tracking.enabled=false")
 
     assert status == 0
@@ -76,7 +75,7 @@ def test_linear_variant_reports_its_stability_limit_and_least_squares_floor(data
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_the_same_config_gives_bitwise_identical_weights(dtype, data_dir, tmp_path):
+def test_the_same_config_gives_bitwise_identical_weights(dtype, data_dir, tmp_path, train_run):
     runs = {}
     for name, seed in (("first", 3), ("again", 3), ("other seed", 4)):
         out = tmp_path / name
@@ -88,7 +87,7 @@ def test_the_same_config_gives_bitwise_identical_weights(dtype, data_dir, tmp_pa
     assert not np.array_equal(runs["first"], runs["other seed"])  # the seed really shuffles
 
 
-def test_full_batch_is_plain_gradient_descent(data_dir, tmp_path):
+def test_full_batch_is_plain_gradient_descent(data_dir, tmp_path, train_run):
     status, metrics = train_run(data_dir, tmp_path, "optim.batch_size=100000", "optim.epochs=3", "tracking.enabled=false")
 
     assert status == 0
@@ -98,7 +97,7 @@ def test_full_batch_is_plain_gradient_descent(data_dir, tmp_path):
 # --- MLflow -------------------------------------------------------------------------------
 
 
-def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_path, mlflow_store, capsys):
+def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_path, mlflow_store, capsys, train_run):
     out = tmp_path / "out"
     status, metrics = train_run(data_dir, out, "optim.lr=0.5", "tracking.log_every=2", "tracking.snapshot_every=2")
 
@@ -155,7 +154,7 @@ def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_pat
     assert lines[-1].endswith(f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs?workflowType=machine_learning")
 
 
-def test_linear_run_logs_the_largest_stable_lr_and_the_floor(data_dir, tmp_path, mlflow_store):
+def test_linear_run_logs_the_largest_stable_lr_and_the_floor(data_dir, tmp_path, mlflow_store, train_run):
     status, metrics = train_run(data_dir, tmp_path, "model=linear", "optim.lr=0.002", "optim.epochs=1")
 
     assert status == 0
@@ -164,7 +163,7 @@ def test_linear_run_logs_the_largest_stable_lr_and_the_floor(data_dir, tmp_path,
     assert run.data.metrics["linear/least_squares_loss"] == metrics["linear"]["least_squares_loss"]
 
 
-def test_divergence_is_a_result_recorded_as_such(data_dir, tmp_path, mlflow_store):
+def test_divergence_is_a_result_recorded_as_such(data_dir, tmp_path, mlflow_store, train_run):
     out = tmp_path / "out"
     status, metrics = train_run(data_dir, out, "model=linear", "optim.lr=10")
 
@@ -179,7 +178,7 @@ def test_divergence_is_a_result_recorded_as_such(data_dir, tmp_path, mlflow_stor
     assert "error" not in run.data.tags
 
 
-def test_divergence_can_be_made_fatal(data_dir, tmp_path):
+def test_divergence_can_be_made_fatal(data_dir, tmp_path, train_run):
     status, metrics = train_run(data_dir, tmp_path, "model=linear", "optim.lr=10", "divergence.fatal=true", "tracking.enabled=false")
 
     assert status == 1
@@ -203,9 +202,8 @@ def test_tracking_off_means_no_mlflow_at_all(data_dir, tmp_path):
     assert not store.exists() and not (tmp_path / "mlruns").exists()
 
 
-def test_tags_say_which_sweep_job_and_dvc_experiment_a_run_belongs_to(monkeypatch):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        cfg = compose("train", overrides=["hydra.mode=MULTIRUN", "hydra.job.num=3"], return_hydra_config=True)
+def test_tags_say_which_sweep_job_and_dvc_experiment_a_run_belongs_to(monkeypatch, compose_config):
+    cfg = compose_config("train", ["hydra.mode=MULTIRUN", "hydra.job.num=3"], hydra_config=True)
     monkeypatch.setattr(HydraConfig.instance(), "cfg", cfg)  # what hydra.main sets in a multirun job
     monkeypatch.setenv("DVC_EXP_NAME", "lanky-lads")
 
@@ -232,7 +230,7 @@ def test_tags_say_which_sweep_job_and_dvc_experiment_a_run_belongs_to(monkeypatc
         ("dtype=float16", "dtype='float16': must be one of float32, float64"),
     ],
 )
-def test_a_bad_value_fails_before_any_data_or_run(override, message, tmp_path, mlflow_store, capsys):
+def test_a_bad_value_fails_before_any_data_or_run(override, message, tmp_path, mlflow_store, capsys, train_run):
     out = tmp_path / "out"
     status, _ = train_run(tmp_path / "no data here", out, override)
 
@@ -245,9 +243,9 @@ def test_a_bad_value_fails_before_any_data_or_run(override, message, tmp_path, m
 @pytest.mark.parametrize(
     "override, message, exit_status",
     [
-        ("optim.lrate=0.1", "Key 'lrate' not in 'OptimConfig'", 1),  # Hydra's own composition error
-        ("model=quadratic", "Could not find 'model/quadratic'", 1),
-        ("optim.batch_size=abc", "Value 'abc' of type 'str' could not be converted to Integer", 1),
+        ("optim.lrate=0.1", "optim.lrate: Key 'lrate' not in 'OptimConfig'", 2),  # Hydra's own composition error
+        ("model=quadratic", "model=quadratic: no such option, conf/model/ has linear, softmax", 2),
+        ("optim.batch_size=abc", "optim.batch_size: Value 'abc' of type 'str' could not be converted to Integer", 2),
         ("optim.lr=0", "optim.lr=0.0: must be > 0", 2),
     ],
 )
@@ -256,11 +254,11 @@ def test_bad_config_exits_non_zero_from_the_command_line(override, message, exit
     result = run_stage(f"data.dir={tmp_path}", f"out_dir={tmp_path / 'out'}", override)
 
     assert result.returncode == exit_status
-    assert message in result.stderr
+    assert result.stderr == f"invalid config: {message}\n"
     assert mlflow_store.runs() == []
 
 
-def test_missing_data_says_where_it_looked(tmp_path, capsys):
+def test_missing_data_says_where_it_looked(tmp_path, capsys, train_run):
     status, _ = train_run(tmp_path / "nowhere", tmp_path / "out", "tracking.enabled=false")
 
     assert status == 1
