@@ -121,7 +121,7 @@ def test_happy_path_downloads_verifies_and_records_provenance(tmp_path, contents
         "class_counts": {"train": [3] * 10, "test": [2] * 10},
         "attempts": [],
     }
-    images, labels = load_split(data_dir, "train")
+    images, labels, _ = load_split(data_dir, "train")
     assert images.shape == (N_TRAIN, 784) and labels.shape == (N_TRAIN,)
 
 
@@ -290,7 +290,7 @@ def packaged_rows(data_dir):
     """Every (pixels, label) row of both splits, as bytes, for comparison with the package's CSV."""
     rows = []
     for split in SPLIT_FILES:
-        images, labels = load_split(data_dir, split)
+        images, labels, _ = load_split(data_dir, split)
         rows += [image.tobytes() + bytes([label]) for image, label in zip(images, labels)]
     return sorted(rows)
 
@@ -308,7 +308,7 @@ def test_packaged_mode_builds_the_5k_subset_without_any_request(tmp_path, conten
     assert provenance["attempts"] == []
     assert provenance["files"] == {name: sha256((data_dir / name).read_bytes()) for name in FILE_NAMES}
 
-    train_images, train_labels = load_split(data_dir, "train")
+    train_images, train_labels, _ = load_split(data_dir, "train")
     assert train_images.shape == (4000, 784) and load_split(data_dir, "test")[0].shape == (1000, 784)
     assert np.bincount(train_labels).tolist() == [400] * 10
     assert not np.all(np.diff(train_labels.astype(int)) >= 0)  # shuffled, unlike the CSV
