@@ -6,7 +6,8 @@ import numpy as np
 
 from bench import EVALUATION_ROWS, REPO_ROOT, ROWS
 from pipeline.constants import IMAGE_SIDE
-from pipeline.data import PROVENANCE_FILE, SPLIT_FILES, load_split, read_provenance
+from pipeline.data import FILE_NAMES, PROVENANCE_FILE, SPLIT_FILES, load_split, read_provenance
+from pipeline.files import file_sha256
 from pipeline.idx import write_idx
 
 
@@ -19,7 +20,7 @@ def benchmark_rows(n_rows=ROWS, data_dir=REPO_ROOT / "data" / "mnist"):
     """
     try:
         if read_provenance(data_dir).get("source") == "canonical":
-            images, labels = load_split(data_dir, "train")
+            images, labels, _ = load_split(data_dir, "train")
             if len(images) >= n_rows:
                 return images[:n_rows], labels[:n_rows], f"MNIST's training split ({data_dir})"
     except FileNotFoundError:
@@ -42,7 +43,8 @@ def write_dataset(data_dir, images, labels, origin):
     for split, (images_name, labels_name) in SPLIT_FILES.items():
         write_idx(data_dir / images_name, square[rows[split]])
         write_idx(data_dir / labels_name, labels[rows[split]])
-    (data_dir / PROVENANCE_FILE).write_text(json.dumps({"source": "benchmark", "origin": origin}))
+    files = {name: file_sha256(data_dir / name) for name in FILE_NAMES}  # what the stages check the data against
+    (data_dir / PROVENANCE_FILE).write_text(json.dumps({"source": "benchmark", "origin": origin, "files": files}))
 
 
 def train_settings(variant):

@@ -6,11 +6,16 @@
 
 The four files are gzip IDX in the canonical MNIST layout whatever their source, so nothing
 downstream needs to know whether they are the real MNIST or the packaged 5k subset; the
-provenance file says which, and training logs it.
+provenance file says which, and training logs it. The stages read the files only through
+``load_split``, which checks every byte it reads against provenance.json: a file changed after
+the download stage wrote it (edited, replaced, restored from elsewhere, even re-gzipped with the
+same content) is refused, and the stage exits 1 naming the file and the fix.
 """
 
+import hashlib
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,28 +26,90 @@ TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 SPLIT_FILES = {"train": TRAIN_FILES, "test": TEST_FILES}
 FILE_NAMES = TRAIN_FILES + TEST_FILES
 PROVENANCE_FILE = "provenance.json"
+# MNIST's published sizes: no split of the dataset holds more rows, so a header claiming more is
+# refused before anything is allocated (otherwise a lying header costs memory in proportion to its claim).
+MAX_ROWS = {"train": 60_000, "test": 10_000}
+RESTORE = "to restore it, run `dvc repro -f download` or `python -m pipeline.download`"
 # Pixels are stored as uint8 0..255; the model sees x = pixel / 255 in [0, 1].
 PIXEL_MAX = 255
 
 
-def load_split(data_dir, split):
-    """Images (N, 784) and labels (N,) of ``split`` ("train" or "test"), both uint8.
+class ProvenanceError(IDXError):
+    """A data file that provenance.json does not vouch for: its bytes are not the ones recorded, or
+    no SHA-256 is recorded for it. An IDXError, since for a stage both mean the same: the data
+    folder cannot be used as it is (exit status 1)."""
 
-    The images are the (N, 28, 28) array read from disk, reshaped without a copy; conversion to
-    float happens per batch in training. Raises IDXError if a file is malformed or the two
-    files disagree on N.
+
+class LoadedSplit(NamedTuple):
+    images: np.ndarray  # uint8 (N, 784)
+    labels: np.ndarray  # uint8 (N,)
+    sha256: dict  # {file name: SHA-256 of the bytes read}, for the run's tags
+
+
+def load_split(data_dir, split):
+    """Images (N, 784), labels (N,), both uint8, and the SHA-256 of each file read, of ``split``.
+
+    Every file is hashed while it is read and must match provenance.json (ProvenanceError, naming
+    the file and the fix, if not); at most MAX_ROWS[split] rows are read. The images are the
+    (N, 28, 28) array read from disk, reshaped without a copy; conversion to float happens per
+    batch in training. Raises FileNotFoundError without provenance.json, IDXError if a file is
+    malformed or the two files disagree on N.
     """
     if split not in SPLIT_FILES:
         raise ValueError(f"split must be one of {', '.join(SPLIT_FILES)}, got {split!r}")
-    images_path, labels_path = (Path(data_dir) / name for name in SPLIT_FILES[split])
-    images, labels = read_idx(images_path), read_idx(labels_path)
+    data_dir = Path(data_dir)
+    recorded = recorded_sha256(data_dir)
+    images_path, labels_path = (data_dir / name for name in SPLIT_FILES[split])
+    (images, images_sha256), (labels, labels_sha256) = (
+        read_verified(path, recorded, MAX_ROWS[split]) for path in (images_path, labels_path)
+    )
     if images.ndim != 3:
         raise IDXError(f"{images_path}: holds labels, expected images")
     if labels.ndim != 1:
         raise IDXError(f"{labels_path}: holds images, expected labels")
     if len(images) != len(labels):
         raise IDXError(f"{images_path} holds {len(images):,} images but {labels_path} holds {len(labels):,} labels")
-    return images.reshape(len(images), -1), labels
+    sha256 = {images_path.name: images_sha256, labels_path.name: labels_sha256}
+    return LoadedSplit(images.reshape(len(images), -1), labels, sha256)
+
+
+def recorded_sha256(data_dir):
+    """{file name: SHA-256} as provenance.json records them."""
+    path = Path(data_dir) / PROVENANCE_FILE
+    try:
+        record = read_provenance(data_dir)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ProvenanceError(f"{path}: unreadable ({error}); {RESTORE}") from None
+    files = record.get("files") if isinstance(record, dict) else None
+    if not isinstance(files, dict):
+        raise ProvenanceError(f"{path}: records no SHA-256 of the data files; {RESTORE}")
+    return files
+
+
+def read_verified(path, recorded, max_items):
+    """``read_idx(path)`` and its SHA-256, from one read; ProvenanceError unless it is ``recorded``'s."""
+    expected = recorded.get(path.name)
+    if expected is None:
+        raise ProvenanceError(f"{path}: {PROVENANCE_FILE} records no SHA-256 for it; {RESTORE}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; {RESTORE}")
+    digest = hashlib.sha256()
+    try:
+        array = read_idx(path, max_items, digest)
+    except IDXError as error:
+        if digest.hexdigest() != expected:  # the cause, and the message that says how to fix it
+            raise mismatch(path, digest.hexdigest(), expected) from error
+        raise
+    if digest.hexdigest() != expected:
+        raise mismatch(path, digest.hexdigest(), expected)
+    return array, digest.hexdigest()
+
+
+def mismatch(path, actual, expected):
+    return ProvenanceError(
+        f"{path}: changed since the download stage wrote it (SHA-256 {actual}, {PROVENANCE_FILE} "
+        f"records {expected}); {RESTORE}"
+    )
 
 
 def scaled(images, dtype):

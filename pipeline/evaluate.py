@@ -17,7 +17,8 @@ All of it goes into the MLflow run of the training that produced W (its id is in
 mlflow_run.json), without changing that run's status; if the run is gone (a deleted database or
 run), into a new run tagged ``trained_by_run`` with the old id.
 
-Exit status: 0 evaluated; 1 no trained W or no test data; 2 invalid config.
+Exit status: 0 evaluated; 1 no trained W, or no test data or data not matching its provenance.json;
+2 invalid config.
 """
 
 import csv
@@ -60,7 +61,7 @@ def run(cfg):
     variant, train_dir = cfg.model.name, Path(cfg.train_dir)
     try:
         W, trained_run = load_training(train_dir, variant)
-        images, labels = load_split(cfg.data.dir, "test")
+        images, labels, _ = load_split(cfg.data.dir, "test")
     except (FileNotFoundError, IDXError, ValueError) as error:
         print(f"cannot evaluate: {error}", file=sys.stderr)
         return 1

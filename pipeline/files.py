@@ -1,5 +1,6 @@
-"""Writing outputs so that an interrupted stage never leaves a half-written file."""
+"""Writing outputs so that an interrupted stage never leaves a half-written file; file digests."""
 
+import hashlib
 import json
 import math
 import os
@@ -38,3 +39,9 @@ def json_bytes(value):
         return None if isinstance(v, float) and not math.isfinite(v) else v
 
     return (json.dumps(finite(value), indent=2, allow_nan=False) + "\n").encode()
+
+
+def file_sha256(path):
+    """The SHA-256 of a file's bytes, in hex (``path``: a Path or an importlib resource)."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -28,27 +28,59 @@ class IDXError(ValueError):
     """A file that is not a valid MNIST IDX file; the message names the file and the problem."""
 
 
-def read_idx(path):
+def read_idx(path, max_items=None, sha256=None):
     """Read an IDX file (gzip or raw) into a uint8 array: labels (N,) or images (N, 28, 28).
 
     Strict: the magic number, 28x28 images, labels in 0..9, and a data length exactly equal to
-    what the header implies (``N`` for labels, ``N·28·28`` for images). Decompression stops one
-    byte past that length, so neither a gzip bomb nor a lying header can exhaust memory.
-    Raises IDXError naming the file and the problem.
+    what the header implies (``N`` for labels, ``N·28·28`` for images). A header claiming more
+    than ``max_items`` items (or more data than the file can hold) is refused before anything is
+    allocated, and decompression stops one byte past the claimed length, so neither a gzip bomb
+    nor a lying header can exhaust memory. ``sha256``, a hashlib object, is fed every byte of the
+    file as it is read (the rest of the file too, if its content is refused): one pass gives both
+    the array and the digest of the bytes it came from. Raises IDXError naming the file.
     """
     path = Path(path)
     file_size = path.stat().st_size
-    with open(path, "rb") as raw:
-        gzipped = raw.read(2) == GZIP_MAGIC
-        raw.seek(0)
+    with open(path, "rb") as f:
+        gzipped = f.peek(2)[:2] == GZIP_MAGIC
+        raw = f if sha256 is None else _Hashing(f, sha256)
         stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
         try:
-            return _read_stream(stream, path, file_size, gzipped)
-        except (OSError, EOFError, zlib.error) as error:
-            raise IDXError(f"{path}: corrupt gzip stream ({error})") from error
+            try:
+                array = _read_stream(stream, path, file_size, gzipped, max_items)
+            except (OSError, EOFError, zlib.error) as error:
+                raise IDXError(f"{path}: corrupt gzip stream ({error})") from error
+        except IDXError:
+            if sha256 is not None:
+                raw.drain()
+            raise
+        if sha256 is not None:
+            raw.drain()  # usually nothing left: the check for trailing data read to the end
+        return array
 
 
-def _read_stream(stream, path, file_size, gzipped):
+class _Hashing:
+    """A binary file that feeds every byte read from it to ``digest``."""
+
+    def __init__(self, file, digest):
+        self.file, self.digest = file, digest
+
+    def read(self, size=-1):
+        chunk = self.file.read(size)
+        self.digest.update(chunk)
+        return chunk
+
+    def readinto(self, buffer):
+        n = self.file.readinto(buffer)
+        self.digest.update(memoryview(buffer)[:n])
+        return n
+
+    def drain(self):
+        while self.read(1 << 16):
+            pass
+
+
+def _read_stream(stream, path, file_size, gzipped, max_items):
     def fail(problem):
         return IDXError(f"{path}: {problem}")
 
@@ -74,6 +106,8 @@ def _read_stream(stream, path, file_size, gzipped):
 
     n_bytes = int(np.prod(shape))
     claim = f"header claims {shape[0]:,} items ({n_bytes:,} data bytes)"
+    if max_items is not None and shape[0] > max_items:
+        raise fail(f"{claim}, more than the {max_items:,} expected")
     if gzipped and n_bytes > file_size * MAX_DEFLATE_RATIO:
         raise fail(f"{claim}, more than a {file_size:,}-byte gzip file can hold")
     if not gzipped and n_bytes > file_size - header_size:

@@ -10,8 +10,8 @@ paths in ``out_dir`` and only once training is over (each file atomically):
     mlflow_run.json  run id, experiment id and tracking URI, for the evaluate stage
 
 Exit status: 0 trained, or diverged (a result, recorded as such); 1 diverged with
-``divergence.fatal=true``, or no data; 2 invalid config; 130 interrupted (Ctrl-C), leaving the
-previous outputs untouched and the MLflow run KILLED.
+``divergence.fatal=true``, or no data, or data not matching its provenance.json; 2 invalid
+config; 130 interrupted (Ctrl-C), leaving the previous outputs untouched and the MLflow run KILLED.
 """
 
 import csv
@@ -85,7 +85,7 @@ def run(cfg):
         return 2
     try:
         provenance = read_provenance(cfg.data.dir)
-        train, val = load_training_data(cfg.data)
+        train, val, sha256 = load_training_data(cfg.data)
     except (FileNotFoundError, IDXError) as error:
         print(f"cannot train: {error}", file=sys.stderr)
         return 1
@@ -99,7 +99,7 @@ def run(cfg):
     name = run_name(cfg)
     params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
     params.update({schema.TRAIN_ROWS: len(train.labels), schema.VAL_ROWS: len(val.labels)})
-    with tracking.start_run(cfg.tracking, name, params, run_tags(cfg, provenance)) as mlflow_run:
+    with tracking.start_run(cfg.tracking, name, params, run_tags(cfg, provenance, sha256)) as mlflow_run:
         mlflow_run.log_dict(provenance, schema.PROVENANCE)
         if optimum is not None:
             mlflow_run.log_metrics({schema.MAX_STABLE_LR: optimum.max_stable_lr, schema.LEAST_SQUARES_LOSS: optimum.loss}, step=0)
@@ -120,20 +120,21 @@ def run(cfg):
 
 
 def load_training_data(data):
-    """The training split's (train, validation) parts, each a contiguous uint8 copy."""
-    images, labels = load_split(data.dir, "train")
+    """The training split's (train, validation) parts, each a contiguous uint8 copy, and the files' SHA-256."""
+    images, labels, sha256 = load_split(data.dir, "train")
     train_rows, val_rows = train_val_split(labels, data.val_fraction, data.split_seed)
-    return Split(images[train_rows], labels[train_rows]), Split(images[val_rows], labels[val_rows])
+    return Split(images[train_rows], labels[train_rows]), Split(images[val_rows], labels[val_rows]), sha256
 
 
 def run_name(cfg):
     return f"{cfg.model.name} lr={cfg.optim.lr:g} bs={cfg.optim.batch_size}"
 
 
-def run_tags(cfg, provenance):
-    """Variant, code version, data provenance, and where the run came from (sweep, DVC)."""
+def run_tags(cfg, provenance, sha256):
+    """Variant, code version, data provenance and the SHA-256 of the files read, and where the run
+    came from (sweep, DVC)."""
     tags = {schema.VARIANT: cfg.model.name, **tracking.git_tags(), schema.DATA_SOURCE: provenance.get("source", "unknown")}
-    tags.update({schema.DATA_SHA256_PREFIX + name: digest for name, digest in provenance.get("files", {}).items()})
+    tags.update({schema.DATA_SHA256_PREFIX + name: digest for name, digest in sha256.items()})
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         hydra_cfg = HydraConfig.get()
         tags.update({schema.HYDRA_SWEEP_DIR: hydra_cfg.sweep.dir, schema.HYDRA_JOB_NUM: hydra_cfg.job.num, **tracking.sweep_job_tags()})

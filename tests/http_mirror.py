@@ -83,3 +83,44 @@ class LoopbackMirror:
                 pass
 
         return Handler
+
+
+class SilentServer:
+    """``with SilentServer(accept) as server:`` a port on 127.0.0.1 that takes connections and never
+    answers, as a firewall or captive portal swallowing traffic does. ``accept=False``: it only
+    listens (the kernel completes the handshake, nobody reads); ``True``: each connection is
+    accepted and held open, never written to. ``connections`` counts the accepted ones."""
+
+    def __init__(self, accept=False):
+        self.accept = accept
+        self.held = []
+        self.stopped = threading.Event()
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(16)
+        self.socket.settimeout(0.01)
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}/mnist/"
+
+    @property
+    def connections(self):
+        return len(self.held)
+
+    def __enter__(self):
+        if self.accept:
+            threading.Thread(target=self._hold, daemon=True).start()
+        return self
+
+    def _hold(self):
+        while not self.stopped.is_set():
+            try:
+                self.held.append(self.socket.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:  # closed by __exit__
+                return
+
+    def __exit__(self, *exc_info):
+        self.stopped.set()
+        for connection in self.held:
+            connection.close()
+        self.socket.close()

@@ -8,6 +8,7 @@ would add their own mirror list.
 
 import hashlib
 import json
+import logging
 import re
 import socket
 import subprocess
@@ -20,7 +21,7 @@ from pipeline.config import ConfigError, DownloadConfig, validated
 from pipeline.data import FILE_NAMES, PROVENANCE_FILE, SPLIT_FILES, TEST_FILES, TRAIN_FILES, load_split, read_provenance
 from pipeline.download import Downloader, DownloadError, ensure_dataset, packaged_csv, read_packaged_csv
 from pipeline.idx import read_idx, write_idx
-from tests.http_mirror import LoopbackMirror
+from tests.http_mirror import LoopbackMirror, SilentServer
 from tests.paths import REPO_ROOT, SHARED_MNIST
 
 N_TRAIN, N_TEST = 30, 20
@@ -90,7 +91,8 @@ def data_config(compose_config):
 
 def run_stage(*overrides):
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.download", *overrides], cwd=REPO_ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "pipeline.download", *overrides], cwd=REPO_ROOT, capture_output=True, text=True,
+        timeout=120,
     )
 
 
@@ -127,7 +129,7 @@ def test_happy_path_downloads_verifies_and_records_provenance(tmp_path, contents
         "class_counts": {"train": [3] * 10, "test": [2] * 10},
         "attempts": [],
     }
-    images, labels = load_split(data_dir, "train")
+    images, labels, _ = load_split(data_dir, "train")
     assert images.shape == (N_TRAIN, 784) and labels.shape == (N_TRAIN,)
 
 
@@ -142,15 +144,21 @@ def test_second_run_makes_no_request_and_rewrites_nothing(tmp_path, contents, da
     assert {path.name: path.stat().st_mtime_ns for path in (tmp_path / "data").iterdir()} == written
 
 
-def test_corrupt_existing_file_is_replaced_and_only_it_is_fetched(tmp_path, contents, data_config):
+def test_corrupt_existing_file_is_replaced_and_only_it_is_fetched_saying_why(tmp_path, contents, caplog, data_config):
     with LoopbackMirror(contents) as mirror:
         data = data_config(tmp_path, contents, [mirror.url])
         ensure_dataset(data)
-        damaged = tmp_path / "data" / TRAIN_FILES[0]
+        damaged, cut = (tmp_path / "data" / name for name in TRAIN_FILES)
         damaged.write_bytes(bytes(len(contents[TRAIN_FILES[0]])))  # right size, wrong bytes
+        cut.write_bytes(contents[TRAIN_FILES[1]][:10])
         mirror.requests.clear()
         provenance = ensure_dataset(data)
-    assert mirror.requests == ["/mnist/" + TRAIN_FILES[0]]
+    assert mirror.requests == ["/mnist/" + TRAIN_FILES[1], "/mnist/" + TRAIN_FILES[0]]
+    expected = sha256(contents[TRAIN_FILES[0]])
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"{damaged}: SHA-256 {sha256(bytes(len(contents[TRAIN_FILES[0]])))}, data.files expects {expected}; fetching it",
+        f"{cut}: 10 bytes, data.files expects {len(contents[TRAIN_FILES[1]]):,}; fetching it",
+    ]
     assert_holds_published(tmp_path / "data", contents)
     assert provenance["origin"][TRAIN_FILES[0]] == mirror.url + TRAIN_FILES[0]
 
@@ -205,6 +213,48 @@ def test_a_mirror_stalling_longer_than_the_read_timeout_is_left_for_the_next(tmp
     assert_holds_published(tmp_path / "data", contents)
 
 
+NO_RESPONSE = "no response within 0.2 s (data.read_timeout)"
+
+
+@pytest.mark.parametrize("accept", [False, True], ids=["never-accepts", "accepts-never-answers"])
+def test_a_mirror_that_never_answers_is_retried_then_skipped_for_the_other_files(tmp_path, contents, accept, data_config):
+    with SilentServer(accept) as silent, LoopbackMirror(contents) as good:
+        data = data_config(tmp_path, contents, [silent.url, good.url], retries=1, connect_timeout=0.2, read_timeout=0.2)
+        provenance = ensure_dataset(data)
+    first, *rest = smallest_first(contents)
+    assert provenance["attempts"] == [{"url": silent.url + first, "error": NO_RESPONSE}] * 2 + [
+        {"url": silent.url + name, "error": f"not tried: mirror unreachable ({NO_RESPONSE})"} for name in rest
+    ]
+    assert provenance["origin"] == {name: good.url + name for name in FILE_NAMES}
+    assert_holds_published(tmp_path / "data", contents)
+    assert silent.connections == (2 if accept else 0)
+
+
+def test_auto_falls_back_to_the_packaged_subset_when_the_only_mirror_never_answers(tmp_path, contents, data_config):
+    with SilentServer(accept=True) as silent:
+        data = data_config(tmp_path, contents, [silent.url], retries=0, connect_timeout=0.2, read_timeout=0.2)
+        provenance = ensure_dataset(data)
+    assert provenance["source"] == "packaged"
+    assert provenance["attempts"] == [{"url": silent.url + smallest_first(contents)[0], "error": NO_RESPONSE}]
+
+
+def test_mirrors_mode_with_a_mirror_that_never_answers_exits_1_in_one_clear_message(tmp_path, contents):
+    with SilentServer() as silent:
+        config_dir = write_loopback_config(
+            tmp_path, contents, [silent.url], source="mirrors", retries=1, connect_timeout=0.2, read_timeout=0.2
+        )
+        result = run_stage(*loopback_overrides(config_dir))
+    first = smallest_first(contents)[0]
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"could not download {first}: every mirror failed\n"
+        f"  {silent.url}{first}: {NO_RESPONSE}\n"
+        f"  {silent.url}{first}: {NO_RESPONSE}\n"
+        f"Nothing in {tmp_path / 'data'} was changed. data.source=mirrors: not falling back to the packaged subset.\n"
+    )
+    assert list((tmp_path / "data").iterdir()) == []
+
+
 def test_an_unreachable_mirror_is_not_asked_again_for_the_other_files(tmp_path, contents, data_config):
     refused = closed_port_url()
     with LoopbackMirror(contents) as good:
@@ -240,7 +290,7 @@ def test_every_mirror_failing_exits_non_zero_listing_each_url_and_leaves_nothing
         f"  {truncating.url}{first}: truncated: received {size // 2:,} of {size:,} bytes\n"
         f"  {refused}{first}: [Errno 111] Connection refused\n"
         f"  {missing_folder.as_uri()}/{first}: [Errno 2] No such file or directory: '{missing_folder / first}'\n"
-        "No file was left half-written. data.source=mirrors: not falling back to the packaged subset.\n"
+        f"Nothing in {tmp_path / 'data'} was changed. data.source=mirrors: not falling back to the packaged subset.\n"
     )
     assert list((tmp_path / "data").iterdir()) == []
 
@@ -295,7 +345,7 @@ def packaged_rows(data_dir):
     """Every (pixels, label) row of both splits, as bytes, for comparison with the package's CSV."""
     rows = []
     for split in SPLIT_FILES:
-        images, labels = load_split(data_dir, split)
+        images, labels, _ = load_split(data_dir, split)
         rows += [image.tobytes() + bytes([label]) for image, label in zip(images, labels)]
     return sorted(rows)
 
@@ -313,7 +363,7 @@ def test_packaged_mode_builds_the_5k_subset_without_any_request(tmp_path, conten
     assert provenance["attempts"] == []
     assert provenance["files"] == {name: sha256((data_dir / name).read_bytes()) for name in FILE_NAMES}
 
-    train_images, train_labels = load_split(data_dir, "train")
+    train_images, train_labels, _ = load_split(data_dir, "train")
     assert train_images.shape == (4000, 784) and load_split(data_dir, "test")[0].shape == (1000, 784)
     assert np.bincount(train_labels).tolist() == [400] * 10
     assert not np.all(np.diff(train_labels.astype(int)) >= 0)  # shuffled, unlike the CSV
@@ -322,7 +372,7 @@ def test_packaged_mode_builds_the_5k_subset_without_any_request(tmp_path, conten
     assert packaged_rows(data_dir) == csv_rows
 
 
-def test_packaged_build_is_reused_while_intact_and_rebuilt_identically_when_damaged(tmp_path, contents, data_config):
+def test_packaged_build_is_reused_while_intact_and_rebuilt_identically_when_damaged(tmp_path, contents, caplog, data_config):
     data = data_config(tmp_path, contents, [], source="packaged")
     first = ensure_dataset(data)
     data_dir = tmp_path / "data"
@@ -331,7 +381,12 @@ def test_packaged_build_is_reused_while_intact_and_rebuilt_identically_when_dama
     assert {path.name: path.stat().st_mtime_ns for path in data_dir.iterdir()} == written
 
     (data_dir / TEST_FILES[1]).write_bytes(b"damaged")
+    caplog.clear()
     assert ensure_dataset(data) == first  # byte-reproducible: the same SHA-256s again
+    assert caplog.records[0].getMessage() == (
+        f"{data_dir / TEST_FILES[1]}: SHA-256 {sha256(b'damaged')}, provenance.json expects "
+        f"{first['files'][TEST_FILES[1]]}; rebuilding the packaged subset"
+    )
     assert read_idx(data_dir / TEST_FILES[1]).shape == (1000,)
 
 
@@ -372,3 +427,15 @@ def test_mirrors_mode_fails_without_touching_a_packaged_build(tmp_path, contents
     with LoopbackMirror({}) as empty, pytest.raises(DownloadError):
         ensure_dataset(data_config(tmp_path, contents, [empty.url], source="mirrors"))
     assert read_provenance(tmp_path / "data") == first
+
+
+def test_mirrors_mode_failing_part_way_leaves_the_folder_as_it_was(tmp_path, contents, data_config):
+    first = ensure_dataset(data_config(tmp_path, contents, [], source="packaged"))
+    data_dir = tmp_path / "data"
+    before = {path.name: path.read_bytes() for path in data_dir.iterdir()}
+    labels_only = {name: contents[name] for name in (TRAIN_FILES[1], TEST_FILES[1])}  # the two smallest
+    with LoopbackMirror(labels_only) as partial, pytest.raises(DownloadError, match=f"could not download {TEST_FILES[0]}"):
+        ensure_dataset(data_config(tmp_path, contents, [partial.url], source="mirrors"))
+    assert len(partial.requests) == 3  # both label files arrived before the images failed
+    assert {path.name: path.read_bytes() for path in data_dir.iterdir()} == before  # no real file among the packaged
+    assert read_provenance(data_dir) == first

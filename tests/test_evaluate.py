@@ -12,7 +12,8 @@ import pytest
 from matplotlib.image import imread
 
 from pipeline import evaluate, tracking
-from pipeline.data import TEST_FILES
+from pipeline.data import PROVENANCE_FILE, TEST_FILES
+from pipeline.files import file_sha256
 from pipeline.idx import write_idx
 from pipeline.sgd import loss_and_accuracy
 from tests.paths import REPO_ROOT
@@ -35,7 +36,14 @@ def synthetic_test_split(data_dir):
     data_dir.mkdir(parents=True)
     write_idx(data_dir / TEST_FILES[0], images)
     write_idx(data_dir / TEST_FILES[1], labels)
+    record_provenance(data_dir)
     return images.reshape(len(DIGITS), -1), labels
+
+
+def record_provenance(data_dir):
+    """provenance.json as the download stage writes it: the stage checks the files against it."""
+    files = {name: file_sha256(data_dir / name) for name in TEST_FILES}
+    (data_dir / PROVENANCE_FILE).write_text(json.dumps({"source": "synthetic", "files": files}))
 
 
 def template_weights():
@@ -134,6 +142,7 @@ def test_undefined_ratios_are_left_out(project):
     images = project["images"].reshape(-1, 28, 28)[labels != 9]
     write_idx(project["dir"] / "data" / TEST_FILES[0], images)
     write_idx(project["dir"] / "data" / TEST_FILES[1], labels[labels != 9])
+    record_provenance(project["dir"] / "data")
     assert run_evaluate(project) == 0
     per_class = read_csv(project["train_dir"] / "per_class.csv")
     assert per_class[9] == {"digit": "9", "precision": "", "recall": "", "support": "0"}
@@ -184,6 +193,15 @@ def test_missing_weights_say_which_stage_to_run(project, capsys):
     (project["train_dir"] / "W.npy").unlink()
     assert run_evaluate(project) == 1
     assert f"{project['train_dir'] / 'W.npy'} not found: run the train stage first" in capsys.readouterr().err
+
+
+def test_test_data_changed_since_its_provenance_is_refused_before_anything_is_written(project, capsys):
+    labels_path = project["dir"] / "data" / TEST_FILES[1]
+    write_idx(labels_path, DIGITS.astype(np.uint8))  # a valid file, with other labels
+    assert run_evaluate(project) == 1
+    assert capsys.readouterr().err.startswith(f"cannot evaluate: {labels_path}: changed since the download stage wrote it")
+    assert sorted(p.name for p in project["train_dir"].iterdir()) == ["W.npy", "mlflow_run.json"]
+    assert project["client"].get_run(project["run"].run_id).data.metrics == {}
 
 
 @pytest.mark.slow

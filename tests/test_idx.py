@@ -1,6 +1,7 @@
 """IDX files: round trips, byte-reproducible writing, and one clear error per malformation."""
 
 import gzip
+import hashlib
 import re
 
 import numpy as np
@@ -106,3 +107,28 @@ def test_a_broken_gzip_stream_is_an_idx_error(tmp_path, damage):
     path.write_bytes(bad)
     with pytest.raises(IDXError, match=re.escape(f"{path}: corrupt gzip stream (")):
         read_idx(path)
+
+
+def test_a_header_over_max_items_is_refused_and_max_items_itself_is_read(tmp_path):
+    path = tmp_path / "labels.gz"
+    write_idx(path, np.arange(10, dtype=np.uint8) % 10)
+    assert read_idx(path, max_items=10).shape == (10,)
+    with pytest.raises(IDXError, match=re.escape(f"{path}: header claims 10 items (10 data bytes), more than the 9 expected")):
+        read_idx(path, max_items=9)
+
+
+@pytest.mark.parametrize("content", ["valid", "refused"])
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "raw"])
+def test_sha256_is_fed_every_byte_of_the_file_even_when_it_is_refused(tmp_path, content, compress):
+    extra = np.random.default_rng(0).bytes(50_000)  # incompressible: the gzip reader stops well before its end
+    data = labels_header(3) + bytes([1, 2, 3]) + (b"" if content == "valid" else extra)
+    path = tmp_path / "labels"
+    # A second gzip member after the first: bytes the decompressor is never asked for.
+    path.write_bytes(gzip.compress(data) + (gzip.compress(b"") if content == "valid" else b"") if compress else data)
+    digest = hashlib.sha256()
+    if content == "valid":
+        np.testing.assert_array_equal(read_idx(path, sha256=digest), [1, 2, 3])
+    else:
+        with pytest.raises(IDXError):
+            read_idx(path, sha256=digest)
+    assert digest.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -6,6 +6,7 @@ of Hydra's own errors and Ctrl-C need a real process.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,8 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 
 from pipeline import train
-from pipeline.data import PROVENANCE_FILE
+from pipeline.data import PROVENANCE_FILE, TRAIN_FILES
+from pipeline.idx import read_idx, write_idx
 from tests.paths import REPO_ROOT
 
 SANE_LR = {"softmax": 0.5, "linear": 0.002}
@@ -118,7 +120,9 @@ def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_pat
     provenance = json.loads((data_dir / PROVENANCE_FILE).read_text())
     assert tags["variant"] == "softmax" and tags["diverged"] == "false"
     assert tags["data.source"] == "synthetic"
-    assert tags["data.sha256.train-images-idx3-ubyte.gz"] == provenance["files"]["train-images-idx3-ubyte.gz"]
+    assert {key: value for key, value in tags.items() if key.startswith("data.sha256.")} == {
+        f"data.sha256.{name}": provenance["files"][name] for name in TRAIN_FILES  # the files read, no others
+    }
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
     changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True).stdout
     assert tags["git.commit"] == head and tags["git.dirty"] == ("true" if changed.strip() else "false")
@@ -207,14 +211,14 @@ def test_tags_say_which_sweep_job_and_dvc_experiment_a_run_belongs_to(monkeypatc
     monkeypatch.setattr(HydraConfig.instance(), "cfg", cfg)  # what hydra.main sets in a multirun job
     monkeypatch.setenv("DVC_EXP_NAME", "lanky-lads")
 
-    tags = train.run_tags(cfg, {"source": "packaged", "files": {"train-labels-idx1-ubyte.gz": "ab" * 32}})
+    tags = train.run_tags(cfg, {"source": "packaged"}, {"train-labels-idx1-ubyte.gz": "ab" * 32})
 
     assert tags["hydra.sweep.dir"] == cfg.hydra.sweep.dir and tags["hydra.job.num"] == 3
     assert tags["dvc.exp_name"] == "lanky-lads"
     assert tags["data.source"] == "packaged" and tags["data.sha256.train-labels-idx1-ubyte.gz"] == "ab" * 32
     monkeypatch.delenv("DVC_EXP_NAME")
     monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # a single run
-    assert not any(key.startswith(("hydra.", "dvc.")) for key in train.run_tags(cfg, {}))
+    assert not any(key.startswith(("hydra.", "dvc.")) for key in train.run_tags(cfg, {}, {}))
 
 
 # --- bad input ------------------------------------------------------------------------------
@@ -263,6 +267,18 @@ def test_missing_data_says_where_it_looked(tmp_path, capsys, train_run):
 
     assert status == 1
     assert f"cannot train: {tmp_path / 'nowhere' / PROVENANCE_FILE} not found" in capsys.readouterr().err
+
+
+def test_labels_changed_since_their_provenance_are_refused_before_any_run(data_dir, tmp_path, mlflow_store, capsys, train_run):
+    changed = tmp_path / "data"
+    shutil.copytree(data_dir, changed)
+    labels = read_idx(changed / TRAIN_FILES[1])
+    write_idx(changed / TRAIN_FILES[1], np.random.default_rng(0).permutation(labels))  # still a valid IDX file
+    status, _ = train_run(changed, tmp_path / "out")
+
+    assert status == 1
+    assert capsys.readouterr().err.startswith(f"cannot train: {changed / TRAIN_FILES[1]}: changed since the download stage")
+    assert not (tmp_path / "out").exists() and mlflow_store.runs() == []
 
 
 @pytest.mark.slow
