@@ -8,11 +8,12 @@ allowed. Stages call it first thing, before reading data or opening an MLflow ru
 """
 
 from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 
 
 class ConfigError(ValueError):
@@ -131,11 +132,22 @@ class GradcheckConfig:
     tolerance: float = in_range(1e-7, low=0)
 
 
+@dataclass
+class PredictConfig:
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # Files, folders or glob patterns, one or a list.
+    images: Any = MISSING
+    trained: str = "results/softmax"
+    variant: Optional[str] = one_of(None, None, "softmax", "linear")
+    top: int = in_range(3, low=1, high=10)
+
+
 STAGE_SCHEMAS = {
     "download": DownloadConfig,
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
     "gradcheck": GradcheckConfig,
+    "predict": PredictConfig,
 }
 
 for _stage, _schema in STAGE_SCHEMAS.items():
