@@ -101,7 +101,8 @@ print(model.predict(np.zeros((1, 784), np.float32) + 255)["digit"][0])
 
 
 @pytest.mark.parametrize("bad, message", [
-    (np.full((2, 784), np.nan, np.float32), "the pixels hold NaN or infinite values"),
+    (np.full((2, 784), np.nan, np.float32), "the pixels hold NaN values"),
+    (np.full((2, 784), np.inf, np.float32), "pixels range over inf..inf, expected 0..255"),
     (np.full((2, 784), -1, np.float32), "pixels range over -1..-1, expected 0..255"),
     (np.full((2, 784), 256, np.float32), "pixels range over 256..256, expected 0..255"),
     (np.zeros((2, 783), np.float32), "Shape of input (2, 783) does not match expected shape (-1, 784)"),
