@@ -1,6 +1,7 @@
 """Draw the test digits in this folder the way a user would: strokes in a paint program.
 
     python tests/digits/make_digits.py      # rewrites the pictures here, byte for byte
+    PYTHONPATH=. python tests/digits/make_digits.py --montage   # and docs/drawn_digits.png
 
 Each digit is a few pen strokes (polylines in a unit box), slanted, sized and placed somewhere on
 a large canvas, drawn with a round pen of some width: dark on light paper, light on dark, one on
@@ -8,6 +9,7 @@ a transparent canvas, one on gray paper, one saved as JPEG. Nothing here comes f
 the digit that was drawn.
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -67,13 +69,32 @@ def draw(digit, canvas, height, slant, centre, width, look):
     return image
 
 
+def montage(files, path, cell=84):
+    """Each picture (top row) above what pipeline.digits makes of it (bottom row), as one PNG."""
+    from pipeline.digits import read_digits
+
+    sheet = Image.new("L", (cell * len(files), 2 * cell), 128)
+    for i, file in enumerate(files):
+        picture = Image.open(file).convert("RGBA")
+        paper = Image.new("RGBA", picture.size, (255, 255, 255, 255))
+        sheet.paste(Image.alpha_composite(paper, picture).convert("L").resize((cell - 4, cell - 4)), (i * cell + 2, 2))
+        digit = Image.fromarray(read_digits(file)[0]).resize((cell - 4, cell - 4), Image.NEAREST)
+        sheet.paste(digit, (i * cell + 2, cell + 2))
+    sheet.save(path, optimize=True)
+
+
 def main():
+    files = []
     for name, digit, canvas, height, slant, centre, width, look in DRAWINGS:
         image = draw(digit, canvas, height, slant, centre, width, look)
         if look == "jpeg":
-            image.save(HERE / f"{name}.jpg", quality=70)
+            files.append(HERE / f"{name}.jpg")
+            image.save(files[-1], quality=70)
         else:
-            image.save(HERE / f"{name}.png", optimize=True)
+            files.append(HERE / f"{name}.png")
+            image.save(files[-1], optimize=True)
+    if "--montage" in sys.argv:
+        montage(files, HERE.parent.parent / "docs" / "drawn_digits.png")
 
 
 if __name__ == "__main__":
