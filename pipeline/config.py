@@ -16,6 +16,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
+from typing import Any, Optional
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -154,11 +155,23 @@ class GradcheckConfig:
     tolerance: float = in_range(low=0)
 
 
+@dataclass
+class PredictConfig:
+    tracking: TrackingConfig = group(TrackingConfig)
+    # Files, folders or glob patterns, one or a list.
+    images: Any = setting()
+    trained: str = setting()
+    # The variant of a folder not named after one; checked against pipeline.model's table.
+    variant: Optional[str] = setting()
+    top: int = in_range(low=1, high=10)
+
+
 STAGE_SCHEMAS = {
     "download": DownloadConfig,
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
     "gradcheck": GradcheckConfig,
+    "predict": PredictConfig,
 }
 
 for _stage, _schema in STAGE_SCHEMAS.items():

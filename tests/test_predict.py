@@ -1,0 +1,115 @@
+"""python -m pipeline.predict: drawn digits and IDX files through a folder's W, a run's model or an alias."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from pipeline import predict
+from pipeline.digits import read_digits
+from pipeline.idx import write_idx
+from pipeline.registry import register_best
+from pipeline.served_model import scores
+from tests.model_helpers import logged_run, real_digits, trained_params
+from tests.paths import CONF_DIR, REPO_ROOT
+
+DRAWN_DIR = REPO_ROOT / "tests" / "digits"
+
+
+@pytest.fixture
+def trained_dir(tmp_path):
+    folder = tmp_path / "results" / "softmax"
+    folder.mkdir(parents=True)
+    np.save(folder / "W.npy", trained_params()["W"])
+    return folder
+
+
+def run_predict(*overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return predict.run(compose(config_name="predict", overrides=list(overrides)))
+
+
+def expected_lines(names, images, variant, top=3):
+    S = scores(trained_params(), images.reshape(len(images), -1), variant)
+    return [predict.line(name, row, top) for name, row in zip(names, S)]
+
+
+def test_drawn_digits_through_a_folders_w(trained_dir, capsys):
+    assert run_predict(f"images={DRAWN_DIR}", f"trained={trained_dir}") == 0
+    out = capsys.readouterr().out.splitlines()
+    files = sorted(p for p in DRAWN_DIR.iterdir() if p.suffix in (".png", ".jpg"))
+    assert out[0] == f"10 images, softmax W from {trained_dir}/W.npy"
+    images = np.concatenate([read_digits(f) for f in files])
+    assert out[1:] == expected_lines([str(f) for f in files], images, "softmax")
+    first = out[1].split()
+    assert first[0] == f"{files[0]}:" and first[2].startswith("(") and len(out[1].split(", ")) == 3
+
+
+def test_an_idx_file_and_the_variant_named_explicitly(tmp_path, trained_dir, capsys):
+    images = real_digits()[0][4000:4012].reshape(-1, 28, 28)
+    write_idx(tmp_path / "t10k-images.gz", images)
+    other = tmp_path / "job7"
+    other.mkdir()
+    np.save(other / "W.npy", trained_params()["W"])
+    assert run_predict(f"images={tmp_path}/t10k-images.gz", f"trained={other}", "variant=linear", "top=1") == 0
+    out = capsys.readouterr().out.splitlines()
+    names = [f"{tmp_path}/t10k-images.gz[{i}]" for i in range(12)]
+    assert out[1:] == expected_lines(names, images, "linear", top=1)
+
+
+def test_a_run_id_and_a_registered_alias_answer_as_the_folder_does(mlflow_store, trained_dir, capsys):
+    run_id = logged_run(mlflow_store, "softmax", 0.9)
+    register_best(mlflow_store.uri, run_ids=[run_id])
+    assert run_predict(f"images={DRAWN_DIR}/*.png", f"trained={trained_dir}") == 0
+    by_folder = capsys.readouterr().out.splitlines()[1:]
+    for trained in (run_id, "models:/handgrad-softmax@champion"):
+        assert run_predict(f"images={DRAWN_DIR}/*.png", f"trained={trained}") == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].endswith(f"from {mlflow_store.uri}") and out[1:] == by_folder
+
+
+@pytest.mark.parametrize("trained, message", [
+    ("0123456789abcdef0123456789abcdef", "runs:/0123456789abcdef0123456789abcdef/model: Run with id=0123456789abcdef0123456789abcdef not found (looked in sqlite:///"),
+    ("models:/handgrad-nothing@champion", "models:/handgrad-nothing@champion: Registered Model with name=handgrad-nothing not found (looked in sqlite:///"),
+    ("no/such/folder", "trained=no/such/folder: no such folder, and neither a run id nor a model URI"),
+])
+def test_an_unknown_model_says_which_and_where_it_looked(mlflow_store, capsys, trained, message):
+    assert run_predict(f"images={DRAWN_DIR}", f"trained={trained}") == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith(f"cannot predict: {message}")
+
+
+def test_bad_input_exits_2_naming_the_file_before_any_output(tmp_path, trained_dir, capsys):
+    np.save(tmp_path / "small.npy", np.ones((27, 27)))
+    assert run_predict(f"images=[{DRAWN_DIR}/0_round.png,{tmp_path}/small.npy]", f"trained={trained_dir}") == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"cannot predict: {tmp_path}/small.npy: array of shape (27, 27), expected (28, 28), (N, 28, 28) or (N, 784)\n"
+    assert run_predict(f"images={tmp_path}/*.png", f"trained={trained_dir}") == 2
+    assert "no image files there" in capsys.readouterr().err
+    np.save(tmp_path / "W.npy", trained_params()["W"])
+    assert run_predict(f"images={DRAWN_DIR}", f"trained={tmp_path}") == 2
+    assert "cannot tell its variant from the folder's name; add variant=<softmax|linear>" in capsys.readouterr().err
+
+
+def test_config_errors_exit_2(capsys):
+    assert run_predict() == 2
+    assert capsys.readouterr().err.startswith("images=???: name the pictures to classify")
+    assert run_predict("images=x.png", "top=0") == 2
+    assert "top=0: must be in [1, 10]" in capsys.readouterr().err
+
+
+def test_the_command_line(tmp_path, trained_dir):
+    environment = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    command = [sys.executable, "-m", "pipeline.predict", f"trained={trained_dir}"]
+    good = subprocess.run(command + [f"images={DRAWN_DIR}/7_transparent.png"], cwd=tmp_path, env=environment, capture_output=True, text=True)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.splitlines()[1].startswith(f"{DRAWN_DIR}/7_transparent.png: ")
+    (tmp_path / "notes.png").write_text("not a picture")
+    bad = subprocess.run(command + ["images=notes.png"], cwd=tmp_path, env=environment, capture_output=True, text=True)
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert bad.stderr == "cannot predict: notes.png: not a picture Pillow can read (PNG, JPEG, ...), an IDX file or a .npy array\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.png", "results"]  # no Hydra files
