@@ -14,15 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.idx import N_CLASSES, IDXError, read_idx
+from pipeline.constants import N_CLASSES, PIXEL_MAX, scaled  # noqa: F401 (re-exported)
+from pipeline.idx import IDXError, read_idx
 
 TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 SPLIT_FILES = {"train": TRAIN_FILES, "test": TEST_FILES}
 FILE_NAMES = TRAIN_FILES + TEST_FILES
 PROVENANCE_FILE = "provenance.json"
-# Pixels are stored as uint8 0..255; the model sees x = pixel / 255 in [0, 1].
-PIXEL_MAX = 255
 
 
 def load_split(data_dir, split):
@@ -43,11 +42,6 @@ def load_split(data_dir, split):
     if len(images) != len(labels):
         raise IDXError(f"{images_path} holds {len(images):,} images but {labels_path} holds {len(labels):,} labels")
     return images.reshape(len(images), -1), labels
-
-
-def scaled(images, dtype):
-    """``X = images / 255`` in ``dtype``: the model's inputs in [0, 1], from uint8 pixels."""
-    return np.multiply(images, 1 / PIXEL_MAX, dtype=dtype)
 
 
 def stratified_split(labels, fraction, seed):
