@@ -368,7 +368,7 @@ def evaluation(images, labels, repeats):
     for variant in VARIANTS:
 
         def evaluate_rows():
-            evaluate(forward(W, scaled(images, W.dtype), variant), labels)
+            evaluate(forward(W, scaled(images, W.dtype), variant), labels, variant)
 
         evaluate_rows()
         times = [seconds(evaluate_rows) for _ in range(repeats)]

@@ -66,7 +66,7 @@ def run(cfg):
         return 1
 
     Y_hat = forward(W, scaled(images, W.dtype), variant)
-    result = evaluate(Y_hat, labels)
+    result = evaluate(Y_hat, labels, variant)
     mistakes = most_confidently_wrong(Y_hat, labels, cfg.mistakes_shown)
     predicted = Y_hat.argmax(axis=1)
     name = f"{variant}, W from {train_dir}"
