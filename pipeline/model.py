@@ -174,8 +174,11 @@ class Variant:
 
 
 VARIANTS = {
-    "softmax": Variant("softmax", output=SOFTMAX, loss=SQUARED_ERROR),
-    "linear": Variant("linear", output=IDENTITY, loss=SQUARED_ERROR),
+    entry.name: entry
+    for entry in (
+        Variant("softmax", output=SOFTMAX, loss=SQUARED_ERROR),
+        Variant("linear", output=IDENTITY, loss=SQUARED_ERROR),
+    )
 }
 
 
