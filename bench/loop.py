@@ -10,7 +10,7 @@ from pipeline.model import VARIANTS
 from bench.data import train_settings
 from bench.measure import blas_threads, seconds, spread
 from pipeline.constants import N_CLASSES
-from pipeline.data import scaled
+from pipeline.constants import scaled
 from pipeline.metrics import evaluate
 from pipeline.model import forward
 from pipeline.sgd import SGD, initial_weights, seeded_generators
@@ -146,7 +146,7 @@ def evaluation(images, labels, repeats):
     for variant in VARIANTS:
 
         def evaluate_rows():
-            evaluate(forward(W, scaled(images, W.dtype), variant), labels)
+            evaluate(forward(W, scaled(images, W.dtype), variant), labels, variant)
 
         evaluate_rows()
         times = [seconds(evaluate_rows) for _ in range(repeats)]

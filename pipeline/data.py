@@ -19,7 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pipeline.idx import N_CLASSES, IDXError, read_idx
+from pipeline.constants import N_CLASSES, PIXEL_MAX, scaled  # noqa: F401 (re-exported)
+from pipeline.idx import IDXError, read_idx
 
 TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -30,8 +31,6 @@ PROVENANCE_FILE = "provenance.json"
 # refused before anything is allocated (otherwise a lying header costs memory in proportion to its claim).
 MAX_ROWS = {"train": 60_000, "test": 10_000}
 RESTORE = "to restore it, run `dvc repro -f download` or `python -m pipeline.download`"
-# Pixels are stored as uint8 0..255; the model sees x = pixel / 255 in [0, 1].
-PIXEL_MAX = 255
 
 
 class ProvenanceError(IDXError):
@@ -110,11 +109,6 @@ def mismatch(path, actual, expected):
         f"{path}: changed since the download stage wrote it (SHA-256 {actual}, {PROVENANCE_FILE} "
         f"records {expected}); {RESTORE}"
     )
-
-
-def scaled(images, dtype):
-    """``X = images / 255`` in ``dtype``: the model's inputs in [0, 1], from uint8 pixels."""
-    return np.multiply(images, 1 / PIXEL_MAX, dtype=dtype)
 
 
 def stratified_split(labels, fraction, seed):

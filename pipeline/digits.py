@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data import PIXEL_MAX
-from pipeline.idx import GZIP_MAGIC, IMAGE_SIDE, IDXError, read_idx
+from pipeline.constants import IMAGE_SIDE, PIXEL_MAX
+from pipeline.idx import GZIP_MAGIC, IDXError, read_idx
 
 BOX = 20  # MNIST's digits fit a 20x20 box inside the 28x28 field
 CENTRE = IMAGE_SIDE // 2

@@ -32,7 +32,8 @@ from omegaconf import OmegaConf
 
 from pipeline import tracking
 from pipeline.config import ConfigError, EvaluateConfig, stage_app, validated
-from pipeline.data import load_split, scaled
+from pipeline.constants import scaled
+from pipeline.data import load_split
 from pipeline.files import atomic_write, json_bytes
 from pipeline.idx import IDXError
 from pipeline.metrics import evaluate, most_confidently_wrong
@@ -67,7 +68,7 @@ def run(cfg):
         return 1
 
     Y_hat = forward(W, scaled(images, W.dtype), variant)
-    result = evaluate(Y_hat, labels)
+    result = evaluate(Y_hat, labels, variant)
     mistakes = most_confidently_wrong(Y_hat, labels, cfg.mistakes_shown)
     predicted = Y_hat.argmax(axis=1)
     name = f"{variant}, W from {train_dir}"

@@ -1,12 +1,13 @@
-"""Gradient check: the hand-derived ∂L/∂W of pipeline/model.py against central differences.
+"""Gradient check: the hand-derived gradient of pipeline/model.py against central differences.
 
     python -m pipeline.gradcheck                        # softmax, W (10, 784), a batch of 4
     python -m pipeline.gradcheck model=linear
     python -m pipeline.gradcheck n_inputs=3 n_outputs=2 batch_size=1 shown=6
 
-On a random MNIST-like batch, every entry of ``∂L/∂W`` is compared with its central difference;
-a few entries are printed side by side, and the command exits non-zero when the relative error
-``max|a − n| / max(|a| + |n|)`` over all entries exceeds ``tolerance``.
+On a random MNIST-like batch, every entry of the gradient of every parameter of the variant
+(``∂L/∂W``) is compared with its central difference; a few entries are printed side by side, and
+the command exits non-zero when the relative error ``max|a − n| / max(|a| + |n|)`` over all
+entries exceeds ``tolerance``.
 """
 
 import sys
@@ -15,7 +16,7 @@ import numpy as np
 
 from pipeline.config import GradcheckConfig, stage_app, validated
 from pipeline.metrics import one_hot
-from pipeline.model import forward, loss, loss_and_grad
+from pipeline.model import variant as variant_named
 
 
 def numeric_partials(f, W, eps, entries):
@@ -60,9 +61,11 @@ def random_problem(seed, batch_size, n_inputs, n_outputs):
     return W, X, Y
 
 
-def batch_loss(X, Y, variant):
-    """``W ↦ L(W)`` on a fixed batch: the function whose gradient ``loss_and_grad`` returns."""
-    return lambda W: loss(forward(W, X, variant), Y)
+def batch_loss(X, Y, variant, params=None, key="W"):
+    """``P ↦ L`` on a fixed batch, with ``params[key] = P`` and the other parameters fixed: the
+    function whose gradient ``loss_and_grad`` returns under ``key``."""
+    model = variant_named(variant)
+    return lambda P: model.objective({**(params or {}), key: P}, X, Y)
 
 
 def worst_entry(analytic, numeric):
@@ -77,13 +80,14 @@ def shown_entries(analytic, numeric, count, rng):
     return [np.unravel_index(i, analytic.shape) for i in sorted(set(sampled.tolist()) | {worst})]
 
 
-def comparison_table(analytic, numeric, entries):
-    """One aligned row per entry: index, analytic, numeric, their relative error; the worst marked."""
+def comparison_table(analytic, numeric, entries, key="W"):
+    """One aligned row per entry of parameter ``key``: index, analytic, numeric, their relative
+    error; the worst marked."""
     worst = worst_entry(analytic, numeric)
     rows = [f"{'entry':>14}  {'analytic':>16}  {'numeric':>16}  {'rel. error':>10}"]
     for entry in entries:
         a, n = analytic[entry], numeric[entry]
-        label = f"W[{entry[0]}, {entry[1]}]"
+        label = f"{key}[{', '.join(map(str, entry))}]"
         mark = "  <- largest |a - n|" if entry == worst else ""
         rows.append(f"{label:>14}  {a:>+16.9e}  {n:>+16.9e}  {relative_error(a, n):>10.1e}{mark}")
     return "\n".join(rows)
@@ -92,18 +96,22 @@ def comparison_table(analytic, numeric, entries):
 @stage_app("gradcheck")
 def main(cfg):
     validated(cfg, GradcheckConfig)
-    variant = cfg.model.name
+    name = cfg.model.name
+    model = variant_named(name)
     W, X, Y = random_problem(cfg.seed, cfg.batch_size, cfg.n_inputs, cfg.n_outputs)
-    _, analytic = loss_and_grad(W, X, Y, variant)
-    numeric = numeric_grad(batch_loss(X, Y, variant), W, cfg.eps)
-    error = relative_error(analytic, numeric)
+    params = {"W": W}
+    _, analytic = model.loss_and_grad(params, X, Y)
+    numeric = {key: numeric_grad(batch_loss(X, Y, model, params, key), P, cfg.eps) for key, P in params.items()}
+    error = relative_error(*(np.concatenate([g[key].ravel() for key in params]) for g in (analytic, numeric)))
 
-    print(f"gradient check: model={variant}, W {W.shape}, batch {cfg.batch_size}, "
+    shapes = ", ".join(f"{key} {P.shape}" for key, P in params.items())
+    print(f"gradient check: model={name}, {shapes}, batch {cfg.batch_size}, "
           f"eps {cfg.eps:g}, seed {cfg.seed}")
-    entries = shown_entries(analytic, numeric, cfg.shown, np.random.default_rng(cfg.seed))
-    print(comparison_table(analytic, numeric, entries))
+    for key in params:
+        entries = shown_entries(analytic[key], numeric[key], cfg.shown, np.random.default_rng(cfg.seed))
+        print(comparison_table(analytic[key], numeric[key], entries, key))
     verdict = "OK" if error <= cfg.tolerance else "FAILED"
-    print(f"relative error over all {W.size} entries: {error:.2e} "
+    print(f"relative error over all {sum(P.size for P in params.values())} entries: {error:.2e} "
           f"(tolerance {cfg.tolerance:g}): {verdict}")
     if verdict == "FAILED":
         sys.exit(f"gradient check failed: relative error {error:.2e} > tolerance {cfg.tolerance:g}")

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.constants import IMAGE_SIDE, N_CLASSES  # noqa: F401 (re-exported)
 from pipeline.files import atomic_write
 
 LABELS_MAGIC = 0x00000801
 IMAGES_MAGIC = 0x00000803
-IMAGE_SIDE = 28
-N_CLASSES = 10
 GZIP_MAGIC = b"\x1f\x8b"
 # Deflate expands at most ~1032:1, so a gzip file of s bytes cannot hold more than 1032·s bytes:
 # a header claiming more is a lie, caught before anything is decompressed or allocated.

@@ -23,10 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.data import PIXEL_MAX
-from pipeline.idx import N_CLASSES
-from pipeline.metrics import one_hot
-from pipeline.sgd import loss_and_accuracy
+from pipeline.constants import N_CLASSES, PIXEL_MAX
+from pipeline.metrics import loss_and_accuracy, one_hot
 
 # Each chunk's float64 copy of the pixels stays a few MB.
 CHUNK_ROWS = 2048
@@ -77,11 +75,14 @@ def largest_eigenvalue(A, tolerance=1e-7, max_iterations=10_000):
     raise ArithmeticError(f"power iteration did not converge in {max_iterations} iterations")
 
 
-def linear_optimum(images, labels, n_classes=N_CLASSES):
-    """The largest stable full-batch learning rate and the least-squares fit of the linear variant."""
+def linear_optimum(images, labels, variant, n_classes=N_CLASSES):
+    """The largest stable full-batch learning rate and the least-squares fit of ``variant``, a
+    pipeline.model.Variant whose ``is_least_squares`` (ŷ = Wx under squared error)."""
+    if not variant.is_least_squares:
+        raise ValueError(f"variant {variant.name!r} is not a least-squares problem (ŷ = Wx, squared error)")
     gram, XtY = gram_matrices(images, labels, n_classes)
     gram_max = largest_eigenvalue(gram)
     hessian_max = 2 * gram_max
     W = np.ascontiguousarray(np.linalg.solve(gram + RIDGE * gram_max * np.eye(len(gram)), XtY).T)
-    floor, _ = loss_and_accuracy(W, images, labels, "linear")
+    floor, _ = loss_and_accuracy(W, images, labels, variant)
     return LinearOptimum(max_stable_lr=2 / hessian_max, W=W, loss=floor)

@@ -1,8 +1,9 @@
 """Test-set metrics of a trained W: pure numpy, no I/O, no config, no tracking.
 
 Everything starts from the predictions ``Ŷ = pipeline.model.forward(W, X, variant)`` of the test
-inputs, and the loss is ``pipeline.model.loss``: the test loss is exactly the training loss. The predicted class of a test digit is the arg max
-of its row of ``Ŷ`` (the scores ``Wx`` or their softmax: the same arg max).
+inputs, and the loss is the variant's own (``variant.loss.value``): the test loss is exactly the
+training loss. The predicted class of a test digit is the arg max of its row of ``Ŷ`` (the
+scores ``Wx`` or their softmax: the same arg max).
 
 Confusion matrix: ``C[a, p]`` = number of test digits of class ``a`` predicted as ``p``; the
 diagonal holds the correct ones. From it, per class ``c``:
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.model import loss
+from pipeline.constants import scaled
+from pipeline.model import variant as variant_named
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,12 @@ def ratio(numerator, denominator):
     return np.divide(numerator, denominator, out=out, where=denominator != 0)
 
 
-def evaluate(Y_hat, labels):
+def evaluate(Y_hat, labels, variant):
     """Loss, accuracy, confusion matrix and per-class precision/recall of the predictions ``Ŷ``.
 
     ``Y_hat`` (B, k) is ``pipeline.model.forward(W, X, variant)`` on the test inputs;
-    ``labels`` (B,) integers in 0..k-1.
+    ``labels`` (B,) integers in 0..k-1; ``variant`` (a name or a pipeline.model.Variant) scores
+    them with its loss.
     """
     classes = Y_hat.shape[1]
     if len(labels) == 0:
@@ -71,13 +74,32 @@ def evaluate(Y_hat, labels):
     correct = np.diag(confusion)
     support = confusion.sum(axis=1)
     return Evaluation(
-        loss=loss(Y_hat, one_hot(labels, classes, Y_hat.dtype)),
+        loss=variant_named(variant).loss.value(Y_hat, one_hot(labels, classes, Y_hat.dtype)),
         accuracy=float(correct.sum() / len(labels)),
         confusion=confusion,
         precision=ratio(correct, confusion.sum(axis=0)),
         recall=ratio(correct, support),
         support=support,
     )
+
+
+def loss_and_accuracy(W, images, labels, variant, chunk_rows=1024):
+    """Mean loss ``L`` and accuracy of W on uint8 ``images`` (N, n) with ``labels`` (N,).
+
+    Chunk by chunk (no float copy of all rows), with the variant's ``forward`` and loss on
+    ``X = images / 255``; a row counts as right when the arg max of ``ŷ`` is its label.
+    """
+    if len(images) == 0:
+        raise ValueError("cannot evaluate on zero rows")
+    variant = variant_named(variant)
+    sum_of_losses, correct = 0.0, 0
+    for start in range(0, len(images), chunk_rows):
+        X = scaled(images[start : start + chunk_rows], W.dtype)
+        y = labels[start : start + chunk_rows]
+        Y_hat = variant.forward({"W": W}, X)
+        sum_of_losses += variant.loss.value(Y_hat, one_hot(y, W.shape[0], W.dtype)) * len(y)
+        correct += int(np.count_nonzero(Y_hat.argmax(axis=1) == y))
+    return sum_of_losses / len(images), correct / len(images)
 
 
 def most_confidently_wrong(Y_hat, labels, count):

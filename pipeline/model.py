@@ -1,27 +1,33 @@
-"""The model and its hand-derived gradient: pure numpy, no I/O, no config, no tracking.
+"""The model and its hand-derived gradient, as a table: pure numpy, no I/O, no config, no tracking.
 
-Notation, as in docs/derivation.md. One sample: weights ``W`` (k, n), input ``x`` (n,),
-logits ``z = Wx``, prediction ``ŷ = S(z)`` (variant ``softmax``) or ``ŷ = z`` (variant
-``linear``), one-hot target ``y`` (k,), loss ``L = ||ŷ − y||²``.
+Notation, as in docs/derivation.md. One sample: weights ``W`` (k, n), input ``x`` (n,), logits
+``z = Wx``, prediction ``ŷ = out(z)``, one-hot target ``y`` (k,), loss ``L(ŷ, y)``. A variant is
+one entry of ``VARIANTS``: an output function and a loss, each a small object holding its forward
+beside its hand-written derivative, as micrograd keeps each operation's ``_backward`` beside it:
 
-Batched, every sample is a row: ``X`` (B, n), ``Z = X Wᵀ`` (B, k), ``Ŷ`` and ``Y`` (B, k),
-and the loss is the mean over the batch, so one sample gives exactly ``((ŷ − y)**2).sum()``.
-The dtype of ``W`` wins: inputs are cast to it.
+    softmax   ŷ = S(z)   L = ||ŷ − y||²
+    linear    ŷ = z      L = ||ŷ − y||²
+
+Batched, every sample is a row: ``X`` (B, n), ``Z = X Wᵀ`` (B, k), ``Ŷ`` and ``Y`` (B, k), and the
+loss is the mean over the batch, so one sample gives exactly ``((ŷ − y)**2).sum()``. Parameters
+are a dict of arrays (``{"W": W}``) and gradients come back under the same keys. The dtype of
+``W`` wins: inputs are cast to it.
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 
-VARIANTS = ("softmax", "linear")
+# --- the pieces: each forward beside its derivative -------------------------------------------
 
 
 def softmax(Z, out=None, row_max=None):
     """``S(z)_i = exp(z_i − m) / Σ_j exp(z_j − m)`` row-wise, with ``m = max_j z_j``.
 
     S is invariant to adding a constant to all logits, so subtracting the row maximum changes
-    nothing but keeps every exponent <= 0: no overflow even for logits of ±1e4.
-    ``out`` (may be ``Z`` itself) receives the result without allocating. ``row_max`` (B, 1) is
-    ``m`` when the caller already has it: numpy's max over a short last axis is slow (~40 ns a
-    row), picking ``Z[b, argmax_b]`` is not.
+    nothing but keeps every exponent <= 0: no overflow even for logits of ±1e4. ``out`` (may be
+    ``Z`` itself) receives the result without allocating. ``row_max`` (B, 1) is ``m`` when the
+    caller already has it (numpy's max over a short last axis is slow).
     """
     if row_max is None:
         row_max = Z.max(axis=-1, keepdims=True)
@@ -31,53 +37,13 @@ def softmax(Z, out=None, row_max=None):
     return E
 
 
-def row_sums(A):
-    """``Σ_j A_bj`` for each row b, kept as a column (B, 1).
-
-    Computed as ``A @ 1``: BLAS does it ~4x faster than numpy's sum over a short last axis.
-    """
-    return A @ np.ones((A.shape[-1], 1), dtype=A.dtype)
-
-
-def logits(W, X, out=None):
-    """``Z = X Wᵀ``: row b is ``z_b = W x_b``. ``out`` (B, k) receives it without allocating."""
-    return np.matmul(X, W.T, out=out)
-
-
-def predict(Z, variant, out=None):
-    """``Ŷ = S(Z)`` for variant ``softmax``, ``Ŷ = Z`` for variant ``linear``.
-
-    With ``out=Z`` the softmax is taken in place; the linear variant returns ``Z`` itself.
-    """
-    check_variant(variant)
-    return softmax(Z, out=out) if variant == "softmax" else Z
-
-
-def forward(W, X, variant):
-    """``Ŷ`` for a batch: ``S(X Wᵀ)`` or ``X Wᵀ``."""
-    return predict(logits(W, X), variant)
-
-
-def loss(Y_hat, Y):
-    """``L = (1/B) Σ_b ||ŷ_b − y_b||²``."""
-    E = Y_hat - Y
-    return float(np.mean(np.sum(E * E, axis=-1)))
-
-
-def dL_dy_hat(Y_hat, Y, out=None):
-    """``∂L_b/∂ŷ_b = 2(ŷ_b − y_b)``, one row per sample (the 1/B of the mean is in ``dL_dW``)."""
-    G = np.subtract(Y_hat, Y, out=out)
-    G *= 2
-    return G
-
-
 def softmax_jvp(S, G, out=None):
     """Backpropagate ``G = ∂L/∂S`` through the softmax: ``δ = J_Sᵀ g`` row by row.
 
     With the Jacobian ``∂S_i/∂z_j = S_i(δ_ij − S_j)``:
-    ``δ_j = Σ_i g_i S_i(δ_ij − S_j) = S_j (g_j − Σ_i g_i S_i)``.
-    This is O(k) per sample; the (B, k, k) Jacobian is never built. ``out`` (may be ``G``
-    itself) receives ``δ`` without allocating a (B, k) array.
+    ``δ_j = Σ_i g_i S_i(δ_ij − S_j) = S_j (g_j − Σ_i g_i S_i)``. This is O(k) per sample; the
+    (B, k, k) Jacobian is never built. ``out`` (may be ``G`` itself) receives ``δ`` without
+    allocating a (B, k) array.
     """
     projection = row_sums(G * S)
     delta = np.subtract(G, projection, out=out)
@@ -85,35 +51,159 @@ def softmax_jvp(S, G, out=None):
     return delta
 
 
-def dL_dz(Y_hat, Y, variant):
-    """``δ = ∂L/∂z`` per sample: ``J_Sᵀ · 2(ŷ − y)`` for ``softmax``, ``2(ŷ − y)`` for ``linear``."""
-    G = dL_dy_hat(Y_hat, Y)
-    return softmax_jvp(Y_hat, G) if variant == "softmax" else G
+def row_sums(A):
+    """``Σ_j A_bj`` for each row b, kept as a column (B, 1): ``A @ 1``, which BLAS does faster than
+    numpy's sum over a short last axis."""
+    return A @ np.ones((A.shape[-1], 1), dtype=A.dtype)
 
 
-def dL_dW(Delta, X):
-    """``∂L/∂W = (1/B) Σ_b outer(δ_b, x_b) = Δᵀ X / B``."""
-    return (Delta.T @ X) / X.shape[0]
+def into(out, A):
+    """``A``, written into ``out`` unless ``out`` is None or ``A`` itself."""
+    if out is None or out is A:
+        return A
+    np.copyto(out, A)
+    return out
 
 
-def loss_and_grad(W, X, Y, variant):
-    """Loss and gradient of one batch: returns ``(L, ∂L/∂W)`` with ``∂L/∂W`` shaped like W.
+class Softmax:
+    """``ŷ = S(z)``: ``forward`` is ``softmax``, ``backward`` its Jacobian product ``softmax_jvp``."""
 
-    ``W`` (k, n), ``X`` (B, n), ``Y`` (B, k), ``variant`` in ``VARIANTS``. Raises ValueError on
-    an unknown variant or mismatched shapes.
+    def forward(self, Z, out=None, argmax=None):
+        """``Ŷ = S(Z)``; ``argmax`` (B,), the column of each row's largest logit, if known."""
+        row_max = None if argmax is None else Z[np.arange(len(Z)), argmax][:, None]
+        return softmax(Z, out=out, row_max=row_max)
+
+    def backward(self, Y_hat, G, out=None):
+        """``Δ = ∂L/∂Z`` from ``G = ∂L/∂Ŷ``: ``δ = S ⊙ (g − (g·S) 1)`` row by row."""
+        return softmax_jvp(Y_hat, G, out=out)
+
+
+class Identity:
+    """``ŷ = z``: its Jacobian is the identity, so ``backward`` passes ``G`` through."""
+
+    def forward(self, Z, out=None, argmax=None):
+        """``Ŷ = Z`` (Z itself when ``out`` is None or Z)."""
+        return into(out, Z)
+
+    def backward(self, Y_hat, G, out=None):
+        """``Δ = G``: ``J = I``."""
+        return into(out, G)
+
+
+class SquaredError:
+    """``L = ||ŷ − y||²`` per sample; a batch's loss is the mean over its rows."""
+
+    def value(self, Y_hat, Y):
+        """``L = (1/B) Σ_b ||ŷ_b − y_b||²``."""
+        E = Y_hat - Y
+        return float(np.mean(np.sum(E * E, axis=-1)))
+
+    def gradient(self, Y_hat, Y, out=None):
+        """``G = ∂L_b/∂ŷ_b = 2(ŷ_b − y_b)``, one row per sample (the 1/B of the mean comes later)."""
+        G = np.subtract(Y_hat, Y, out=out)
+        G *= 2
+        return G
+
+    def row_sum(self, Y_hat, Y, G):
+        """``Σ_b ||ŷ_b − y_b||²``, read off ``G = 2(Ŷ − Y)`` without another pass over Ŷ."""
+        return float(np.vdot(G, G)) / 4
+
+
+SOFTMAX, IDENTITY, SQUARED_ERROR = Softmax(), Identity(), SquaredError()
+
+
+# --- a variant: the pieces composed --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """``ŷ = output(Wx)`` scored by ``loss``; the gradient is the pieces' derivatives chained.
+
+    A head whose loss and output have a simpler joint derivative (softmax with cross-entropy:
+    ``δ = ŷ − y``) overrides ``loss_sum_and_delta``; a bias or a hidden layer overrides
+    ``logits`` and ``gradients`` with more keys in ``params``.
     """
-    check_variant(variant)
-    W = np.asarray(W)
-    X = np.asarray(X, dtype=W.dtype)
-    Y = np.asarray(Y, dtype=W.dtype)
-    check_shapes(W, X, Y)
-    Y_hat = forward(W, X, variant)
-    return loss(Y_hat, Y), dL_dW(dL_dz(Y_hat, Y, variant), X)
+
+    name: str
+    output: object  # forward(Z, out, argmax) -> Ŷ; backward(Ŷ, G, out) -> Δ
+    loss: object  # value(Ŷ, Y) -> L; gradient(Ŷ, Y, out) -> G; row_sum(Ŷ, Y, G) -> Σ_b L_b
+
+    @property
+    def is_least_squares(self):
+        """``ŷ = Wx`` under squared error: the loss is a quadratic in W (pipeline.least_squares)."""
+        return self.output is IDENTITY and self.loss is SQUARED_ERROR
+
+    def logits(self, params, X, out=None):
+        """``Z = X Wᵀ``: row b is ``z_b = W x_b``. ``out`` (B, k) receives it without allocating."""
+        return np.matmul(X, params["W"].T, out=out)
+
+    def forward(self, params, X):
+        """``Ŷ = output(X Wᵀ)``."""
+        return self.output.forward(self.logits(params, X))
+
+    def loss_sum_and_delta(self, Z, Y, out=None, argmax=None):
+        """``(Σ_b L_b, Δ)`` with ``Δ = ∂L/∂Z`` row by row (``δ_b = ∂L_b/∂z_b``), from logits Z.
+
+        Z is overwritten with ``Ŷ``; ``out`` (may be None) receives ``G = ∂L/∂Ŷ`` and then ``Δ``.
+        ``argmax`` (B,) is each row's largest logit, if known. The chain rule, ``δ = J_outᵀ g``.
+        """
+        Y_hat = self.output.forward(Z, out=Z, argmax=argmax)
+        G = self.loss.gradient(Y_hat, Y, out=out)
+        loss_sum = self.loss.row_sum(Y_hat, Y, G)
+        return loss_sum, self.output.backward(Y_hat, G, out=G)
+
+    def gradients(self, params, X, Delta):
+        """``∂L/∂W = (1/B) Σ_b outer(δ_b, x_b) = Δᵀ X / B``, as ``{"W": ...}``."""
+        return {"W": (Delta.T @ X) / X.shape[0]}
+
+    def loss_and_grad(self, params, X, Y):
+        """Loss and gradient of one batch: ``(L, {"W": ∂L/∂W})``, each gradient shaped like its
+        parameter. Raises ValueError on mismatched shapes."""
+        W = np.asarray(params["W"])
+        X = np.asarray(X, dtype=W.dtype)
+        Y = np.asarray(Y, dtype=W.dtype)
+        check_shapes(W, X, Y)
+        params = {"W": W}
+        Z = self.logits(params, X)
+        _, Delta = self.loss_sum_and_delta(Z, Y)
+        return self.loss.value(Z, Y), self.gradients(params, X, Delta)  # Z now holds Ŷ
+
+    def objective(self, params, X, Y):
+        """``L`` of one batch from the forward pass alone: what ``loss_and_grad`` differentiates."""
+        return self.loss.value(self.forward(params, X), Y)
 
 
-def check_variant(variant):
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+VARIANTS = {
+    entry.name: entry
+    for entry in (
+        Variant("softmax", output=SOFTMAX, loss=SQUARED_ERROR),
+        Variant("linear", output=IDENTITY, loss=SQUARED_ERROR),
+    )
+}
+
+
+def variant(name):
+    """The table entry called ``name`` (a Variant passes through). Raises ValueError if unknown."""
+    if isinstance(name, Variant):
+        return name
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}: expected one of {', '.join(VARIANTS)}")
+    return VARIANTS[name]
+
+
+# --- the single-layer model by variant name: what the stages and the seed example call ----------
+
+
+def forward(W, X, name):
+    """``Ŷ`` for a batch: ``output(X Wᵀ)`` of the variant called ``name``."""
+    return variant(name).forward({"W": W}, X)
+
+
+def loss_and_grad(W, X, Y, name):
+    """``(L, ∂L/∂W)`` of one batch for the variant called ``name``; ``W`` (k, n), ``X`` (B, n),
+    ``Y`` (B, k). Raises ValueError on an unknown variant or mismatched shapes."""
+    L, grads = variant(name).loss_and_grad({"W": W}, X, Y)
+    return L, grads["W"]
 
 
 def check_shapes(W, X, Y):
@@ -126,6 +216,9 @@ def check_shapes(W, X, Y):
     if X.ndim != 2 or X.shape[1] != n:
         raise ValueError(f"X must be (B, {n}) to match W {W.shape}, got shape {X.shape}")
     if Y.shape != (X.shape[0], k):
-        raise ValueError(f"Y must be (B, k) = ({X.shape[0]}, {k}) to match X {X.shape} and W {W.shape}, got shape {Y.shape}")
+        raise ValueError(
+            f"Y must be (B, k) = ({X.shape[0]}, {k}) to match X {X.shape} and W {W.shape}, "
+            f"got shape {Y.shape}"
+        )
     if X.shape[0] == 0:
         raise ValueError("X is an empty batch (B = 0)")

@@ -27,8 +27,7 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from pipeline.data import PIXEL_MAX, scaled
-from pipeline.idx import IMAGE_SIDE
+from pipeline.constants import IMAGE_SIDE, PIXEL_MAX, scaled
 from pipeline.model import forward
 
 PIXELS = IMAGE_SIDE * IMAGE_SIDE
@@ -37,7 +36,7 @@ MODEL_NAME = "model"  # the LoggedModel's name; runs:/<run id>/model finds it
 PARAMS_ARTIFACT = "params"
 # Every module the prediction imports, shipped with the model; a test loads a model in a process
 # that cannot see this repository, so a missing one fails there.
-CODE_MODULES = ("__init__.py", "data.py", "files.py", "idx.py", "model.py", "served_model.py")
+CODE_MODULES = ("__init__.py", "constants.py", "model.py", "served_model.py")
 
 
 def scores(params, pixels, variant):

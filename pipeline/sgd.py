@@ -8,12 +8,13 @@ buffer; it is folded into the (B, k) logits and into the step size:
     Z = X Wᵀ = (P Wᵀ) / 255
     W ← W − lr · ∂L/∂W = W − lr · Δᵀ X / B = W − (lr / (255·B)) · Δᵀ P
 
-with ``Δ = ∂L/∂Z`` from pipeline.model (``dL_dy_hat``, ``softmax_jvp``). A step is the two matrix
-products, the conversion of the batch and a few operations on (B, k) arrays, all into
-preallocated buffers. A batch larger than CHUNK_ROWS (a full batch of 60,000 rows) is processed
-in chunks whose buffers stay in cache, the gradient summed over them before W moves. A batch of
-at least PARALLEL_ROWS rows is split in two halves computed at the same time by two threads, each
-with its own buffers (numpy and BLAS release the GIL), and their gradients added.
+with ``Δ = ∂L/∂Z`` from the variant's pieces in pipeline.model (``loss_sum_and_delta``). A step
+is the two matrix products, the conversion of the batch and a few operations on (B, k) arrays,
+all into preallocated buffers. A batch larger than CHUNK_ROWS (a full batch of 60,000 rows) is
+processed in chunks whose buffers stay in cache, the gradient summed over them before W moves. A
+batch of at least PARALLEL_ROWS rows is split in two halves computed at the same time by two
+threads, each with its own buffers (numpy and BLAS release the GIL), and their gradients added.
+docs/derivation.md §9 shows that this is the gradient of pipeline.model, line by line.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -22,24 +23,22 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from pipeline.data import PIXEL_MAX, scaled
-from pipeline.idx import N_CLASSES
+from pipeline.constants import N_CLASSES, PIXEL_MAX
+from pipeline import metrics
 from pipeline.metrics import one_hot
-from pipeline.model import dL_dy_hat, forward, logits, loss, softmax, softmax_jvp
+from pipeline.model import variant as variant_named
 
-# Rows per chunk: the float32 chunk (784 KB) and its uint8 source (196 KB) about fill one core's
-# 1 MB L2 here; 128 to 256 rows measured alike, fewer cost more per-chunk overhead.
+# Rows per chunk: the float32 chunk and its uint8 source about fill one core's L2 cache; fewer
+# rows cost more per-chunk overhead (measured by the benchmark).
 CHUNK_ROWS = 256
-# Batches this large use two threads: one hand-over per 8,192 rows is ~1% of their work on an idle
-# machine, and a few ms at worst when another process holds the other core.
+# Batches this large use two threads: big enough that handing half to a thread costs little of
+# their work, even when another process holds the other core.
 PARALLEL_ROWS = 8192
 INITS = ("zeros", "ones", "normal")
-# BLAS on one thread for the products here, small (B x 784 x 10): split over threads they make
-# epochs up to ~25% faster on an idle machine, but each product then waits for any thread another
-# process has descheduled: epochs 2x slower beside one busy process, up to 80x beside several,
-# measured on 2 shared cores (python -m pipeline.bench).
-# And OpenBLAS's idle threads spin ~0.1 s after each multithreaded call, on the core that the
-# second half of a large batch runs on.
+# BLAS on one thread for the products here, small (B x 784 x 10): split over threads, each product
+# waits for any thread another process has descheduled, which on a shared machine costs far more
+# than it saves (python -m pipeline.bench); and idle OpenBLAS threads spin after each call, on the
+# core the second half of a large batch runs on.
 BLAS = ThreadpoolController()
 
 
@@ -99,10 +98,11 @@ class SGD:
         if len(labels) != len(images) or len(images) == 0:
             raise ValueError(f"need as many labels as images, at least one: got {len(labels)} and {len(images)}")
         # Column-major W, and the gradient buffers made like it: OpenBLAS writes Δᵀ P into a
-        # column-major (k, n) array faster (whole epochs 6-10% faster at batch >= 256), and
-        # ``W -= gradient`` runs at memory speed only when both have the same layout.
+        # column-major (k, n) array faster, and ``W -= gradient`` runs at memory speed only when
+        # both have the same layout.
         self.images, self.labels, self.W = images, labels, np.asfortranarray(W)
-        self.variant, self.lr, self.rng = variant, lr, shuffle_rng
+        self.params = {"W": self.W}  # the same array: updates to W are seen through it
+        self.variant, self.lr, self.rng = variant_named(variant), lr, shuffle_rng
         self.n_rows = len(images)
         self.batch_size = min(batch_size, self.n_rows)
         self.shuffle = self.batch_size < self.n_rows
@@ -154,18 +154,18 @@ class SGD:
             return self._rows_loss_and_gradient(self.buffers[0], order, start, stop) / (stop - start)
         middle = (start + stop) // 2
         second_half = self.helper.submit(self._rows_loss_and_gradient, self.buffers[1], order, middle, stop)
-        sum_of_squares = self._rows_loss_and_gradient(self.buffers[0], order, start, middle) + second_half.result()
+        loss_sum = self._rows_loss_and_gradient(self.buffers[0], order, start, middle) + second_half.result()
         self.buffers[0].gradient += self.buffers[1].gradient
-        return sum_of_squares / (stop - start)
+        return loss_sum / (stop - start)
 
     def _rows_loss_and_gradient(self, buffers, order, start, stop):
-        """``Σ_b ||ŷ_b − y_b||²`` over rows ``start:stop`` (of ``order``), and ``Δᵀ P`` summed over
-        them into ``buffers.gradient``."""
-        W, variant = self.W, self.variant
-        sum_of_squares = 0.0
+        """``Σ_b L_b`` over rows ``start:stop`` (of ``order``), and ``Δᵀ P`` summed over them into
+        ``buffers.gradient``."""
+        params, variant = self.params, self.variant
+        loss_sum = 0.0
         for chunk_start in range(start, stop, buffers.rows):
             chunk_stop = min(chunk_start + buffers.rows, stop)
-            raw, pixels, Z, G, targets, row_numbers, partial = buffers.views(chunk_stop - chunk_start)
+            raw, pixels, Z, G, targets, partial = buffers.views(chunk_stop - chunk_start)
             if self.shuffle:
                 # mode="clip": the rows are valid indices, and "raise" would copy through a temporary.
                 rows = order[chunk_start:chunk_stop]
@@ -175,23 +175,17 @@ class SGD:
                 raw = self.images[chunk_start:chunk_stop]
                 targets = self.targets[chunk_start:chunk_stop]
             np.copyto(pixels, raw)  # uint8 -> float: P = 255·X
-            Z = logits(W, pixels, out=Z)
+            Z = variant.logits(params, pixels, out=Z)
             Z *= 1 / PIXEL_MAX
             predicted = np.argmax(Z, axis=1, out=self.predicted[chunk_start:chunk_stop])
-            if variant == "softmax":
-                Y_hat = softmax(Z, out=Z, row_max=Z[row_numbers, predicted][:, None])
-            else:
-                Y_hat = Z
-            G = dL_dy_hat(Y_hat, targets, out=G)
-            # Σ_b ||ŷ_b − y_b||² read off G = 2(Ŷ − Y): the loss without another pass.
-            sum_of_squares += float(np.vdot(G, G)) / 4
-            delta = softmax_jvp(Y_hat, G, out=G) if variant == "softmax" else G
+            rows_loss, delta = variant.loss_sum_and_delta(Z, targets, out=G, argmax=predicted)
+            loss_sum += rows_loss
             # The batch's first chunk writes the gradient sum, later ones add to it.
             first = chunk_start == start
             np.matmul(delta.T, pixels, out=buffers.gradient if first else partial)
             if not first:
                 buffers.gradient += partial
-        return sum_of_squares
+        return loss_sum
 
     def _apply_gradient(self, batch_rows):
         """``W ← W − (lr / (255·B)) · Δᵀ P``, i.e. ``W − lr · ∂L/∂W``."""
@@ -211,7 +205,6 @@ class Buffers:
         self.Z = np.empty((rows, k), dtype=W.dtype)
         self.G = np.empty((rows, k), dtype=W.dtype)
         self.targets = np.empty((rows, k), dtype=W.dtype)
-        self.row_numbers = np.arange(rows)
         self.gradient = np.empty_like(W)
         self.partial = np.empty_like(W)
         self.full = self._slice(rows)
@@ -220,23 +213,10 @@ class Buffers:
         return self.full if rows == self.rows else self._slice(rows)
 
     def _slice(self, rows):
-        return (self.raw[:rows], self.pixels[:rows], self.Z[:rows], self.G[:rows], self.targets[:rows], self.row_numbers[:rows], self.partial)
+        return (self.raw[:rows], self.pixels[:rows], self.Z[:rows], self.G[:rows], self.targets[:rows], self.partial)
 
 
 def loss_and_accuracy(W, images, labels, variant, chunk_rows=CHUNK_ROWS * 4):
-    """Mean loss ``L`` and accuracy of W on uint8 ``images`` (N, n) with ``labels`` (N,).
-
-    Chunk by chunk (no float copy of all rows), with pipeline.model's ``forward`` and ``loss``
-    on ``X = images / 255``; a row counts as right when the arg max of ``ŷ`` is its label.
-    """
-    if len(images) == 0:
-        raise ValueError("cannot evaluate on zero rows")
-    sum_of_losses, correct = 0.0, 0
+    """pipeline.metrics.loss_and_accuracy with BLAS on one thread, as the loop runs."""
     with one_blas_thread():
-        for start in range(0, len(images), chunk_rows):
-            X = scaled(images[start : start + chunk_rows], W.dtype)
-            y = labels[start : start + chunk_rows]
-            Y_hat = forward(W, X, variant)
-            sum_of_losses += loss(Y_hat, one_hot(y, W.shape[0], W.dtype)) * len(y)
-            correct += int(np.count_nonzero(Y_hat.argmax(axis=1) == y))
-    return sum_of_losses / len(images), correct / len(images)
+        return metrics.loss_and_accuracy(W, images, labels, variant, chunk_rows)

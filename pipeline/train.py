@@ -94,7 +94,7 @@ def run(cfg):
     init_rng, shuffle_rng = seeded_generators(optim.seed)
     W = initial_weights(optim.init, optim.init_scale, train.images.shape[1], np.dtype(cfg.dtype), init_rng)
     sgd = SGD(train.images, train.labels, W, variant, optim.lr, optim.batch_size, shuffle_rng, cfg.divergence.factor)
-    optimum = linear_optimum(train.images, train.labels) if variant == "linear" else None
+    optimum = linear_optimum(train.images, train.labels, sgd.variant) if sgd.variant.is_least_squares else None
 
     name = run_name(cfg)
     params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))

@@ -73,7 +73,7 @@ def mlflow_store(mlflow_template, tmp_path, monkeypatch):
     shutil.copyfile(mlflow_template, path)
     uri = f"sqlite:///{path}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return MlflowStore(uri, path, MlflowClient(uri))
+    return MlflowStore(uri, path, MlflowClient(uri, registry_uri=uri))
 
 
 # --- data --------------------------------------------------------------------------------------

@@ -8,19 +8,31 @@ import pytest
 from tests.paths import REPO_ROOT
 
 DERIVATION = REPO_ROOT / "docs" / "derivation.md"
-# [`pipeline/model.py` `softmax_jvp`, line 55](../pipeline/model.py#L55)
-REFERENCE = re.compile(r"\[`(?P<path>[\w/]+\.py)` `(?P<name>\w+)`, line (?P<line>\d+)\]\((?P<href>[^)\s]+)\)")
+# [`pipeline/model.py` `Softmax.backward`, line 76](../pipeline/model.py#L76)
+REFERENCE = re.compile(r"\[`(?P<path>[\w/]+\.py)` `(?P<name>[\w.]+)`, line (?P<line>\d+)\]\((?P<href>[^)\s]+)\)")
 REFERENCES = [m.groupdict() for m in REFERENCE.finditer(DERIVATION.read_text(encoding="utf-8"))]
 
 
 def definition_lines(path):
-    """``{name: line}`` of every function and class defined in the file."""
-    tree = ast.parse((REPO_ROOT / path).read_text(encoding="utf-8"))
-    return {
-        node.name: node.lineno
-        for node in ast.walk(tree)
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef))
-    }
+    """``{qualified name: line}`` of every function and class in the file; a method is
+    ``Class.method``."""
+    lines = {}
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.ClassDef)):
+                lines[prefix + child.name] = child.lineno
+                if isinstance(child, ast.ClassDef):
+                    visit(child, f"{prefix}{child.name}.")
+
+    visit(ast.parse((REPO_ROOT / path).read_text(encoding="utf-8")), "")
+    return lines
+
+
+def test_definition_lines_qualify_methods():
+    lines = definition_lines("pipeline/model.py")
+    assert lines["Softmax.forward"] != lines["Identity.forward"]
+    assert "forward" in lines and "softmax" in lines  # the module-level functions
 
 
 @pytest.mark.parametrize("ref", REFERENCES, ids=[f"{r['path']}:{r['name']}" for r in REFERENCES])
@@ -36,4 +48,14 @@ def test_every_line_mention_is_a_checked_reference():
 
 def test_every_step_of_the_gradient_is_referenced():
     named = {r["name"] for r in REFERENCES if r["path"] == "pipeline/model.py"}
-    assert {"softmax", "loss", "dL_dy_hat", "softmax_jvp", "dL_dz", "dL_dW", "loss_and_grad"} <= named
+    assert {
+        "softmax", "softmax_jvp", "Softmax.backward", "Identity.backward",
+        "SquaredError.value", "SquaredError.gradient", "Variant.loss_sum_and_delta",
+        "Variant.logits", "Variant.gradients", "Variant.loss_and_grad",
+    } <= named
+
+
+def test_the_training_loop_is_referenced():
+    """The loop that trains, not only the reference implementation, is pointed at."""
+    named = {r["name"] for r in REFERENCES if r["path"] == "pipeline/sgd.py"}
+    assert {"SGD._rows_loss_and_gradient", "SGD._batch_loss_and_gradient", "SGD._apply_gradient"} <= named

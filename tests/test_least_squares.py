@@ -5,6 +5,7 @@ import pytest
 
 from pipeline.least_squares import gram_matrices, largest_eigenvalue, linear_optimum
 from pipeline.metrics import one_hot
+from pipeline.model import VARIANTS
 from pipeline.sgd import SGD, loss_and_accuracy, seeded_generators
 
 
@@ -39,7 +40,7 @@ def test_the_floor_is_the_least_squares_minimum_despite_a_singular_gram_matrix()
     images, labels = problem()
     assert np.linalg.matrix_rank(gram_matrices(images, labels)[0]) < 784
 
-    optimum = linear_optimum(images, labels)
+    optimum = linear_optimum(images, labels, VARIANTS["linear"])
 
     X, Y = images / 255, one_hot(labels, 10, np.float64)
     exact, *_ = np.linalg.lstsq(X, Y, rcond=None)
@@ -51,7 +52,7 @@ def test_the_floor_is_the_least_squares_minimum_despite_a_singular_gram_matrix()
 @pytest.mark.parametrize("fraction, converges", [(0.95, True), (1.05, False)])
 def test_full_batch_descent_converges_exactly_below_the_max_stable_lr(fraction, converges):
     images, labels = problem()
-    optimum = linear_optimum(images, labels)
+    optimum = linear_optimum(images, labels, VARIANTS["linear"])
     W = np.zeros((10, 784))
     sgd = SGD(images, labels, W, "linear", fraction * optimum.max_stable_lr, len(images), seeded_generators(0)[1], 1e6)
 
@@ -61,3 +62,10 @@ def test_full_batch_descent_converges_exactly_below_the_max_stable_lr(fraction, 
     assert diverged != converges
     if converges:
         assert optimum.loss < epochs[-1].loss < epochs[0].loss
+
+
+def test_only_a_least_squares_variant_has_an_optimum_here():
+    images, labels = problem(rows=20)
+    with pytest.raises(ValueError, match="variant 'softmax' is not a least-squares problem"):
+        linear_optimum(images, labels, VARIANTS["softmax"])
+

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from pipeline.metrics import confusion_matrix, evaluate, most_confidently_wrong, one_hot, ratio
-from pipeline.model import forward
+from pipeline.metrics import confusion_matrix, evaluate, loss_and_accuracy, most_confidently_wrong, one_hot, ratio
+from pipeline.model import IDENTITY, VARIANTS, Variant, forward
 
 # Five test digits of three classes; rows are the scores Ŷ, the arg max is the prediction.
 Y_HAT = np.array(
@@ -56,7 +56,7 @@ def test_ratio_is_nan_where_nothing_was_counted():
 
 
 def test_evaluate_on_a_worked_example():
-    result = evaluate(Y_HAT, LABELS)
+    result = evaluate(Y_HAT, LABELS, "softmax")
     np.testing.assert_array_equal(result.confusion, [[1, 1, 1], [0, 1, 0], [0, 1, 0]])
     assert result.accuracy == pytest.approx(2 / 5)
     np.testing.assert_array_equal(result.support, [3, 1, 1])
@@ -68,7 +68,7 @@ def test_evaluate_on_a_worked_example():
 
 
 def test_evaluate_marks_undefined_ratios_as_nan():
-    result = evaluate(np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0]]), np.array([0, 1]))
+    result = evaluate(np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0]]), np.array([0, 1]), "softmax")
     np.testing.assert_array_equal(result.support, [1, 1, 0])
     np.testing.assert_array_equal(result.precision, [0.5, np.nan, np.nan])  # 1 and 2 never predicted
     np.testing.assert_array_equal(result.recall, [1.0, 0.0, np.nan])  # no digit of class 2
@@ -76,7 +76,7 @@ def test_evaluate_marks_undefined_ratios_as_nan():
 
 def test_evaluate_of_perfect_predictions():
     labels = np.arange(10).repeat(3)
-    result = evaluate(np.eye(10)[labels], labels)
+    result = evaluate(np.eye(10)[labels], labels, "linear")
     assert result.loss == 0.0 and result.accuracy == 1.0
     np.testing.assert_array_equal(result.confusion, 3 * np.eye(10))
     np.testing.assert_array_equal(result.precision, np.ones(10))
@@ -85,16 +85,16 @@ def test_evaluate_of_perfect_predictions():
 def test_evaluate_of_the_forward_pass_of_both_variants():
     rng = np.random.default_rng(1)
     W, X, labels = rng.normal(size=(10, 784)), rng.random((50, 784)), rng.integers(10, size=50)
-    for variant in ("softmax", "linear"):
+    for variant in VARIANTS:
         Y_hat = forward(W, X, variant)
-        result = evaluate(Y_hat, labels)
+        result = evaluate(Y_hat, labels, variant)
         assert result.accuracy == np.mean((X @ W.T).argmax(axis=1) == labels)
         assert result.confusion.sum() == 50
 
 
 def test_evaluate_rejects_an_empty_test_set():
     with pytest.raises(ValueError, match="empty test set"):
-        evaluate(np.zeros((0, 10)), np.zeros(0, dtype=np.int64))
+        evaluate(np.zeros((0, 10)), np.zeros(0, dtype=np.int64), "linear")
 
 
 def test_most_confidently_wrong_orders_mistakes_by_margin():
@@ -105,3 +105,34 @@ def test_most_confidently_wrong_orders_mistakes_by_margin():
 def test_most_confidently_wrong_of_perfect_predictions_is_empty():
     labels = np.array([0, 1, 2])
     assert most_confidently_wrong(np.eye(3), labels, 5).size == 0
+
+
+class AbsoluteError:
+    """A loss that is not the squared error: evaluation must score with the variant's own."""
+
+    def value(self, Y_hat, Y):
+        return float(np.mean(np.sum(np.abs(Y_hat - Y), axis=-1)))
+
+
+def test_evaluate_scores_with_the_variants_loss():
+    result = evaluate(Y_HAT, LABELS, Variant("absolute", output=IDENTITY, loss=AbsoluteError()))
+    absolute_errors = [0.3 + 0.2 + 0.1, 0.9 + 0.3 + 0.6, 0.2 + 0.5 + 0.3, 0.1 + 0.8 + 0.9, 0.6 + 0.5 + 0.1]
+    assert result.loss == pytest.approx(np.mean(absolute_errors))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_loss_and_accuracy_in_chunks_equals_the_whole_computation(variant):
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (250, 784)).astype(np.uint8)
+    labels, W = rng.integers(0, 10, 250), rng.normal(0, 0.01, (10, 784))
+
+    got_loss, got_accuracy = loss_and_accuracy(W, images, labels, variant, chunk_rows=64)
+
+    Y_hat = forward(W, images / 255, variant)
+    assert got_loss == pytest.approx(np.mean(np.sum((Y_hat - one_hot(labels, 10, np.float64)) ** 2, axis=1)), rel=1e-12)
+    assert got_accuracy == np.mean(Y_hat.argmax(axis=1) == labels)
+
+
+def test_loss_and_accuracy_of_zero_rows_is_refused():
+    with pytest.raises(ValueError, match="cannot evaluate on zero rows"):
+        loss_and_accuracy(np.zeros((10, 784)), np.zeros((0, 784), np.uint8), np.zeros(0, np.uint8), "linear")

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from pipeline.gradcheck import batch_loss, numeric_grad, numeric_partials, random_problem, relative_error
-from pipeline.model import VARIANTS, loss_and_grad, softmax, softmax_jvp
+from pipeline.model import IDENTITY, SOFTMAX, SQUARED_ERROR, VARIANTS, Variant, loss_and_grad, softmax, softmax_jvp, variant
 
 EPS = 1e-6
 TOLERANCE = 1e-7
@@ -156,6 +156,67 @@ def test_explicit_jacobian_formula_matches_central_differences():
     for i in range(len(z)):
         numeric_row = numeric_grad(lambda v: softmax(v)[i], z, EPS)
         assert relative_error(J[i], numeric_row) < TOLERANCE
+
+
+# --- the table: each piece's backward is the derivative of its forward -------------------------
+
+
+@pytest.mark.parametrize("output", [SOFTMAX, IDENTITY], ids=["softmax", "identity"])
+def test_output_backward_is_the_transposed_jacobian_of_forward(output):
+    """``backward(ŷ, g)_j = Σ_i g_i ∂ŷ_i/∂z_j``, the derivative of ``z ↦ g · forward(z)``."""
+    rng = np.random.default_rng(11)
+    Z, G = rng.normal(size=(3, 5)) * 3, rng.normal(size=(3, 5))
+    Delta = output.backward(output.forward(Z.copy()), G.copy())
+    for z, g, delta in zip(Z, G, Delta):
+        numeric = numeric_grad(lambda v: g @ output.forward(v[None, :].copy())[0], z, EPS)
+        assert relative_error(delta, numeric) < TOLERANCE
+
+
+def test_squared_error_gradient_and_row_sum():
+    rng = np.random.default_rng(12)
+    Y_hat, Y = rng.normal(size=(4, 3)), one_hot_rows(rng, 4, 3)
+    G = SQUARED_ERROR.gradient(Y_hat, Y)
+    # Per row, G is the derivative of that row's ||ŷ − y||²; the batch loss is their mean.
+    for y_hat, y, g in zip(Y_hat, Y, G):
+        numeric = numeric_grad(lambda v: SQUARED_ERROR.value(v[None, :], y[None, :]), y_hat, EPS)
+        assert relative_error(g, numeric) < TOLERANCE
+    assert SQUARED_ERROR.row_sum(Y_hat, Y, G) == pytest.approx(4 * SQUARED_ERROR.value(Y_hat, Y), rel=1e-14)
+
+
+def one_hot_rows(rng, rows, classes):
+    return np.eye(classes)[rng.integers(classes, size=rows)]
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_loss_sum_and_delta_overwrites_Z_with_the_prediction_and_honours_argmax(name):
+    rng = np.random.default_rng(13)
+    Z, Y = rng.normal(size=(6, 4)) * 5, one_hot_rows(rng, 6, 4)
+    model = VARIANTS[name]
+    expected_Y_hat = model.output.forward(Z.copy())
+    G = np.empty_like(Z)
+    loss_sum, Delta = model.loss_sum_and_delta(Z, Y, out=G, argmax=Z.argmax(axis=1))
+    assert Delta is G  # written into the caller's buffer
+    np.testing.assert_array_equal(Z, expected_Y_hat)
+    assert loss_sum == pytest.approx(6 * SQUARED_ERROR.value(expected_Y_hat, Y), rel=1e-14)
+
+
+def test_the_table_names_its_entries_and_composes_the_pieces():
+    assert list(VARIANTS) == ["softmax", "linear"]
+    assert all(entry.name == name for name, entry in VARIANTS.items())
+    assert (VARIANTS["softmax"].output, VARIANTS["softmax"].loss) == (SOFTMAX, SQUARED_ERROR)
+    assert (VARIANTS["linear"].output, VARIANTS["linear"].loss) == (IDENTITY, SQUARED_ERROR)
+    assert VARIANTS["linear"].is_least_squares and not VARIANTS["softmax"].is_least_squares
+    assert variant("linear") is VARIANTS["linear"] and variant(VARIANTS["softmax"]) is VARIANTS["softmax"]
+
+
+def test_a_new_entry_is_checked_like_the_others():
+    """A variant built from the pieces, outside the table, gets its gradient from them alone."""
+    squared_sum = Variant("linear again", output=IDENTITY, loss=SQUARED_ERROR)
+    W, X, Y = random_problem(14, 5, 6, 3)
+    L, grads = squared_sum.loss_and_grad({"W": W}, X, Y)
+    assert set(grads) == {"W"}
+    assert L == squared_sum.objective({"W": W}, X, Y)
+    assert relative_error(grads["W"], numeric_grad(batch_loss(X, Y, squared_sum), W, EPS)) < TOLERANCE
 
 
 # --- bad input -------------------------------------------------------------------------------

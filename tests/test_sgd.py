@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from pipeline import sgd as sgd_module
+from pipeline import metrics
 from pipeline.metrics import one_hot
-from pipeline.model import forward, loss, loss_and_grad
+from pipeline.model import forward, loss_and_grad
+from pipeline.model import VARIANTS
 from pipeline.sgd import CHUNK_ROWS, SGD, initial_weights, loss_and_accuracy, seeded_generators
 
 N_INPUTS = 784
@@ -17,9 +19,7 @@ def problem(rows, seed=0):
     return images, rng.integers(0, 10, rows).astype(np.uint8), rng.normal(0, 0.01, (10, N_INPUTS))
 
 
-
-
-@pytest.mark.parametrize("variant", ["softmax", "linear"])
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize(
     "rows, batch_size",
     [
@@ -127,15 +127,22 @@ def test_on_steps_reports_every_step_exactly_once():
     assert reports == [4, 4, 4, 3]  # 15 steps
 
 
-def test_loss_and_accuracy_in_chunks_equals_the_whole_computation():
+def test_loss_and_accuracy_is_the_metrics_one_on_one_blas_thread(monkeypatch):
     images, labels, W = problem(250)
-    X = images / 255
+    threads = []
+    real_limit = sgd_module.BLAS.limit
+    monkeypatch.setattr(sgd_module.BLAS, "limit", lambda **kw: threads.append(kw["limits"]) or real_limit(**kw))
 
-    got_loss, got_accuracy = loss_and_accuracy(W, images, labels, "softmax", chunk_rows=64)
+    got = loss_and_accuracy(W, images, labels, "softmax", chunk_rows=64)
 
-    Y_hat = forward(W, X, "softmax")
-    assert got_loss == pytest.approx(loss(Y_hat, one_hot(labels, 10, np.float64)), rel=1e-12)
-    assert got_accuracy == np.mean(Y_hat.argmax(axis=1) == labels)
+    assert got == metrics.loss_and_accuracy(W, images, labels, "softmax", chunk_rows=64)
+    assert threads == [1]
+
+
+def test_unknown_variant_is_refused_by_name():
+    images, labels, W = problem(10)
+    with pytest.raises(ValueError, match="unknown variant 'tanh': expected one of softmax, linear"):
+        SGD(images, labels, W, "tanh", 0.1, 5, seeded_generators(0)[1], 100)
 
 
 def test_initial_weights():
