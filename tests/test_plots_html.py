@@ -5,7 +5,9 @@ dvc.yaml gets its data and draws in a browser that has no internet."""
 import json
 import re
 import shutil
+import struct
 import subprocess
+import zlib
 from html.parser import HTMLParser
 
 import pytest
@@ -14,11 +16,15 @@ import yaml
 from tests.paths import REPO_ROOT
 
 TEMPLATE = REPO_ROOT / ".dvc" / "plots_template.html"
-PNG_1x1 = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e2f1c0"
-    "a40000000049454e44ae426082"
-)
+
+
+def png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+# A valid 2x2 RGB PNG (a browser must decode it).
+PNG = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0)) + png_chunk(
+    b"IDAT", zlib.compress(b"\x00\xff\x00\x00\x00\x00\xff" * 2)) + png_chunk(b"IEND", b"")
 
 
 class Tags(HTMLParser):
@@ -69,7 +75,7 @@ def plots_page(tmp_path_factory):
     for plot in plot_definitions():
         if isinstance(plot, str):  # an image
             (project / plot).parent.mkdir(parents=True, exist_ok=True)
-            (project / plot).write_bytes(PNG_1x1)
+            (project / plot).write_bytes(PNG)
             continue
         (spec,) = plot.values()
         for path, fields in spec["y"].items():
@@ -100,7 +106,7 @@ def test_the_plots_page_loads_nothing_remote_and_every_plot_has_data(plots_page)
     for spec in specs:
         assert spec["data"]["values"], spec.get("title")
     for src in images:
-        assert (plots_page.parent / src).stat().st_size == len(PNG_1x1), src
+        assert (plots_page.parent / src).stat().st_size == len(PNG), src
 
 
 @pytest.mark.slow
@@ -114,3 +120,4 @@ def test_every_plot_draws_in_a_browser_without_internet(plots_page, browser):
             ".filter(d => d.querySelector('svg, canvas')).length") >= divs
 
     browser.wait_until(drawn, timeout=60, shot="dvc_plots")
+    assert len(browser.images()) == len(plot_definitions()) - divs
