@@ -102,3 +102,31 @@ def data_dir(tmp_path_factory):
     digests = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in TRAIN_FILES + TEST_FILES}
     (folder / PROVENANCE_FILE).write_text(json.dumps({"source": "synthetic", "files": digests}))
     return folder
+
+
+# --- a real browser on a real MLflow UI (tests/browser.py) -----------------------------------
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: end-to-end tests (real servers, subprocesses, a browser)")
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory):
+    """Where browser tests keep their screenshots: a test artefact, never committed."""
+    return tmp_path_factory.mktemp("screenshots", numbered=False)
+
+
+@pytest.fixture(scope="session")
+def browser(screenshots):
+    """Headless Chromium; skipped where it is not installed, except in CI (.ci/run installs it),
+    where a missing browser fails rather than silently skipping."""
+    from tests.browser import Browser, browser_missing
+
+    reason = browser_missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser tests: {reason}")
+        pytest.skip(reason)
+    with Browser(screenshots) as session:
+        yield session
