@@ -107,10 +107,6 @@ def data_dir(tmp_path_factory):
 # --- a real browser on a real MLflow UI (tests/browser.py) -----------------------------------
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: end-to-end tests (real servers, subprocesses, a browser)")
-
-
 @pytest.fixture(scope="session")
 def screenshots(tmp_path_factory):
     """Where browser tests keep their screenshots: a test artefact, never committed."""
