@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,26 @@ def mlflow_store(mlflow_template, tmp_path, monkeypatch):
     shutil.copyfile(mlflow_template, path)
     uri = f"sqlite:///{path}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     return MlflowStore(uri, path, MlflowClient(uri, registry_uri=uri))
+
+
+@pytest.fixture(autouse=True)
+def mlflow_uris_restored(monkeypatch):
+    """mlflow.set_tracking_uri/set_registry_uri (predict, reports) also write os.environ, which
+    subprocesses of later tests would inherit: each test gets both back as they were."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow.tracking._model_registry.utils as registry_utils
+        import mlflow.tracking._tracking_service.utils as tracking_utils
+
+        registry_utils._registry_uri = None
+        tracking_utils._tracking_uri = None
 
 
 # --- data --------------------------------------------------------------------------------------
