@@ -1,6 +1,7 @@
 """pipeline.tracking (store, writer, runs) against a real MLflow sqlite store (a fresh copy per
 test). Its reports module is tested through experiments.compare (test_compare)."""
 
+import os
 import subprocess
 from types import SimpleNamespace
 
@@ -54,6 +55,29 @@ def test_how_to_open_names_the_ui_command_and_the_training_runs_page(tmp_path, m
     assert tracking.how_to_open(here, "3") == f"mlflow ui --backend-store-uri sqlite:///mlflow.db, then {LINK.format(3)}"
     assert tracking.how_to_open(elsewhere, "3") == f"mlflow ui --backend-store-uri sqlite:////srv/mlflow.db, then {LINK.format(3)}"
     assert tracking.how_to_open("http://127.0.0.1:5555/", "4") == LINK.format(4).replace("5000", "5555")
+    # Only the runs matching a search (the UI's searchFilter), the search URL-encoded.
+    assert tracking.runs_page(here, "3", "tags.`sweep.id` = 'ab12'") == (
+        LINK.format(3) + "&searchFilter=tags.%60sweep.id%60%20%3D%20%27ab12%27")
+
+
+def test_a_run_page_link_opens_the_run_itself_in_model_training_mode():
+    assert tracking.run_page("sqlite:////srv/mlflow.db", "3", "ab12") == (
+        "http://127.0.0.1:5000/#/experiments/3/runs/ab12?workflowType=machine_learning")
+    assert tracking.run_page("http://10.0.0.1:5555/", "3", "ab12", tab="artifacts/W_final.png") == (
+        "http://10.0.0.1:5555/#/experiments/3/runs/ab12/artifacts/W_final.png?workflowType=machine_learning")
+
+
+def test_mlflow_logs_warnings_only_unless_the_user_says_otherwise(monkeypatch):
+    import logging
+
+    monkeypatch.delenv("MLFLOW_LOGGING_LEVEL", raising=False)
+    monkeypatch.setattr(logging.getLogger("mlflow"), "level", logging.INFO)
+    tracking.quiet_mlflow()
+    assert logging.getLogger("mlflow").level == logging.WARNING
+    assert os.environ["MLFLOW_LOGGING_LEVEL"] == "WARNING"  # for processes it starts
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "debug")
+    tracking.quiet_mlflow()
+    assert logging.getLogger("mlflow").level == logging.DEBUG
 
 
 # --- what -----------------------------------------------------------------------------------
@@ -65,6 +89,13 @@ def test_flatten_joins_keys_with_dots():
     assert tracking.flatten(tree) == {
         "optim.lr": 0.1, "optim.batch_size": 32, "data.files.a.gz.size": 1, "data.mirrors": ["x", "y"], "dtype": "float32",
     }
+
+
+def test_settings_are_the_keys_under_the_names_given_and_nothing_else():
+    tree = {"optim": {"lr": 0.1}, "optimizer": {"x": 1}, "data": {"split_seed": 0, "split_seeds": 1, "mirrors": ["x"]},
+            "dtype": "float32", "out_dir": "results"}
+
+    assert tracking.settings(tree, ("optim", "data.split_seed", "dtype")) == {"optim.lr": 0.1, "data.split_seed": 0, "dtype": "float32"}
 
 
 def test_git_tags_name_the_checked_out_commit(tmp_path):
@@ -151,7 +182,7 @@ def test_a_weight_snapshot_is_the_array_at_that_moment_and_its_picture_at_that_s
     assert saved.dtype == np.float32
     pictures = [p.name for p in (tmp_path / "download" / "images").iterdir()]
     assert sorted(p.rsplit(".", 1)[1] for p in pictures) == ["png", "webp"]  # the picture, its thumbnail
-    assert all(p.startswith("W+step+3+") for p in pictures)
+    assert all(p.startswith("weights~W+step+3+") for p in pictures)  # image key weights/W
     [png] = [p for p in pictures if p.endswith(".png")]
     from PIL import Image
 

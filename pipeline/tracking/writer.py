@@ -9,6 +9,7 @@ not wait for matplotlib either); this module draws nothing itself.
 """
 
 import getpass
+import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -115,8 +116,30 @@ class Run:
     def _log_figure(self, draw, artifact_file):
         self.client.log_figure(self.run_id, draw(), artifact_file)
 
+    def log_picture(self, draw, artifact_file):
+        """``draw()`` (the stage's picture, an RGB array) saved as ``artifact_file``, a .png path."""
+        self._write(lambda: self.client.log_image(self.run_id, draw(), artifact_file=artifact_file))
+
     def log_dict(self, mapping, artifact_file):
         self._write(self.client.log_dict, self.run_id, mapping, artifact_file)
+
+    def log_table(self, columns, artifact_file):
+        """``columns`` ({name: list of values}) as an MLflow table, a .json ``artifact_file``."""
+        self._write(self.client.log_table, self.run_id, columns, artifact_file)
+
+    def log_dataset(self, name, digest, source_uri, context, profile):
+        """A dataset input of the run (the runs table's Dataset column): ``name`` and ``digest``
+        shown, ``source_uri`` where it was read, ``context`` its use (training, testing),
+        ``profile`` a JSON-able mapping shown with it."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        dataset = Dataset(name, digest, "local", json.dumps({"uri": source_uri}), profile=json.dumps(profile))
+        inputs = [DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])]
+        self._write(self.client.log_inputs, self.run_id, datasets=inputs)
+
+    def rename(self, name):
+        self._write(self.client.update_run, self.run_id, name=name)
 
     def end(self, status, error=None):
         """Send what is buffered, wait for every queued write and end the run with ``status``;
@@ -193,7 +216,19 @@ class DisabledRun:
     def log_figure(self, draw, artifact_file):
         pass
 
+    def log_picture(self, draw, artifact_file):
+        pass
+
     def log_dict(self, mapping, artifact_file):
+        pass
+
+    def log_table(self, columns, artifact_file):
+        pass
+
+    def log_dataset(self, name, digest, source_uri, context, profile):
+        pass
+
+    def rename(self, name):
         pass
 
 
