@@ -1,11 +1,10 @@
-"""Pictures of training: W's rows as digit templates, and the loss curves. Pure: arrays in, an
-RGB array or a matplotlib Figure out; nothing is shown or saved here.
+"""Pictures of training and evaluation: the loss curves, the confusion matrix, the worst mistakes.
+Pure: arrays in, a matplotlib Figure out; nothing is shown or saved here. (W's picture, drawn after
+every epoch, is pipeline.w_picture's, without matplotlib.)
 
 Figures are built with matplotlib's object API (``matplotlib.figure.Figure``), which renders
 with Agg and needs neither pyplot's global state nor a display.
 """
-
-import functools
 
 import matplotlib
 import numpy as np
@@ -13,54 +12,6 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from pipeline.constants import IMAGE_SIDE
-
-# Diverging: red where a pixel pushes the score of the digit up, blue where it pushes it down,
-# white for 0.
-TEMPLATE_COLORMAP = "RdBu_r"
-GAP_GREY = 0.6
-COLOUR_LEVELS = 255  # odd, so that 0 maps to the colormap's exact middle
-
-
-def tile_templates(W, columns=5, side=IMAGE_SIDE, gap=1):
-    """The rows of W as ``side``x``side`` images on a grid (row-major, digit 0 top left), scaled
-    to [-1, 1] by the largest finite |w|, with ``gap`` pixels of NaN between tiles.
-
-    Non-finite weights (a diverged run) become NaN too. Returns a float (H, W) array.
-    """
-    W = np.asarray(W, dtype=np.float64)
-    k = W.shape[0]
-    rows = -(-k // columns)
-    finite = np.isfinite(W)
-    scale = np.max(np.abs(W[finite]), initial=0.0)
-    templates = np.where(finite, W / scale if scale > 0 else 0.0, np.nan).reshape(k, side, side)
-    step = side + gap
-    grid = np.full((rows * step - gap, columns * step - gap), np.nan)
-    for digit, template in enumerate(templates):
-        row, column = divmod(digit, columns)
-        grid[row * step : row * step + side, column * step : column * step + side] = template
-    return grid
-
-
-def templates_image(W, zoom=4, columns=5):
-    """W's rows as a tiled RGB uint8 picture, ``zoom`` screen pixels per weight.
-
-    Colour: TEMPLATE_COLORMAP over [-max|w|, max|w|], so 0 is white whatever the scale; gaps
-    (and non-finite weights) grey.
-    """
-    grid = tile_templates(W, columns=columns)
-    gaps = np.isnan(grid)
-    levels = np.round((np.where(gaps, 0, grid) + 1) / 2 * (COLOUR_LEVELS - 1)).astype(np.intp)
-    rgb = _template_colours()[levels]
-    rgb[gaps] = round(GAP_GREY * 255)
-    return np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
-
-
-@functools.cache
-def _template_colours():
-    """TEMPLATE_COLORMAP as a (COLOUR_LEVELS, 3) uint8 table: indexing it is far cheaper than
-    calling the colormap on every pixel of every snapshot."""
-    colours = matplotlib.colormaps[TEMPLATE_COLORMAP](np.linspace(0, 1, COLOUR_LEVELS))[:, :3]
-    return np.round(colours * 255).astype(np.uint8)
 
 
 def loss_curve_figure(history, step_loss_steps, step_losses, steps_per_epoch, title, floor=None, diverged_at=None):

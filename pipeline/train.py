@@ -5,9 +5,13 @@ trains W with pipeline.sgd, records the run through pipeline.tracking, and write
 paths in ``out_dir`` and only once training is over (each file atomically):
 
     W.npy            the final weights (10, 784)
-    metrics.json     final train and validation loss and accuracy, epochs run, divergence, time
+    metrics.json     final train and validation loss and accuracy, epochs run, divergence
     history.csv      one row per epoch, for ``dvc plots``
+    timing.json      seconds spent training and in all (not a DVC metric: it differs every run)
     mlflow_run.json  run id, experiment id and tracking URI, for the evaluate stage
+
+It ends with one line: the run, its validation accuracy (or where it diverged) and the link that
+opens its MLflow run; in a sweep's job nothing (the sweep prints one line per job).
 
 Exit status: 0 trained, or diverged (a result, recorded as such); 1 diverged with
 ``divergence.fatal=true``, or no data, or data not matching its provenance.json; 2 invalid
@@ -15,6 +19,7 @@ config; 130 interrupted (Ctrl-C), leaving the previous outputs untouched and the
 """
 
 import csv
+import functools
 import io
 import json
 import os
@@ -38,7 +43,7 @@ from pipeline.least_squares import linear_optimum
 from pipeline.sgd import SGD, initial_weights, loss_and_accuracy, seeded_generators
 from pipeline.tracking import schema
 
-OUTPUT_FILES = ("W.npy", "metrics.json", "history.csv", "mlflow_run.json")
+OUTPUT_FILES = ("W.npy", "metrics.json", "history.csv", "timing.json", "mlflow_run.json")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
 PROGRESS_UPDATES_PER_EPOCH = 10
 
@@ -96,27 +101,33 @@ def run(cfg):
     sgd = SGD(train.images, train.labels, W, variant, optim.lr, optim.batch_size, shuffle_rng, cfg.divergence.factor)
     optimum = linear_optimum(train.images, train.labels, sgd.variant) if sgd.variant.is_least_squares else None
 
-    name = run_name(cfg)
-    params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+    name, sweep_job = run_name(cfg), is_sweep_job()
+    params = tracking.settings(OmegaConf.to_container(cfg, resolve=True), schema.TRAIN_SETTINGS)
     params.update({schema.TRAIN_ROWS: len(train.labels), schema.VAL_ROWS: len(val.labels)})
-    with tracking.start_run(cfg.tracking, name, params, run_tags(cfg, provenance, sha256)) as mlflow_run:
+    tags = {**run_tags(cfg, provenance, sha256), schema.OUT_DIR: cfg.out_dir}
+    with tracking.start_run(cfg.tracking, name, params, tags) as mlflow_run:
         mlflow_run.log_dict(provenance, schema.PROVENANCE)
+        tracking.log_data(mlflow_run, provenance, sha256, cfg.data.dir, schema.TRAINING,
+                          {"train_rows": len(train.labels), "validation_rows": len(val.labels)})
         if optimum is not None:
             mlflow_run.log_metrics({schema.MAX_STABLE_LR: optimum.max_stable_lr, schema.LEAST_SQUARES_LOSS: optimum.loss}, step=0)
-        where = f"MLflow run {mlflow_run.run_id}" if mlflow_run.enabled else "MLflow off"
-        print(f"{name}: training on {len(train.labels):,} rows, validating on {len(val.labels):,}, "
-              f"{optim.epochs} epochs of {sgd.steps_per_epoch:,} steps; {where}", flush=True)
 
-        training = fit(sgd, val, optim.epochs, cfg.tracking, mlflow_run, name)
-        metrics = final_metrics(sgd, train, val, training, started)
+        training = fit(sgd, val, optim.epochs, cfg.tracking, mlflow_run, name, quiet=sweep_job)
+        metrics = final_metrics(sgd, train, val, training)
         log_outcome(mlflow_run, sgd, training, metrics, optimum, name)
-        if optimum is not None:  # in MLflow since the start, as linear/*
+        if optimum is not None:  # in MLflow since the start, as max_stable_lr and least_squares_loss
             metrics["linear"] = {"max_stable_lr": optimum.max_stable_lr, "least_squares_loss": optimum.loss}
         record = {"run_id": mlflow_run.run_id, "experiment_id": mlflow_run.experiment_id, "tracking_uri": mlflow_run.tracking_uri}
-        write_outputs(Path(cfg.out_dir), sgd.W, metrics, training.history, record)
+        timing = {"seconds": {"train": training.seconds, "total": time.perf_counter() - started}}
+        write_outputs(Path(cfg.out_dir), sgd.W, metrics, training.history, timing, record)
 
-    print(summary(name, metrics, training, mlflow_run, cfg.out_dir))
+    if not sweep_job:
+        print(summary(name, metrics, training, mlflow_run))
     return 1 if metrics["diverged"] and cfg.divergence.fatal else 0
+
+
+def is_sweep_job():
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def load_training_data(data):
@@ -135,7 +146,7 @@ def run_tags(cfg, provenance, sha256):
     came from (sweep, DVC)."""
     tags = {schema.VARIANT: cfg.model.name, **tracking.git_tags(), schema.DATA_SOURCE: provenance.get("source", "unknown")}
     tags.update({schema.DATA_SHA256_PREFIX + name: digest for name, digest in sha256.items()})
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+    if is_sweep_job():
         hydra_cfg = HydraConfig.get()
         tags.update({schema.HYDRA_SWEEP_DIR: hydra_cfg.sweep.dir, schema.HYDRA_JOB_NUM: hydra_cfg.job.num, **tracking.sweep_job_tags()})
     if os.environ.get("DVC_EXP_NAME"):
@@ -143,13 +154,13 @@ def run_tags(cfg, provenance, sha256):
     return tags
 
 
-def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name):
-    """Run the epochs, logging as it goes; stops early if the loss diverges."""
+def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name, quiet=False):
+    """Run the epochs, logging as it goes; stops early if the loss diverges. W's snapshots start
+    after the first epoch: the initial W (zeros by default) would be a blank first picture."""
     training = Training()
     started = time.perf_counter()
-    mlflow_run.log_snapshot(sgd.W, 0, templates_picture)
     steps_per_epoch = sgd.steps_per_epoch
-    with tqdm(total=epochs * steps_per_epoch, desc=name, unit="step", disable=None, leave=False) as bar:
+    with tqdm(total=epochs * steps_per_epoch, desc=name, unit="step", disable=True if quiet else None, leave=False) as bar:
         on_steps = None if bar.disable else bar.update
         for epoch in range(1, epochs + 1):
             epoch_started = time.perf_counter()
@@ -174,7 +185,7 @@ def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name):
                 step=epoch,
             )
             if tracking_cfg.snapshot_every and epoch % tracking_cfg.snapshot_every == 0 and epoch < epochs:
-                mlflow_run.log_snapshot(sgd.W, epoch, templates_picture)
+                mlflow_run.log_snapshot(sgd.W, epoch, functools.partial(weights_picture, title=f"W after epoch {epoch}"))
             bar.set_postfix(loss=f"{result.loss:.4f}", val_acc=f"{val_accuracy:.3f}", refresh=False)
     training.seconds = time.perf_counter() - started
     return training
@@ -188,8 +199,8 @@ def window_means(step_losses, window, first_step):
     return (first_step + starts + counts - 1).tolist(), means.tolist()
 
 
-def final_metrics(sgd, train, val, training, started):
-    """metrics.json: exact losses and accuracies of the final W, how training went, its cost."""
+def final_metrics(sgd, train, val, training):
+    """metrics.json: exact losses and accuracies of the final W, and how training went."""
     train_loss, train_accuracy = loss_and_accuracy(sgd.W, train.images, train.labels, sgd.variant)
     val_loss, val_accuracy = loss_and_accuracy(sgd.W, val.images, val.labels, sgd.variant)
     metrics = {
@@ -199,22 +210,32 @@ def final_metrics(sgd, train, val, training, started):
         "steps": training.steps,
         "diverged": training.diverged_at is not None,
         "diverged_at_step": training.diverged_at,
-        "seconds": {"train": training.seconds, "total": time.perf_counter() - started},
     }
     return metrics
 
 
 def log_outcome(mlflow_run, sgd, training, metrics, optimum, name):
-    """The final metrics, whether it diverged (then the run ends FAILED), the final W and the
-    loss curve."""
+    """Whether it diverged (then the run ends FAILED, named "diverged: ..."), the training time,
+    the final W (a snapshot, and W_final.png) and the loss curve.
+
+    A diverged run's curves end with a point for the W it stopped with (the last before the loss
+    blew up, the W evaluated and saved), at the epoch it stopped in: a curve's last point is
+    always the final W's.
+    """
     diverged = training.diverged_at is not None
-    mlflow_run.log_metrics({schema.final(k): v for k, v in flat_numbers(metrics).items()}, step=training.steps)
+    stopped_in = len(training.history) + diverged  # the epoch it stopped in
+    mlflow_run.log_metrics({schema.TRAIN_SECONDS: training.seconds}, step=0)
     tags = {schema.DIVERGED: str(diverged).lower()}
     if diverged:
+        mlflow_run.log_metrics({schema.TRAIN_LOSS_EPOCH: metrics["train"]["loss"], schema.TRAIN_ACCURACY: metrics["train"]["accuracy"],
+                                schema.VAL_LOSS: metrics["val"]["loss"], schema.VAL_ACCURACY: metrics["val"]["accuracy"]}, step=stopped_in)
         tags[schema.DIVERGED_AT_STEP] = training.diverged_at
         mlflow_run.end_status = "FAILED"
+        mlflow_run.rename(schema.DIVERGED_NAME_PREFIX + name)
     mlflow_run.set_tags(tags)
-    mlflow_run.log_snapshot(sgd.W, len(training.history) + diverged, templates_picture)  # the epoch it stopped in
+    mlflow_run.log_snapshot(sgd.W, stopped_in, functools.partial(weights_picture, title=f"W after epoch {stopped_in}"))
+    mlflow_run.log_picture(lambda: weights_picture(sgd.W, f"{name}: the final W, epoch {stopped_in}", zoom=6),
+                           schema.WEIGHTS_FINAL_PICTURE)
     curve = {"history": training.history, "step_loss_steps": training.logged_steps, "step_losses": training.logged_losses,
              "steps_per_epoch": sgd.steps_per_epoch, "title": name,
              "floor": optimum.loss if optimum else None, "diverged_at": training.diverged_at}
@@ -222,14 +243,14 @@ def log_outcome(mlflow_run, sgd, training, metrics, optimum, name):
 
 
 # The pictures are drawn on the tracking writer's thread, and only for a tracked run: training
-# neither waits for matplotlib to load nor loads it at all with tracking off.
+# neither waits for them nor, with tracking off, loads what draws them.
 
 
-def templates_picture(W):
-    """W's rows as digit templates, an RGB array (pipeline.pictures.templates_image)."""
-    from pipeline.pictures import templates_image
+def weights_picture(W, title, zoom=2):
+    """W's rows as labelled tiles with their colour scale, an RGB array (pipeline.w_picture)."""
+    from pipeline.w_picture import weights_picture as draw
 
-    return templates_image(W)
+    return draw(W, title=title, zoom=zoom)
 
 
 def loss_curve_picture(curve):
@@ -239,14 +260,8 @@ def loss_curve_picture(curve):
     return loss_curve_figure(**curve)
 
 
-def flat_numbers(metrics):
-    """``{"train.loss": 0.1, ...}`` for the numbers of ``metrics`` (booleans and None left out)."""
-    flat = tracking.flatten(metrics)
-    return {k: v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-def write_outputs(out_dir, W, metrics, history, record):
-    """The four output files, each written to a temporary file and renamed into place."""
+def write_outputs(out_dir, W, metrics, history, timing, record):
+    """The five output files, each written to a temporary file and renamed into place."""
     out_dir.mkdir(parents=True, exist_ok=True)
     history_text = io.StringIO()
     writer = csv.DictWriter(history_text, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
@@ -255,6 +270,7 @@ def write_outputs(out_dir, W, metrics, history, record):
     contents = {
         "metrics.json": json_bytes(metrics),
         "history.csv": history_text.getvalue().encode(),
+        "timing.json": json_bytes(timing),
         "mlflow_run.json": json_bytes(record),
     }
     with atomic_write(out_dir / "W.npy") as f:
@@ -264,13 +280,13 @@ def write_outputs(out_dir, W, metrics, history, record):
             f.write(content)
 
 
-def summary(name, metrics, training, mlflow_run, out_dir):
-    """The one line printed at the end."""
+def summary(name, metrics, training, mlflow_run):
+    """The one line printed at the end: the run, how it went, the link to it."""
     if training.diverged_at is not None:
         outcome = f"DIVERGED at step {training.diverged_at:,} (batch loss {training.diverged_loss:.3g})"
     else:
-        outcome = f"train loss {metrics['train']['loss']:.4f}, val accuracy {metrics['val']['accuracy']:.1%}"
-    return f"{name}: {metrics['epochs']} epochs in {training.seconds:.2f} s, {outcome}; outputs in {out_dir}/; {tracking.where_logged(mlflow_run)}"
+        outcome = f"val accuracy {metrics['val']['accuracy']:.1%} after {metrics['epochs']} epochs"
+    return f"{name}: {outcome}; {tracking.where_logged(mlflow_run)}"
 
 
 if __name__ == "__main__":

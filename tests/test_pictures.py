@@ -1,56 +1,11 @@
-"""Pictures of W and of the loss curves."""
+"""The matplotlib pictures: loss curves, confusion matrix, mistakes (W's picture: test_w_picture)."""
 
 import io
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from pipeline.pictures import confusion_figure, loss_curve_figure, mistakes_figure, templates_image, tile_templates
-
-
-def weights_with_a_mark_per_digit():
-    """W whose row d is 0 except weight d at pixel (d, d), and -d at (27, 27)."""
-    W = np.zeros((10, 28, 28))
-    for digit in range(10):
-        W[digit, digit, digit] = digit
-        W[digit, 27, 27] = -digit
-    return W.reshape(10, 784)
-
-
-def test_tiles_put_digit_d_in_row_d_div_5_column_d_mod_5_scaled_by_the_largest_weight():
-    grid = tile_templates(weights_with_a_mark_per_digit(), columns=5, gap=1)
-
-    assert grid.shape == (2 * 28 + 1, 5 * 28 + 4)
-    for digit in range(10):
-        top, left = 29 * (digit // 5), 29 * (digit % 5)
-        tile = grid[top : top + 28, left : left + 28]
-        assert tile[digit, digit] == pytest.approx(digit / 9)
-        assert tile[27, 27] == pytest.approx(-digit / 9)
-        assert np.count_nonzero(tile) == (2 if digit else 0)
-    assert np.isnan(grid[28, :]).all() and np.isnan(grid[:, 28]).all()  # the gaps
-
-
-def test_non_finite_weights_show_as_gaps_and_do_not_set_the_scale():
-    W = weights_with_a_mark_per_digit()
-    W[0, 0] = np.inf
-    W[1, 5] = np.nan
-
-    grid = tile_templates(W)
-
-    assert np.isnan(grid[0, 0]) and np.isnan(grid[0, 29 + 5])
-    assert np.nanmax(np.abs(grid)) == 1.0
-
-
-def test_templates_image_is_a_zoomed_rgb_picture_red_up_blue_down_white_zero():
-    image = templates_image(weights_with_a_mark_per_digit(), zoom=3)
-
-    assert image.shape == (3 * 57, 3 * 144, 3) and image.dtype == np.uint8
-    red, blue, zero = (image[3 * y, 3 * x].astype(int) for y, x in ((29 + 9, 4 * 29 + 9), (29 + 27, 4 * 29 + 27), (10, 20)))
-    assert red[0] > red[2] + 50 and red[1] < 30  # +max: dark red (103, 0, 31)
-    assert blue[2] > blue[0] + 50 and blue[2] > blue[1] + 30  # -max: dark blue (5, 48, 97)
-    assert zero.min() > 240  # 0: white
-    assert (templates_image(np.zeros((10, 784)))[0, 0] > 240).all()  # all-zero W, no division by 0
+from pipeline.pictures import confusion_figure, loss_curve_figure, mistakes_figure
 
 
 def test_loss_curve_figure_has_a_log_axis_the_floor_and_the_divergence():
