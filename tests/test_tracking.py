@@ -166,29 +166,34 @@ def test_buffered_metrics_are_all_written_in_batches(mlflow_store):
 
 
 def test_a_weight_snapshot_is_the_array_at_that_moment_and_its_picture_at_that_step(mlflow_store, tmp_path):
+    from PIL import Image
+
     W = np.arange(7840, dtype=np.float32).reshape(10, 784)
-    picture = np.zeros((6, 8, 3), dtype=np.uint8)
-    picture[:, :4, 0] = 255  # left half red
+    pictures = [np.full((6, 8, 3), colour, dtype=np.uint8) for colour in (50, 200)]
     drawn_from = []
     with tracking.start_run(settings(), "run", {}, {}) as run:
-        run.log_snapshot(W, epoch=3, draw=lambda drawn: drawn_from.append(drawn.copy()) or picture)
-        W += 1  # training goes on while the snapshot is written
+        for epoch, picture in zip((3, 5), pictures):
+            run.log_snapshot(W, epoch=epoch, draw=lambda drawn, picture=picture: drawn_from.append(drawn.copy()) or picture)
+            W += 1  # training goes on while the snapshot is written
 
     folder = mlflow_store.client.download_artifacts(run.run_id, "", str(tmp_path / "download"))
     saved = np.load(f"{folder}/weights/W_epoch_0003.npy", allow_pickle=False)
-    np.testing.assert_array_equal(saved, W - 1)
-    [drawn] = drawn_from
-    np.testing.assert_array_equal(drawn, W - 1)  # the picture is of the snapshot, too
+    np.testing.assert_array_equal(saved, W - 2)
+    np.testing.assert_array_equal(drawn_from[0], W - 2)  # the picture is of the snapshot, too
     assert saved.dtype == np.float32
-    pictures = [p.name for p in (tmp_path / "download" / "images").iterdir()]
-    assert sorted(p.rsplit(".", 1)[1] for p in pictures) == ["png", "webp"]  # the picture, its thumbnail
-    assert all(p.startswith("weights~W+step+3+") for p in pictures)  # image key weights/W
-    [png] = [p for p in pictures if p.endswith(".png")]
-    from PIL import Image
+    stored = sorted((tmp_path / "download" / "images").iterdir())
+    assert sorted(p.name.rsplit(".", 1)[1] for p in stored) == ["png"] * 3 + ["webp"] * 3  # each picture, its thumbnail
+    assert all(p.name.startswith("weights~W+step+") for p in stored)  # image key weights/W
 
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "download" / "images" / png).convert("RGB")), picture)
+    def picture_at(step):
+        [png] = [p for p in stored if p.name.startswith(f"weights~W+step+{step}+") and p.suffix == ".png"]
+        return np.asarray(Image.open(png).convert("RGB"))
+
+    # The first picture also at step 0, where the UI's slider opens.
+    for step, picture in ((0, pictures[0]), (3, pictures[0]), (5, pictures[1])):
+        np.testing.assert_array_equal(picture_at(step), picture)
     stored_in = mlflow_store.path.parent / "mlruns" / "handgrad" / run.run_id / "artifacts" / "weights"
-    assert (stored_in / "W_epoch_0003.npy").exists()
+    assert sorted(p.name for p in stored_in.iterdir()) == ["W_epoch_0003.npy", "W_epoch_0005.npy"]
 
 
 def test_a_failed_background_write_fails_the_run(mlflow_store):

@@ -164,14 +164,14 @@ def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_pat
     def artifacts(folder):
         return sorted(a.path for a in mlflow_store.client.list_artifacts(run.info.run_id, folder))
 
-    # W after every other epoch and at the end, from the first epoch's end on (not the zeros it
-    # started from): as arrays, and as pictures at their epoch, the UI's step slider.
+    # W after every other epoch and at the end, never the zeros it started from: as arrays, and as
+    # pictures at their epoch (the UI's step slider, which opens on step 0: the first one, again).
     assert artifacts("weights") == [f"weights/W_epoch_{e:04d}.npy" for e in (2, 4)]
     folder = mlflow_store.client.download_artifacts(run.info.run_id, "weights", str(tmp_path / "download"))
     final = np.load(f"{folder}/W_epoch_0004.npy", allow_pickle=False)
     np.testing.assert_array_equal(final, np.load(out / "W.npy"))
     pictures = [p for p in artifacts("images") if p.endswith(".png")]
-    assert sorted(int(p.split("+step+")[1].split("+")[0]) for p in pictures) == [2, 4]
+    assert sorted(int(p.split("+step+")[1].split("+")[0]) for p in pictures) == [0, 2, 4]
     assert all(p.startswith("images/weights~W+step+") for p in pictures)
     assert artifacts("plots") == ["plots/loss_curve.png"]
     assert artifacts("data") == ["data/provenance.json"]

@@ -48,6 +48,7 @@ class Run:
         self.last_flush = time.monotonic()
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-writer")
         self.writes = []
+        self.pictured = False  # whether a snapshot's picture was logged yet (the first goes to step 0 too)
 
     @classmethod
     def create(cls, uri, experiment_name, run_name, params, tags, source):
@@ -99,7 +100,11 @@ class Run:
 
     def log_snapshot(self, W, epoch, draw):
         """W at ``epoch`` as ``weights/W_epoch_<epoch>.npy``, and ``draw(W)`` (the stage's picture
-        of W, an RGB array) as image key ``W`` at step ``epoch``: the UI's step slider."""
+        of W, an RGB array) as image key ``weights/W`` at step ``epoch``: the UI's step slider.
+
+        The UI's image card opens on step 0 whatever steps were logged (an empty box if none is
+        there), so the run's first picture is logged at step 0 too.
+        """
         self._write(self._log_snapshot, np.array(W, order="C"), epoch, draw)
 
     def _log_snapshot(self, W, epoch, draw):
@@ -107,7 +112,10 @@ class Run:
             path = Path(folder) / f"W_epoch_{epoch:04d}.npy"
             np.save(path, W, allow_pickle=False)
             self.client.log_artifact(self.run_id, str(path), artifact_path=schema.WEIGHTS_DIR)
-        self.client.log_image(self.run_id, draw(W), key=schema.WEIGHTS_IMAGE_KEY, step=epoch)
+        picture = draw(W)
+        for step in sorted({0, epoch} if not self.pictured else {epoch}):
+            self.client.log_image(self.run_id, picture, key=schema.WEIGHTS_IMAGE_KEY, step=step)
+        self.pictured = True
 
     def log_figure(self, draw, artifact_file):
         """``draw()`` (the stage's matplotlib Figure) saved as ``artifact_file``, a .png path."""
