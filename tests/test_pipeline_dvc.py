@@ -5,6 +5,7 @@ The data is the packaged 5k subset (``data.source=packaged`` in the clone), so n
 used; one first `dvc repro` takes ~20 s here and is shared by the tests below.
 """
 
+import functools
 import json
 import os
 import re
@@ -41,7 +42,13 @@ class Clone:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env['PATH']}"
         self.env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-        self.mlflow = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+
+    @functools.cached_property
+    def mlflow(self):
+        """A client of the clone's store, made once the store is there: MLflow keeps one store
+        object per URI in a process, and one opened before the database file was copied in
+        reads runs from it but not their dataset inputs."""
+        return MlflowClient(f"sqlite:///{self.root / 'mlflow.db'}")
 
     def run(self, *command, env=None):
         result = subprocess.run(command, cwd=self.root, env={**self.env, **(env or {})}, capture_output=True, text=True,
