@@ -12,6 +12,7 @@ opening an MLflow run. ``stage_app`` is ``hydra.main`` with one exit code, 2, fo
 import functools
 import math
 import os
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -27,6 +28,7 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+NAME = re.compile(r"[a-z][a-z0-9_]*")
 EXIT_CONFIG_ERROR = 2
 
 
@@ -84,7 +86,16 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = one_of("softmax", "linear")
+    name: str = setting(pattern="name")  # results/<name>/: conf/model/<name>.yaml's own
+    # The names of pipeline.model's OUTPUTS and LOSSES, pipeline.activations' ACTIVATIONS and
+    # pipeline.mlp's INITS (tests/test_config.py checks they agree; importing them here would
+    # make every stage, download included, depend on the model's code).
+    output: str = one_of("softmax", "identity")
+    loss: str = one_of("squared_error", "cross_entropy")
+    bias: bool = setting()
+    hidden: Optional[int] = setting(range=(1, None, False, False), optional=True)  # null: no hidden layer
+    activation: str = one_of("relu", "sigmoid", "tanh")
+    init: str = one_of("auto", "he", "glorot")
 
 
 @dataclass
@@ -95,6 +106,7 @@ class OptimConfig:
     seed: int = in_range(low=0)
     init: str = one_of("zeros", "ones", "normal")
     init_scale: float = in_range(low=0)
+    weight_decay: float = in_range(low=0)
 
 
 @dataclass
@@ -153,6 +165,7 @@ class GradcheckConfig:
     shown: int = in_range(low=0)
     eps: float = in_range(low=0, low_open=True)
     tolerance: float = in_range(low=0)
+    weight_decay: float = in_range(low=0)
 
 
 @dataclass
@@ -307,6 +320,10 @@ def _problems(node, schema, prefix):
 
 
 def _field_problem(value, kind, rules):
+    if value is None and rules.get("optional"):
+        return None
+    if rules.get("pattern") == "name" and not (isinstance(value, str) and NAME.fullmatch(value)):
+        return "must be a name of lowercase letters, digits and _ (it names a results folder)"
     if "one_of" in rules and value not in rules["one_of"]:
         return "must be one of " + ", ".join(rules["one_of"])
     low, high, low_open, high_open = rules.get("range", (None, None, False, False))

@@ -3,7 +3,7 @@
     python -m pipeline.evaluate                  # W from results/softmax/, test split of data/mnist
     python -m pipeline.evaluate model=linear
 
-Computes with pipeline.metrics the test loss (the training loss), accuracy, per-class precision
+The model is the one params.npz says it is (its model fields); computes with pipeline.metrics the test loss (the training loss), accuracy, per-class precision
 and recall and the confusion matrix, and writes them into ``train_dir`` next to W, each file
 atomically:
 
@@ -34,12 +34,12 @@ from pipeline import tracking
 from pipeline.config import ConfigError, EvaluateConfig, stage_app, validated
 from pipeline.constants import scaled
 from pipeline.data import load_split
-from pipeline.files import atomic_write, json_bytes
+from pipeline.files import PARAMS_FILE, atomic_write, json_bytes, read_params
 from pipeline.idx import IDXError
 from pipeline.metrics import evaluate, most_confidently_wrong
-from pipeline.model import forward
 from pipeline.pictures import confusion_figure, mistakes_figure
 from pipeline.tracking import schema
+from pipeline.variants import build
 
 OUTPUT_FILES = ("test_metrics.json", "per_class.csv", "confusion.csv", "confusion.png", "misclassified.png")
 MLFLOW_ARTIFACT_DIR = schema.EVALUATION_DIR
@@ -61,17 +61,17 @@ def run(cfg):
         return 2
     variant, train_dir = cfg.model.name, Path(cfg.train_dir)
     try:
-        W, trained_run = load_training(train_dir, variant)
+        params, model, trained_run = load_training(train_dir, variant, cfg.model)
         images, labels, _ = load_split(cfg.data.dir, "test")
     except (FileNotFoundError, IDXError, ValueError) as error:
         print(f"cannot evaluate: {error}", file=sys.stderr)
         return 1
 
-    Y_hat = forward(W, scaled(images, W.dtype), variant)
-    result = evaluate(Y_hat, labels, variant)
+    Z, Y_hat = model.predict(params, scaled(images, params[model.WEIGHTS[0]].dtype))
+    result = evaluate(Y_hat, labels, model, logits=Z)
     mistakes = most_confidently_wrong(Y_hat, labels, cfg.mistakes_shown)
     predicted = Y_hat.argmax(axis=1)
-    name = f"{variant}, W from {train_dir}"
+    name = f"{variant}, trained in {train_dir}"
     write_outputs(
         train_dir,
         result,
@@ -93,13 +93,15 @@ def run(cfg):
     return 0
 
 
-def load_training(train_dir, variant):
-    """W (k, n) and the training's MLflow run record (run_id may be None: not tracked)."""
-    weights, record = train_dir / "W.npy", train_dir / "mlflow_run.json"
+def load_training(train_dir, variant, model_fields):
+    """The trained parameters, the model they are for (params.npz's own model fields, else
+    ``model_fields``) and the training's MLflow run record (run_id may be None: not tracked)."""
+    weights, record = train_dir / PARAMS_FILE, train_dir / "mlflow_run.json"
     for path in (weights, record):
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: run the train stage first (python -m pipeline.train model={variant})")
-    return np.load(weights, allow_pickle=False), json.loads(record.read_text())
+    params, fields = read_params(weights)
+    return params, build(fields or model_fields), json.loads(record.read_text())
 
 
 def per_class_rows(result):
