@@ -12,12 +12,13 @@ import bench
 from bench import REPO_ROOT, ROWS
 from bench.commands import Workspace, dvc, startup, sweep, tracking_share
 from bench.data import benchmark_rows
+from bench.hidden import hidden_loop, hidden_memory
 from bench.loop import evaluation, loop
 from bench.machine import machine
 from bench.report import table, target_checks
 from pipeline.files import atomic_write
 
-PARTS = ("loop", "evaluate", "tracking", "startup", "dvc", "sweep")
+PARTS = ("loop", "hidden", "evaluate", "tracking", "startup", "dvc", "sweep")
 
 
 def parse_arguments(argv):
@@ -42,6 +43,8 @@ def main(argv=None):
         workspace = Workspace(folder, images, labels, origin)
         measure = {
             "loop": lambda: loop(images, labels, args.epochs or repeats, args.quick),
+            "hidden": lambda: {"loop": hidden_loop(images, labels, args.epochs or repeats, args.quick),
+                               "memory": hidden_memory(workspace)},
             "evaluate": lambda: evaluation(images, labels, repeats),
             "tracking": lambda: tracking_share(workspace, repeats=1 if args.quick else 2),
             "startup": lambda: startup(workspace, repeats=2 if args.quick else 3),

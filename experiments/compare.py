@@ -267,7 +267,7 @@ def stability_note(table):
     limits = table["max_stable_lr"].dropna().unique()
     if len(limits) == 0:
         return ""
-    shown = ", ".join(f"{limit:.3g}" for limit in limits)
+    shown = ", ".join(dict.fromkeys(f"{limit:.3g}" for limit in limits))  # with a bias or decay: others
     return f"linear: full-batch gradient descent is stable below lr {shown} (2/λ_max of the data)"
 
 
