@@ -73,10 +73,7 @@ def row_sums(A):
 
 def into(out, A):
     """``A``, written into ``out`` unless ``out`` is None or ``A`` itself."""
-    if out is None or out is A:
-        return A
-    np.copyto(out, A)
-    return out
+    return A if out is None or out is A else np.copyto(out, A) or out
 
 
 class Softmax:
@@ -204,8 +201,7 @@ class Variant:
         return self.output.forward(self.logits(params, X))
 
     def predict(self, params, X):
-        """``(Z, Ŷ)``: the logits, kept (an output's forward without ``out`` leaves Z as it is),
-        and the prediction."""
+        """``(Z, Ŷ)``: the logits (a forward without ``out`` leaves Z as it is) and the prediction."""
         Z = self.logits(params, X)
         return Z, self.output.forward(Z)
 
@@ -250,9 +246,7 @@ class Variant:
 
     def decayed(self, grads, params, weight_decay):
         """``∂/∂W (λ||W||²) = 2λW`` added to each weight's gradient."""
-        for key in self.WEIGHTS if weight_decay else ():
-            grads[key] = grads[key] + 2 * weight_decay * params[key]
-        return grads
+        return {key: g + 2 * weight_decay * params[key] if weight_decay and key in self.WEIGHTS else g for key, g in grads.items()}
 
     def objective(self, params, X, Y, weight_decay=0.0):
         """``L + λΣ||W||²`` of one batch from the forward pass alone: what ``loss_and_grad``
@@ -265,21 +259,14 @@ class Variant:
         W = np.asarray(params["W"])
         X, Y = np.asarray(X, dtype=W.dtype), np.asarray(Y, dtype=W.dtype)
         check_shapes(W, X, Y)
-        checked = {"W": W}
-        if self.bias:
-            checked["b"] = np.asarray(params["b"], dtype=W.dtype)
-            if checked["b"].shape != (W.shape[0],):
-                raise ValueError(f"b must be ({W.shape[0]},) to match W {W.shape}, got shape {checked['b'].shape}")
+        checked = {key: np.asarray(params[key], dtype=W.dtype) for key in self.parameter_shapes(*W.shape[::-1])}
+        if self.bias and checked["b"].shape != (W.shape[0],):
+            raise ValueError(f"b must be ({W.shape[0]},) to match W {W.shape}, got shape {checked['b'].shape}")
         return checked, X, Y
 
 
-VARIANTS = {
-    entry.name: entry
-    for entry in (
-        Variant("softmax", output=SOFTMAX, loss=SQUARED_ERROR),
-        Variant("linear", output=IDENTITY, loss=SQUARED_ERROR),
-    )
-}
+# The design's two variants by name (any other is built from its conf fields: pipeline.variants).
+VARIANTS = {entry.name: entry for entry in (Variant("softmax", SOFTMAX, SQUARED_ERROR), Variant("linear", IDENTITY, SQUARED_ERROR))}
 
 
 def variant(name):
