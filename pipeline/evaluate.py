@@ -3,9 +3,9 @@
     python -m pipeline.evaluate                  # W from results/softmax/, test split of data/mnist
     python -m pipeline.evaluate model=linear
 
-The model is the one params.npz says it is (its model fields); computes with pipeline.metrics the test loss (the training loss), accuracy, per-class precision
-and recall and the confusion matrix, and writes them into ``train_dir`` next to W, each file
-atomically:
+The model is the one params.npz says it is (its model fields). Computes with pipeline.metrics
+the test loss (the training loss), accuracy, per-class precision and recall and the confusion
+matrix, and writes them into ``train_dir`` next to the parameters, each file atomically:
 
     test_metrics.json   test loss, accuracy and number of digits         (dvc metrics)
     per_class.csv       digit,precision,recall,support                   (dvc plots)

@@ -114,7 +114,7 @@ def loss_curve_figure(history, step_loss_steps, step_losses, steps_per_epoch, ti
     axes.yaxis.set_major_formatter(plain)
     axes.yaxis.set_minor_formatter(plain)
     axes.set_xlabel("epoch")
-    axes.set_ylabel("loss  (mean ||ŷ − y||²)")
+    axes.set_ylabel("loss  (the variant's, mean over rows)")
     axes.set_title(title)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small")

@@ -95,8 +95,8 @@ def run(cfg):
 
     optim = cfg.optim
     init_rng, shuffle_rng = seeded_generators(optim.seed)
-    params = initial_params(model, optim.init, optim.init_scale, train.images.shape[1], cfg.dtype, init_rng)
-    sgd = trainer(train.images, train.labels, params, model, optim.lr, optim.batch_size, shuffle_rng, cfg.divergence.factor, optim.weight_decay)
+    initial = initial_params(model, optim.init, optim.init_scale, train.images.shape[1], cfg.dtype, init_rng)
+    sgd = trainer(train.images, train.labels, initial, model, optim.lr, optim.batch_size, shuffle_rng, cfg.divergence.factor, optim.weight_decay)
     optimum = linear_optimum(train.images, train.labels, model, weight_decay=optim.weight_decay) if model.is_least_squares else None
 
     name = run_name(cfg)
