@@ -231,6 +231,6 @@ def test_command_line_prints_the_result_and_leaves_no_hydra_files(project):
     )
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip().splitlines()[-1]
-    assert line.startswith(f"softmax, W from {project['train_dir']}: test accuracy 92.5%, test loss ")
+    assert line.startswith(f"softmax, trained in {project['train_dir']}: test accuracy 92.5%, test loss ")
     assert f"on 40 digits; MLflow run {project['run'].run_id}: mlflow ui --backend-store-uri sqlite:///" in line
     assert sorted(p.name for p in project["dir"].iterdir()) == ["data", "mlflow.db", "mlflow.db.lock", "mlruns", "results"]
