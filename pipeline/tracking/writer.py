@@ -18,7 +18,7 @@ from tempfile import TemporaryDirectory
 import numpy as np
 
 from pipeline.tracking import schema
-from pipeline.tracking.store import connect
+from pipeline.tracking.store import connect, store_errors
 
 FLUSH_SECONDS = 2.0
 # MLflow's limits per log_batch call.
@@ -57,14 +57,18 @@ class Run:
         handed_id = os.environ.get(schema.EXPERIMENT_ID_VARIABLE)
         client, experiment_id = connect(uri, None if handed_id else experiment_name)
         experiment_id = handed_id or experiment_id
-        run_id = client.create_run(experiment_id, run_name=run_name, tags=system_tags(source)).info.run_id
+        with store_errors(uri):  # a store that opens but takes no writes (read-only, full)
+            run_id = client.create_run(experiment_id, run_name=run_name, tags=system_tags(source)).info.run_id
         run = cls(client, run_id, experiment_id, uri)
         try:
             for batch in batches([Param(k, str(v)) for k, v in params.items()], MAX_PARAMS_OR_TAGS_PER_BATCH):
                 client.log_batch(run_id, params=batch)
             run.set_tags(tags)
         except BaseException as error:
-            run.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED", error=error)
+            interrupted = isinstance(error, KeyboardInterrupt)
+            run.end("KILLED" if interrupted else "FAILED", error=error)
+            if interrupted:
+                error.add_note(f"MLflow run {run_id} marked KILLED")
             raise
         return run
 
@@ -142,7 +146,9 @@ class Run:
         self._raise_failed_write()
 
     def wait(self):
-        """Block until every write queued so far is done; raise the error of one that failed."""
+        """Send what is buffered and block until every write queued so far is done; raise the
+        error of one that failed."""
+        self.flush()
         for write in self.writes:
             write.exception()  # waits, raises nothing
         self._raise_failed_write()
@@ -194,6 +200,9 @@ class DisabledRun:
         pass
 
     def log_dict(self, mapping, artifact_file):
+        pass
+
+    def wait(self):
         pass
 
 
