@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from hydra.core.hydra_config import HydraConfig
 
-from pipeline import train
+from pipeline import tracking, train
 from pipeline.data import PROVENANCE_FILE, TRAIN_FILES
 from pipeline.idx import read_idx, write_idx
 from tests.helpers import blocked_reader, closed_port, interrupt, start_stage, wait_until
@@ -372,7 +372,7 @@ def test_a_failing_mlflow_write_fails_the_stage_before_any_output_is_replaced(da
 
     monkeypatch.setattr(train, "loss_curve_picture", unwritable)
     out = tmp_path / "out"
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(tracking.TrackingError, match=f"MLflow store {mlflow_store.uri}: plots/loss_curve.png: No space left on device"):
         train_run(data_dir, out)
 
     assert not out.exists()

@@ -16,6 +16,7 @@ becomes a TrackingError naming the URI, the cause and how to run without it.
 
 import errno
 import fcntl
+import logging
 import os
 import re
 from contextlib import contextmanager
@@ -101,6 +102,9 @@ def connect(uri, experiment_name=None):
     """
     from mlflow import MlflowClient
 
+    # Its ERROR log prints, as a traceback, each SQLAlchemy error that reaches us anyway and that
+    # the stage reports in one line (a read-only or full store).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     database = sqlite_path(uri)
     with store_errors(uri), store_lock(database):
         if database is not None and database.exists() and not os.access(database, os.W_OK):
@@ -127,6 +131,16 @@ def store_errors(uri):
         if type(error).__module__.split(".")[0] != "sqlalchemy":
             raise
         raise TrackingError(f"MLflow store {uri}: {store_failure(error)}; {without_store_hint(uri)}") from error
+
+
+def is_store_failure(error):
+    """Whether ``error`` comes from the store's disk, database or network rather than from what
+    was asked of it (an invalid artifact path, say)."""
+    causes, cause = [], error
+    while cause is not None and cause not in causes:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return any(isinstance(c, OSError) or type(c).__name__ in ("OperationalError", "ConnectionError") for c in causes)
 
 
 def store_failure(error):

@@ -18,7 +18,7 @@ from tempfile import TemporaryDirectory
 import numpy as np
 
 from pipeline.tracking import schema
-from pipeline.tracking.store import connect, store_errors
+from pipeline.tracking.store import TrackingError, connect, is_store_failure, store_errors, store_failure, without_store_hint
 
 FLUSH_SECONDS = 2.0
 # MLflow's limits per log_batch call.
@@ -132,9 +132,15 @@ class Run:
             error = error or write_error
             raise
         finally:
-            if error is not None:
-                self.client.set_tag(self.run_id, schema.ERROR, f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS])
-            self.client.set_terminated(self.run_id, status=status)
+            try:
+                if error is not None:
+                    self.client.set_tag(self.run_id, schema.ERROR, f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS])
+                self.client.set_terminated(self.run_id, status=status)
+            except Exception as end_error:
+                if not is_store_failure(end_error):
+                    raise
+                raise TrackingError(f"MLflow store {self.tracking_uri}: {store_failure(end_error)}; the run "
+                                    f"{self.run_id} could not be ended and stays RUNNING") from end_error
 
     def finish_writes(self):
         """Send what is buffered, stop the writer after every queued write, raise a failed one's
@@ -170,8 +176,11 @@ class Run:
         finished = [w for w in self.writes if w.done()]
         self.writes = [w for w in self.writes if not w.done()]
         for write in finished:
-            if not write.cancelled():
-                write.result()
+            if not write.cancelled() and (error := write.exception()) is not None:
+                if is_store_failure(error):  # a full disk, a store gone: one line, not a traceback
+                    raise TrackingError(f"MLflow store {self.tracking_uri}: {store_failure(error)}; "
+                                        f"{without_store_hint(self.tracking_uri)}") from error
+                raise error
 
 
 class DisabledRun:
