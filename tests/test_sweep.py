@@ -108,10 +108,10 @@ def test_an_interrupted_sweep_ends_its_run_and_every_running_job_killed_in_one_l
                           "optim.epochs=1000000", "tracking.snapshot_every=0", f"hydra/launcher={launcher}",
                           *(["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []), cwd=tmp_path)
 
-    def jobs_training():
-        return len([r for r in mlflow_store.runs() if "train/loss" in r.data.metrics]) == running
+    def jobs_started():  # the earliest moment: a job's run exists, it has logged nothing yet
+        return len([r for r in mlflow_store.runs() if "sweep.parent" not in r.data.tags]) == running
 
-    wait_until(jobs_training, process)
+    wait_until(jobs_started, process)
     assert interrupt(process, signum) == exit_status
 
     parent, jobs = split_runs(mlflow_store.runs())

@@ -57,13 +57,15 @@ class Run:
         handed_id = os.environ.get(schema.EXPERIMENT_ID_VARIABLE)
         client, experiment_id = connect(uri, None if handed_id else experiment_name)
         experiment_id = handed_id or experiment_id
+        # The tags with the run, not queued after it: a sweep's job killed at once must still be
+        # found by its sweep.id tag, to be ended KILLED.
+        tags = {**system_tags(source), **{key: str(value) for key, value in tags.items()}}
         with store_errors(uri):  # a store that opens but takes no writes (read-only, full)
-            run_id = client.create_run(experiment_id, run_name=run_name, tags=system_tags(source)).info.run_id
+            run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
         run = cls(client, run_id, experiment_id, uri)
         try:
             for batch in batches([Param(k, str(v)) for k, v in params.items()], MAX_PARAMS_OR_TAGS_PER_BATCH):
                 client.log_batch(run_id, params=batch)
-            run.set_tags(tags)
         except BaseException as error:
             interrupted = isinstance(error, KeyboardInterrupt)
             run.end("KILLED" if interrupted else "FAILED", error=error)
