@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 from pipeline import served_model, tracking
 from pipeline.config import ConfigError, PredictConfig, stage_app, validated
 from pipeline.digits import DigitError, read_digits
-from pipeline.files import PARAMS_FILE, read_params
+from pipeline.files import PARAMS_FILE, WeightsError, read_params, read_weights
 from pipeline.model import VARIANTS
 
 # What a folder's files are taken to be images by; a file named explicitly may be anything.
@@ -120,14 +120,17 @@ def folder_predictor(folder, variant):
     """The model of a folder the train stage wrote: params.npz and the model fields in it; or an
     older folder's W.npy, of the variant ``variant`` or the folder's name."""
     weights = folder / PARAMS_FILE
-    if weights.is_file():
-        params, fields = read_params(weights)
-        model = fields or variant or folder.name
-    else:
-        weights = folder / "W.npy"
-        if not weights.is_file():
-            raise ModelNotFound(f"{folder / PARAMS_FILE} not found: train first (python -m pipeline.train), or name a run or model")
-        params, model = {"W": np.load(weights, allow_pickle=False)}, variant or folder.name
+    try:
+        if weights.is_file():
+            params, fields = read_params(weights)
+            model = fields or variant or folder.name
+        else:
+            weights = folder / "W.npy"
+            if not weights.is_file():
+                raise ModelNotFound(f"{folder / PARAMS_FILE} not found: train first (python -m pipeline.train), or name a run or model")
+            params, model = {"W": read_weights(weights)}, variant or folder.name
+    except WeightsError as error:
+        raise ModelNotFound(str(error)) from None
     if not isinstance(model, dict) and model not in VARIANTS:
         raise ModelNotFound(f"{folder}: cannot tell its variant from the folder's name; add variant=<{'|'.join(VARIANTS)}>")
     name = served_model.variant_name(model)

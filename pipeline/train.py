@@ -2,7 +2,7 @@
 
 Reads the training split of ``data.dir`` (never the test split), holds out the validation rows,
 trains W with pipeline.sgd, records the run through pipeline.tracking, and writes, at stable
-paths in ``out_dir`` and only once training is over (each file atomically):
+paths in ``out_dir`` and only once training is over (as one set: all four, or none):
 
     params.npz       the final parameters (W, b; W1, b1, W2, b2) and the model's fields
     metrics.json     final train and validation loss and accuracy, epochs run, divergence, time
@@ -10,8 +10,10 @@ paths in ``out_dir`` and only once training is over (each file atomically):
     mlflow_run.json  run id, experiment id and tracking URI, for the evaluate stage
 
 Exit status: 0 trained, or diverged (a result, recorded as such); 1 diverged with
-``divergence.fatal=true``, or no data, or data not matching its provenance.json; 2 invalid
-config; 130 interrupted (Ctrl-C), leaving the previous outputs untouched and the MLflow run KILLED.
+``divergence.fatal=true``, or no data, or data not matching its provenance.json, or an MLflow
+store that does not answer or cannot be written (checked before training), or an output that
+cannot be written (full disk); 2 invalid config; 130 interrupted (Ctrl-C), 143 terminated
+(SIGTERM): the previous outputs untouched and the MLflow run KILLED.
 """
 
 import csv
@@ -19,6 +21,7 @@ import io
 import json
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +35,7 @@ from tqdm import tqdm
 from pipeline import tracking
 from pipeline.config import ConfigError, TrainConfig, stage_app, validated
 from pipeline.data import load_split, read_provenance, train_val_split
-from pipeline.files import PARAMS_FILE, atomic_write, json_bytes, write_params
+from pipeline.files import PARAMS_FILE, json_bytes, params_writer, write_set
 from pipeline.idx import IDXError
 from pipeline.least_squares import linear_optimum
 from pipeline.mlp_sgd import initial_params, trainer
@@ -66,11 +69,7 @@ class Training:
 
 @stage_app("train")
 def main(cfg):
-    try:
-        status = run(cfg)
-    except KeyboardInterrupt:
-        print("interrupted: no outputs written, MLflow run marked KILLED", file=sys.stderr)
-        status = 130
+    status = run(cfg)  # Ctrl-C and SIGTERM: stage_app's message and exit status
     if status:  # a clean return lets a multirun go on to its next job
         sys.exit(status)
     # What a sweeper searching for the best settings maximises (conf/experiment/lr_search.yaml).
@@ -116,6 +115,7 @@ def run(cfg):
         if optimum is not None:  # in MLflow since the start, as linear/*
             metrics["linear"] = {"max_stable_lr": optimum.max_stable_lr, "least_squares_loss": optimum.loss}
         record = {"run_id": mlflow_run.run_id, "experiment_id": mlflow_run.experiment_id, "tracking_uri": mlflow_run.tracking_uri}
+        mlflow_run.wait()  # a failed MLflow write fails the stage before any output is replaced
         write_outputs(Path(cfg.out_dir), sgd.params, plain(cfg.model), metrics, training.history, record)
 
     print(summary(name, metrics, training, mlflow_run, cfg.out_dir))
@@ -160,6 +160,9 @@ def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name, weight_decay=0.0):
     started = time.perf_counter()
     mlflow_run.log_snapshot(sgd.params, 0, parameters_pictures)
     steps_per_epoch = sgd.steps_per_epoch
+    # tqdm's default lock is a multiprocessing semaphore: a sweep's worker killed on Ctrl-C leaks
+    # it (a "leaked semaphore" warning). Bars in separate processes share no lock anyway.
+    tqdm.set_lock(threading.RLock())
     with tqdm(total=epochs * steps_per_epoch, desc=name, unit="step", disable=None, leave=False) as bar:
         on_steps = None if bar.disable else bar.update
         for epoch in range(1, epochs + 1):
@@ -263,21 +266,17 @@ def flat_numbers(metrics):
 
 
 def write_outputs(out_dir, params, model_fields, metrics, history, record):
-    """The four output files, each written to a temporary file and renamed into place."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """The four output files, as one set: all of them or, on a failure, none (files.write_set)."""
     history_text = io.StringIO()
     writer = csv.DictWriter(history_text, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
-    contents = {
+    write_set(out_dir, {
+        PARAMS_FILE: params_writer(params, model_fields),
         "metrics.json": json_bytes(metrics),
         "history.csv": history_text.getvalue().encode(),
         "mlflow_run.json": json_bytes(record),
-    }
-    write_params(out_dir / PARAMS_FILE, params, model_fields)
-    for file_name, content in contents.items():
-        with atomic_write(out_dir / file_name) as f:
-            f.write(content)
+    })
 
 
 def summary(name, metrics, training, mlflow_run, out_dir):
