@@ -17,12 +17,16 @@ Peers, by key:
 - ``jax_scan``: the whole epoch in one ``jax.jit``: ``lax.scan`` over the full batches, then the
   remainder batch, in one compiled program (no full-batch row: a scan of one step is jit per step).
 - ``jax_step``: ``jax.jit`` of one step, called from a Python loop over the batches.
-- ``torch_compile``: ``torch.compile`` of one step (torch's CPU build), called from a Python loop.
+- ``torch_compile``: ``torch.compile`` of one step (torch's CPU build), called from a Python loop,
+  on torch's default number of threads; ``torch_compile_1``: the same compiled step on one thread,
+  as the loop runs its minibatches (torch's OpenMP threads wait for each other at every operation,
+  and on a shared machine one of them is often descheduled).
 
 The model's pieces are translated by the table below, keyed by pipeline.model's objects, so a
 variant built from pieces a peer lacks fails with one clear KeyError rather than being mistimed.
 """
 
+import copy
 import time
 
 import numpy as np
@@ -34,12 +38,13 @@ from pipeline.metrics import one_hot
 from pipeline.sgd import SGD, initial_weights, seeded_generators
 
 INSTALL_HINT = "pip install -e '.[bench]'"
-PEERS = ("jax_scan", "jax_step", "torch_compile")
-PEER_MODULES = {"jax_scan": "jax", "jax_step": "jax", "torch_compile": "torch"}
+PEERS = ("jax_scan", "jax_step", "torch_compile", "torch_compile_1")
+PEER_MODULES = {"jax_scan": "jax", "jax_step": "jax", "torch_compile": "torch", "torch_compile_1": "torch"}
 PEER_LABELS = {
     "jax_scan": "JAX, the epoch in one jit (lax.scan)",
     "jax_step": "JAX, jit per step",
-    "torch_compile": "torch, torch.compile per step",
+    "torch_compile": "torch.compile per step, torch's default threads",
+    "torch_compile_1": "the same on one thread, as the loop runs its minibatches",
 }
 # A pause before each timed epoch: thread pools (OpenBLAS's, OpenMP's, XLA's) keep spinning for a
 # while after their last task, on the core the next runner would use.
@@ -141,11 +146,14 @@ class TorchPeer:
     """The same as JaxPeer for torch: ``torch.compile`` of one step (its default inductor backend,
     static shapes: the remainder batch is a second graph), a Python loop over the batches."""
 
-    def __init__(self, images, labels, variant, lr, batch_size):
+    def __init__(self, images, labels, variant, lr, batch_size, threads=None):
         import torch
         from torch.func import grad
 
-        self.torch = torch
+        # Every peer compiles the same two functions: without a reset, earlier peers' graphs
+        # count towards dynamo's recompile limit, past which it silently runs them eagerly.
+        torch._dynamo.reset()
+        self.torch, self.threads = torch, threads
         self.n_rows = len(images)
         self.batch_size = min(batch_size, self.n_rows)
         self.images = torch.from_numpy(np.ascontiguousarray(images))
@@ -162,7 +170,24 @@ class TorchPeer:
         self.step = torch.compile(step, dynamic=False)
         self.gathered_step = torch.compile(gathered_step, dynamic=False)
 
+    def on_threads(self, threads):
+        """This peer, its compiled graphs shared, computing on ``threads`` threads."""
+        peer = copy.copy(self)
+        peer.threads = threads
+        return peer
+
     def epoch(self, W, order):
+        torch = self.torch
+        if self.threads is None:
+            return self._epoch(W, order)
+        default = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            return self._epoch(W, order)
+        finally:
+            torch.set_num_threads(default)
+
+    def _epoch(self, W, order):
         torch = self.torch
         W = torch.from_numpy(np.array(W, dtype=np.float32))
         with torch.no_grad():
@@ -176,9 +201,14 @@ class TorchPeer:
         return W.numpy()
 
 
-def make_peer(peer, images, labels, variant, lr, batch_size):
-    if peer == "torch_compile":
-        return TorchPeer(images, labels, variant, lr, batch_size)
+def make_peer(peer, images, labels, variant, lr, batch_size, built=None):
+    """The peer called ``peer``; ``built``: {peer: object} already made for the same rows and
+    settings, whose compiled graphs it may share."""
+    if peer.startswith("torch_compile"):
+        threads = 1 if peer == "torch_compile_1" else None
+        if built and "torch_compile" in built:
+            return built["torch_compile"].on_threads(threads)
+        return TorchPeer(images, labels, variant, lr, batch_size, threads)
     return JaxPeer(images, labels, variant, lr, batch_size, whole_epoch=peer == "jax_scan")
 
 
@@ -237,12 +267,13 @@ def peers(images, labels, settings, epochs, batch_sizes=(32, 256, None)):
             optim = config.optim
             W0 = initial_weights(optim.init, optim.init_scale, images.shape[1], np.dtype(np.float32), seeded_generators(optim.seed)[0])
             sgd = SGD(images, labels, W0.copy(), variant, optim.lr, batch_rows, seeded_generators(optim.seed)[1], config.divergence.factor)
-            runners, failed = {"project": lambda: sgd.run_epoch()}, {}
+            runners, failed, built = {"project": lambda: sgd.run_epoch()}, {}, {}
             for peer in installed:
                 if not applies(peer, batch_rows, len(images)):
                     continue
                 try:
-                    runners[peer] = peer_runner(make_peer(peer, images, labels, variant, optim.lr, batch_rows), W0, optim.seed, batch_rows)
+                    built[peer] = make_peer(peer, images, labels, variant, optim.lr, batch_rows, built)
+                    runners[peer] = peer_runner(built[peer], W0, optim.seed, batch_rows)
                 except Exception as error:  # a framework's own failure: report it, time the rest
                     failed[peer] = f"{type(error).__name__}: {error}"
             times = {name: [] for name in runners}

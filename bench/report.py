@@ -119,22 +119,27 @@ def table(report):
 
 def peers_table(p):
     """The loop beside the peers: seconds per epoch, and the loop's time over each peer's."""
-    lines = ["the loop beside compiled peers, float32, same rows, batches and order; seconds per epoch, median (min-max),"]
+    lines = ["the loop beside compiled peers (bench/peers.py), float32, same rows, batches, order, W0 and lr:"]
     if p["missing"]:
         lines.append(f"  not installed: {', '.join(sorted(set(p['missing'].values())))} (peers {', '.join(p['missing'])}): {p['install']}")
     if not p["rows"]:
         return lines
     names = ["project", *[peer for peer in PEERS if peer not in p["missing"]]]
     lines += [
-        "and loop/peer: the loop's best epoch over the peer's (above 1: the peer is faster).",
-        f"  peers: {'; '.join(f'{k} = {PEER_LABELS[k]}' for k in names[1:])}; gradient: {p['gradient']}; threads: "
-        + ", ".join(f"{k} {v}" for k, v in p["threads"].items()) + "; project: pipeline.sgd.SGD",
-        f"  {'variant':8} {'batch':>5} " + " ".join(f"{n:>21}" for n in names) + "  " + " ".join(f"{'loop/' + n:>19}" for n in names[1:]),
+        f"  project = pipeline.sgd.SGD; {'; '.join(f'{k} = {PEER_LABELS[k]}' for k in names[1:])}",
+        f"  peers' gradient: {p['gradient']}; threads: " + ", ".join(f"{k} {v}" for k, v in p["threads"].items()),
+        "  seconds per epoch, median; (x): the loop's best epoch over the peer's best, above 1 when the peer is faster",
+        f"  {'variant':8} {'batch':>5} " + " ".join(f"{n:>16}" for n in names),
     ]
     for r in p["rows"]:
-        cells = [formatted(r["epoch_seconds"][n]) if n in r["epoch_seconds"] else "-" for n in names]
-        ratios = [f"{r['project_over_peer'][n]:.2f}x" if n in r["project_over_peer"] else "-" for n in names[1:]]
-        lines.append(f"  {r['variant']:8} {r['batch_size']!s:>5} " + " ".join(f"{c:>21}" for c in cells) + "  " + " ".join(f"{c:>19}" for c in ratios))
+        cells = []
+        for n in names:
+            if n not in r["epoch_seconds"]:
+                cells.append("-")
+                continue
+            ratio = f" ({r['project_over_peer'][n]:.2f}x)" if n in r["project_over_peer"] else ""
+            cells.append(f"{r['epoch_seconds'][n]['median']:.3f}{ratio}")
+        lines.append(f"  {r['variant']:8} {r['batch_size']!s:>5} " + " ".join(f"{c:>16}" for c in cells))
         lines += [f"    {n} failed: {error}" for n, error in r["failed"].items()]
-    lines.append(f"  what the figures leave out: {p['extra_work']}")
+    lines.append(f"  not in the peers' figures: {p['extra_work']}")
     return lines

@@ -74,7 +74,7 @@ def test_without_the_peers_the_benchmark_says_how_to_install_them(rows, monkeypa
 def test_the_peers_part_times_the_loop_beside_jax(rows, monkeypatch):
     """With torch absent: JAX's two peers timed beside the loop, the ratios from the best epochs,
     the missing one named with the install command, and the loop's extra work said."""
-    monkeypatch.setattr(peers, "missing", lambda: {"torch_compile": "torch"})
+    monkeypatch.setattr(peers, "missing", lambda: {p: m for p, m in peers.PEER_MODULES.items() if m == "torch"})
     images, labels = rows
     settings = {v: train_settings(v) for v in ("softmax", "linear")}
     report = peers.peers(images, labels, settings, epochs=2, batch_sizes=(32, None))
