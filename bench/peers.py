@@ -276,7 +276,7 @@ def peers(images, labels, settings, epochs, batch_sizes=(32, 256, None)):
                     runners[peer] = peer_runner(built[peer], W0, optim.seed, batch_rows)
                 except Exception as error:  # a framework's own failure: report it, time the rest
                     failed[peer] = f"{type(error).__name__}: {error}"
-            times = {name: [] for name in runners}
+            times, cpu = {name: [] for name in runners}, {name: [] for name in runners}
             compile_seconds = {}
             for name, run in list(runners.items()):
                 started = time.perf_counter()
@@ -284,15 +284,16 @@ def peers(images, labels, settings, epochs, batch_sizes=(32, 256, None)):
                     run()  # warm-up: compiles
                 except Exception as error:
                     failed[name] = f"{type(error).__name__}: {error}"
-                    del runners[name], times[name]
+                    del runners[name], times[name], cpu[name]
                     continue
                 compile_seconds[name] = time.perf_counter() - started
             for _ in range(epochs):
                 for name, run in runners.items():
                     time.sleep(SPIN_SECONDS)
-                    started = time.perf_counter()
+                    started, cpu_started = time.perf_counter(), time.process_time()
                     result = run()
                     times[name].append(time.perf_counter() - started)
+                    cpu[name].append(time.process_time() - cpu_started)
                     if name == "project" and result.diverged:
                         raise RuntimeError(f"{variant}, batch {batch_rows} diverged: its epochs would be cut short")
             project = min(times["project"])
@@ -301,9 +302,13 @@ def peers(images, labels, settings, epochs, batch_sizes=(32, 256, None)):
                 "batch_size": batch_size or "full",
                 "lr": optim.lr,
                 "epoch_seconds": {name: spread(t) for name, t in times.items()},
+                # CPU seconds of the whole process (every thread) during each epoch: what an epoch
+                # costs the machine, whatever else ran; above the wall time when it used two cores.
+                "epoch_cpu_seconds": {name: spread(t) for name, t in cpu.items()},
                 "first_epoch_seconds": compile_seconds,
                 # Best epoch over best epoch: the least disturbed of each on a shared machine.
                 "project_over_peer": {name: project / min(t) for name, t in times.items() if name != "project"},
+                "project_over_peer_cpu": {name: min(cpu["project"]) / min(t) for name, t in cpu.items() if name != "project"},
                 "failed": failed,
             })
     return {**report, "threads": thread_counts(), "gradient": "autodiff (jax.grad, torch.func.grad)", "extra_work": EXTRA_WORK}

@@ -128,18 +128,20 @@ def peers_table(p):
     lines += [
         f"  project = pipeline.sgd.SGD; {'; '.join(f'{k} = {PEER_LABELS[k]}' for k in names[1:])}",
         f"  peers' gradient: {p['gradient']}; threads: " + ", ".join(f"{k} {v}" for k, v in p["threads"].items()),
-        "  seconds per epoch, median; (x): the loop's best epoch over the peer's best, above 1 when the peer is faster",
-        f"  {'variant':8} {'batch':>5} " + " ".join(f"{n:>16}" for n in names),
+        "  per epoch, median: wall seconds, then CPU seconds of all threads; (x): the loop's best over the peer's best,",
+        "  above 1 when the peer is faster",
+        f"  {'variant':8} {'batch':>5} {'':4} " + " ".join(f"{n:>16}" for n in names),
     ]
     for r in p["rows"]:
-        cells = []
-        for n in names:
-            if n not in r["epoch_seconds"]:
-                cells.append("-")
-                continue
-            ratio = f" ({r['project_over_peer'][n]:.2f}x)" if n in r["project_over_peer"] else ""
-            cells.append(f"{r['epoch_seconds'][n]['median']:.3f}{ratio}")
-        lines.append(f"  {r['variant']:8} {r['batch_size']!s:>5} " + " ".join(f"{c:>16}" for c in cells))
+        for label, seconds, ratios in (("wall", "epoch_seconds", "project_over_peer"), ("CPU", "epoch_cpu_seconds", "project_over_peer_cpu")):
+            cells = []
+            for n in names:
+                if n not in r[seconds]:
+                    cells.append("-")
+                    continue
+                ratio = f" ({r[ratios][n]:.2f}x)" if n in r[ratios] else ""
+                cells.append(f"{r[seconds][n]['median']:.3f}{ratio}")
+            lines.append(f"  {r['variant']:8} {r['batch_size']!s:>5} {label:4} " + " ".join(f"{c:>16}" for c in cells))
         lines += [f"    {n} failed: {error}" for n, error in r["failed"].items()]
     lines.append(f"  not in the peers' figures: {p['extra_work']}")
     return lines

@@ -85,6 +85,7 @@ def test_the_peers_part_times_the_loop_beside_jax(rows, monkeypatch):
         for name in expected - {"project"}:
             assert len(r["epoch_seconds"][name]["samples"]) == 2
             assert r["project_over_peer"][name] == pytest.approx(r["epoch_seconds"]["project"]["min"] / r["epoch_seconds"][name]["min"])
+            assert r["project_over_peer_cpu"][name] == pytest.approx(r["epoch_cpu_seconds"]["project"]["min"] / r["epoch_cpu_seconds"][name]["min"])
     checks = target_checks({"peers": report})
     assert [what for what, *_ in checks] == ["loop / JAX lax.scan epoch, softmax, batch 32", "loop / JAX lax.scan epoch, linear, batch 32"]
     printed = "\n".join(peers_table(report))
