@@ -39,7 +39,8 @@ into the working tree but the report; stage runs use temporary folders and a tem
 store.
 
 Modules: measure (timing), data (the rows), machine, loop (the training loop and its floor,
-evaluation), peers (JAX and torch beside the loop), commands (tracking, startup, dvc, sweep), report (targets, the table), cli.
+evaluation), peers (JAX and torch beside the loop) and peer_models (the peers), commands
+(tracking, startup, dvc, sweep), report (targets, the table), cli.
 """
 
 from pathlib import Path

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bench import peers
+from bench.peer_models import Orders, applies, make_peer
 from bench.data import benchmark_rows, train_settings
 from bench.report import peers_table, target_checks
 from pipeline.sgd import SGD, seeded_generators
@@ -31,15 +32,15 @@ def needs(peer, batch_size):
 
 
 @pytest.mark.parametrize("variant", ["softmax", "linear"])
-@pytest.mark.parametrize(("peer", "batch_size"), [needs(peer, b) for peer in peers.PEERS for b in (32, ROWS) if peers.applies(peer, b, ROWS)])
+@pytest.mark.parametrize(("peer", "batch_size"), [needs(peer, b) for peer in peers.PEERS for b in (32, ROWS) if applies(peer, b, ROWS)])
 def test_two_epochs_of_a_peer_give_the_projects_W(rows, peer, batch_size, variant):
     """Same W₀, rows, batches and shuffled order: the autodiff of a peer and the hand-derived
     gradient of pipeline.sgd.SGD move W to the same place, up to float32 rounding."""
     images, labels = rows
     W0 = np.random.default_rng(1).normal(0, 0.01, (10, 784)).astype(np.float32)
     sgd = SGD(images, labels, W0.copy(), variant, LR[variant], batch_size, seeded_generators(0)[1], divergence_factor=100.0)
-    peer_object = peers.make_peer(peer, images, labels, variant, LR[variant], batch_size)
-    orders = peers.Orders(0, ROWS, batch_size)
+    peer_object = make_peer(peer, images, labels, variant, LR[variant], batch_size)
+    orders = Orders(0, ROWS, batch_size)
     W = W0
     for _ in range(2):  # the second epoch checks that the orders stay in step
         assert not sgd.run_epoch().diverged
@@ -51,10 +52,10 @@ def test_two_epochs_of_a_peer_give_the_projects_W(rows, peer, batch_size, varian
 
 def test_a_peer_takes_the_projects_order():
     """Orders draws each epoch's permutation as SGD does, from the same seed."""
-    sgd_rng, orders = seeded_generators(3)[1], peers.Orders(3, 50, 8)
+    sgd_rng, orders = seeded_generators(3)[1], Orders(3, 50, 8)
     for _ in range(3):
         np.testing.assert_array_equal(orders.next(), sgd_rng.permutation(50))
-    assert peers.Orders(3, 50, 50).next() is None  # a full batch keeps the stored order
+    assert Orders(3, 50, 50).next() is None  # a full batch keeps the stored order
 
 
 def test_without_the_peers_the_benchmark_says_how_to_install_them(rows, monkeypatch):

@@ -15,7 +15,7 @@ LAYERS = (
     ("stages", {"pipeline.download", "pipeline.train", "pipeline.evaluate", "pipeline.gradcheck", "pipeline.seed_example",
                 "pipeline.predict"}),
     ("orchestration", {"experiments.sweep", "experiments.compare", "experiments.compare_figures", "experiments.ui",
-                       "bench", "bench.cli", "bench.commands", "bench.data", "bench.loop", "bench.machine", "bench.measure", "bench.peers", "bench.report",
+                       "bench", "bench.cli", "bench.commands", "bench.data", "bench.loop", "bench.machine", "bench.measure", "bench.peer_models", "bench.peers", "bench.report",
                        "bench.__main__"}),
 )
 # Package markers with no code: in no layer, imported by nothing.
