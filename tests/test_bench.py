@@ -8,6 +8,7 @@ from contextlib import redirect_stdout
 import pytest
 
 from bench import cli, loop, measure
+from bench.data import benchmark_rows
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +82,12 @@ def test_the_hidden_layer_loop_is_timed_against_its_floor_and_its_memory_measure
     assert memory["rows"] == 600 and "model.hidden=256" in memory["command"] and 50 < memory["peak_rss_mb"] < 2000
     assert [t["what"] for t in data["targets"]][-1].startswith("peak RSS (MB) of a 256-unit hidden layer")
     assert "hidden-layer loop" in printed.getvalue()
+
+
+def test_the_benchmark_rows_are_contiguous_like_the_stages_rows():
+    """Fewer rows than the packaged digits are one tile of the CSV's strided pixel columns: the
+    loop would gather them far slower than the IDX rows the stages read."""
+    for n_rows in (600, 6000):
+        images, labels, _ = benchmark_rows(n_rows)
+        assert images.shape == (n_rows, 784) and images.flags.c_contiguous
+        assert labels.shape == (n_rows,)

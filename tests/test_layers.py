@@ -15,8 +15,9 @@ LAYERS = (
                             "pipeline.tracking.runs", "pipeline.tracking.reports", "pipeline.served_model", "pipeline.registry"}),
     ("stages", {"pipeline.download", "pipeline.train", "pipeline.evaluate", "pipeline.gradcheck", "pipeline.seed_example",
                 "pipeline.predict"}),
-    ("orchestration", {"experiments.sweep", "experiments.compare", "experiments.compare_figures",
-                       "bench", "bench.cli", "bench.commands", "bench.data", "bench.hidden", "bench.loop", "bench.machine", "bench.measure", "bench.report",
+    ("orchestration", {"experiments.sweep", "experiments.compare", "experiments.compare_figures", "experiments.ui",
+                       "bench", "bench.cli", "bench.commands", "bench.data", "bench.hidden", "bench.loop", "bench.machine", "bench.measure",
+                       "bench.peer_models", "bench.peers", "bench.report",
                        "bench.__main__"}),
 )
 # Package markers with no code: in no layer, imported by nothing.
