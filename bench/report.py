@@ -1,6 +1,7 @@
 """The goals, and the report as a table of text."""
 
 from bench.commands import INVALID_OVERRIDE
+from bench.peers import PEER_LABELS, PEERS
 from pipeline.constants import N_CLASSES, N_PIXELS
 
 TARGETS = {
@@ -11,6 +12,9 @@ TARGETS = {
     "joblib_over_sequential": 0.6,
     "noop_repro_over_status": 1.5,
     "peak_rss_mb": 300,  # of a full-size (60,000-row) default training run
+    "hidden_loop_ratio": 2.0,  # the hidden-layer loop's epoch / its floor, batch 256 and full
+    "hidden_peak_rss_mb": 400,  # a 256-unit hidden layer on 60,000 rows, tracking off
+    "loop_over_jax_scan": 1.0,  # best epoch of pipeline.sgd.SGD / of JAX's lax.scan epoch, batch 32 and 256
 }
 
 
@@ -21,6 +25,15 @@ def target_checks(report):
     for row in report.get("loop", []):
         if row["dtype"] == "float32" and row["batch_size"] in loop_targets:
             checks.append((f"epoch / floor, {row['variant']}, batch {row['batch_size']}, float32", row["ratio"], TARGETS[loop_targets[row["batch_size"]]]))
+    if "hidden" in report:
+        for row in report["hidden"]["loop"]:
+            checks.append((f"epoch / floor, {row['variant']} ({row['hidden']} hidden units), batch {row['batch_size']}, float32",
+                           row["ratio"], TARGETS["hidden_loop_ratio"]))
+        checks.append(("peak RSS (MB) of a 256-unit hidden layer on 60,000 rows, tracking off",
+                       report["hidden"]["memory"]["peak_rss_mb"], TARGETS["hidden_peak_rss_mb"]))
+    for row in report.get("peers", {}).get("rows", []):
+        if row["batch_size"] in (32, 256) and "jax_scan" in row["project_over_peer"]:
+            checks.append((f"loop / JAX lax.scan epoch, {row['variant']}, batch {row['batch_size']}", row["project_over_peer"]["jax_scan"], TARGETS["loop_over_jax_scan"]))
     if "tracking" in report:
         t = report["tracking"]
         checks.append(("MLflow share of a default training run", t["mlflow_share"], TARGETS["mlflow_share"]))
@@ -64,6 +77,18 @@ def table(report):
                 f"{r['samples_per_second'] / 1e6:>8.2f} M {r['floor_seconds']['median']:>7.3f} "
                 f"{r['floor_conversion_seconds']['median']:>7.3f} {r['ratio']:>5.2f}x {r['ratio_to_one_thread_floor']:>7.2f}x"
             )
+    if "hidden" in report:
+        h = report["hidden"]
+        lines += ["", "hidden-layer loop (pipeline.mlp_sgd.HiddenLayerSGD), float32: seconds per epoch, median (min-max); floor: uint8->float",
+                  "pass + the five products of every batch (P W1ᵀ, H W2ᵀ, Δ2ᵀ H, Δ2 W2, Δ1ᵀ P); ratio: best epoch / best floor",
+                  f"  {'variant':8} {'hidden':>6} {'batch':>5} {'threads':>7} {'epoch s':>21} {'samples/s':>10} {'floor s':>7} {'ratio':>6}"]
+        for r in h["loop"]:
+            lines.append(f"  {r['variant']:8} {r['hidden']:>6} {r['batch_size']!s:>5} {r['loop_threads']:>7} {formatted(r['epoch_seconds']):>21} "
+                         f"{r['samples_per_second'] / 1e6:>8.2f} M {r['floor_seconds']['median']:>7.3f} {r['ratio']:>5.2f}x")
+        m = h["memory"]
+        lines.append(f"  peak RSS of {m['command']} on {m['rows']:,} rows: {m['peak_rss_mb']:.0f} MB ({m['seconds']:.1f} s)")
+    if "peers" in report:
+        lines += ["", *peers_table(report["peers"])]
     if "evaluate" in report:
         lines += ["", "evaluation (pipeline.model.forward + pipeline.metrics.evaluate), seconds, median (min-max):"]
         lines += [f"  {r['variant']:8} {r['rows']:,} rows  {formatted(r['seconds'], 4)}" for r in report["evaluate"]]
@@ -108,3 +133,33 @@ def table(report):
             for t in report["targets"]
         ]
     return "\n".join(lines)
+
+
+def peers_table(p):
+    """The loop beside the peers: seconds per epoch, and the loop's time over each peer's."""
+    lines = ["the loop beside compiled peers (bench/peers.py), float32, same rows, batches, order, W0 and lr:"]
+    if p["missing"]:
+        lines.append(f"  not installed: {', '.join(sorted(set(p['missing'].values())))} (peers {', '.join(p['missing'])}): {p['install']}")
+    if not p["rows"]:
+        return lines
+    names = ["project", *[peer for peer in PEERS if peer not in p["missing"]]]
+    lines += [
+        f"  project = pipeline.sgd.SGD; {'; '.join(f'{k} = {PEER_LABELS[k]}' for k in names[1:])}",
+        f"  peers' gradient: {p['gradient']}; threads: " + ", ".join(f"{k} {v}" for k, v in p["threads"].items()),
+        "  per epoch, median: wall seconds, then CPU seconds of all threads; (x): the loop's best over the peer's best,",
+        "  above 1 when the peer is faster",
+        f"  {'variant':8} {'batch':>5} {'':4} " + " ".join(f"{n:>16}" for n in names),
+    ]
+    for r in p["rows"]:
+        for label, seconds, ratios in (("wall", "epoch_seconds", "project_over_peer"), ("CPU", "epoch_cpu_seconds", "project_over_peer_cpu")):
+            cells = []
+            for n in names:
+                if n not in r[seconds]:
+                    cells.append("-")
+                    continue
+                ratio = f" ({r[ratios][n]:.2f}x)" if n in r[ratios] else ""
+                cells.append(f"{r[seconds][n]['median']:.3f}{ratio}")
+            lines.append(f"  {r['variant']:8} {r['batch_size']!s:>5} {label:4} " + " ".join(f"{c:>16}" for c in cells))
+        lines += [f"    {n} failed: {error}" for n, error in r["failed"].items()]
+    lines.append(f"  not in the peers' figures: {p['extra_work']}")
+    return lines

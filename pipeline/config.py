@@ -6,12 +6,14 @@ a misspelt key or a value of the wrong type fails while composing. The schema ho
 and ranges but no values: every value is written once, in conf/, and one missing there is an
 error naming its key, not a silent fallback. ``validated`` checks what types cannot express and
 names the key, the value and what is allowed; stages call it first thing, before reading data or
-opening an MLflow run. ``stage_app`` is ``hydra.main`` with one exit code, 2, for every config error.
+opening an MLflow run. ``stage_app`` is ``hydra.main`` with one exit code, 2, for every config error,
+one line for every failure the user can act on, and SIGTERM handled like Ctrl-C (pipeline.exits).
 """
 
 import functools
 import math
 import os
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -26,7 +28,10 @@ from hydra.types import RunMode
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from pipeline.exits import exit_if_reported, handle_interrupts, report_interrupt
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+NAME = re.compile(r"[a-z][a-z0-9_]*")
 EXIT_CONFIG_ERROR = 2
 
 
@@ -84,7 +89,16 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = one_of("softmax", "linear")
+    name: str = setting(pattern="name")  # results/<name>/: conf/model/<name>.yaml's own
+    # The names of pipeline.model's OUTPUTS and LOSSES, pipeline.activations' ACTIVATIONS and
+    # pipeline.mlp's INITS (tests/test_config.py checks they agree; importing them here would
+    # make every stage, download included, depend on the model's code).
+    output: str = one_of("softmax", "identity")
+    loss: str = one_of("squared_error", "cross_entropy")
+    bias: bool = setting()
+    hidden: Optional[int] = setting(range=(1, None, False, False), optional=True)  # null: no hidden layer
+    activation: str = one_of("relu", "sigmoid", "tanh")
+    init: str = one_of("auto", "he", "glorot")
 
 
 @dataclass
@@ -95,6 +109,7 @@ class OptimConfig:
     seed: int = in_range(low=0)
     init: str = one_of("zeros", "ones", "normal")
     init_scale: float = in_range(low=0)
+    weight_decay: float = in_range(low=0)
 
 
 @dataclass
@@ -153,6 +168,7 @@ class GradcheckConfig:
     shown: int = in_range(low=0)
     eps: float = in_range(low=0, low_open=True)
     tolerance: float = in_range(low=0)
+    weight_decay: float = in_range(low=0)
 
 
 @dataclass
@@ -205,6 +221,8 @@ def stage_app(config_name):
     composes, so that a composition error reaches us, and as the user set it while the task runs,
     so that the task's own failures are reported as before. A ConfigError from the task (from
     ``validated``) exits 2 too. With HYDRA_FULL_ERROR=1 set by the user, Hydra's full tracebacks.
+
+    Other failures the user can act on, and Ctrl-C or SIGTERM: one line each (pipeline.exits).
     """
 
     def decorate(task):
@@ -212,26 +230,37 @@ def stage_app(config_name):
 
         @functools.wraps(task)
         def in_task(cfg):
+            handle_interrupts()  # again: a launcher's worker process runs only this
             with _environment("HYDRA_FULL_ERROR", user_setting.get("value")):
                 try:
                     return task(cfg)
                 except ConfigError as error:
                     print(error, file=sys.stderr)
                     sys.exit(EXIT_CONFIG_ERROR)
+                except Exception as error:
+                    exit_if_reported(error)
+                    raise
 
         app = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name=config_name)(in_task)
 
         @functools.wraps(task)
         def main():
+            handle_interrupts()
             user_setting["value"] = os.environ.get("HYDRA_FULL_ERROR")
-            if user_setting["value"] == "1":
-                return app()
-            with _environment("HYDRA_FULL_ERROR", "1"):
-                try:
+            try:
+                if user_setting["value"] == "1":
                     return app()
-                except COMPOSITION_ERRORS as error:
-                    print(f"invalid config: {composition_error_line(error)}", file=sys.stderr)
-                    sys.exit(EXIT_CONFIG_ERROR)
+                with _environment("HYDRA_FULL_ERROR", "1"):
+                    try:
+                        return app()
+                    except COMPOSITION_ERRORS as error:
+                        print(f"invalid config: {composition_error_line(error)}", file=sys.stderr)
+                        sys.exit(EXIT_CONFIG_ERROR)
+            except KeyboardInterrupt as interrupt:
+                sys.exit(report_interrupt(interrupt))
+            except Exception as error:  # raised outside a job: by a sweep's callback, say
+                exit_if_reported(error)
+                raise
 
         return main
 
@@ -307,6 +336,10 @@ def _problems(node, schema, prefix):
 
 
 def _field_problem(value, kind, rules):
+    if value is None and rules.get("optional"):
+        return None
+    if rules.get("pattern") == "name" and not (isinstance(value, str) and NAME.fullmatch(value)):
+        return "must be a name of lowercase letters, digits and _ (it names a results folder)"
     if "one_of" in rules and value not in rules["one_of"]:
         return "must be one of " + ", ".join(rules["one_of"])
     low, high, low_open, high_open = rules.get("range", (None, None, False, False))

@@ -3,9 +3,9 @@
     python -m pipeline.evaluate                  # W from results/softmax/, test split of data/mnist
     python -m pipeline.evaluate model=linear
 
-Computes with pipeline.metrics the test loss (the training loss), accuracy, per-class precision
-and recall and the confusion matrix, and writes them into ``train_dir`` next to W, each file
-atomically:
+The model is the one params.npz says it is (its model fields). Computes with pipeline.metrics
+the test loss (the training loss), accuracy, per-class precision and recall and the confusion
+matrix, and writes them into ``train_dir`` next to the parameters, as one set (all five, or none):
 
     test_metrics.json   test loss, accuracy and number of digits         (dvc metrics)
     per_class.csv       digit,precision,recall,support                   (dvc plots)
@@ -19,8 +19,12 @@ run), into a new run tagged ``trained_by_run`` with the old id: the test loss an
 precision and recall per digit as one table, the test files as the run's testing dataset. It
 ends with one line: the variant, the test accuracy and the link that opens the run.
 
-Exit status: 0 evaluated; 1 no trained W, or no test data or data not matching its provenance.json;
-2 invalid config.
+Nothing is written before the MLflow store has answered (and the run is found or created).
+
+Exit status: 0 evaluated; 1 no trained W, or no test data or data not matching its provenance.json,
+or an MLflow store that does not answer or cannot be written, or an output that cannot be written;
+2 invalid config, or a params.npz that is not the finite float parameters of its model; 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM), with the outputs as they were.
 """
 
 import csv
@@ -36,12 +40,13 @@ from pipeline import tracking
 from pipeline.config import ConfigError, EvaluateConfig, stage_app, validated
 from pipeline.constants import scaled
 from pipeline.data import load_split, read_provenance
-from pipeline.files import atomic_write, json_bytes
+from pipeline.constants import N_CLASSES, N_PIXELS
+from pipeline.files import PARAMS_FILE, WeightsError, json_bytes, read_params, write_set
 from pipeline.idx import IDXError
 from pipeline.metrics import evaluate, most_confidently_wrong
-from pipeline.model import forward
 from pipeline.pictures import confusion_figure, mistakes_figure
 from pipeline.tracking import schema
+from pipeline.variants import build
 
 OUTPUT_FILES = ("test_metrics.json", "per_class.csv", "confusion.csv", "confusion.png", "misclassified.png")
 MLFLOW_ARTIFACT_DIR = schema.EVALUATION_DIR
@@ -64,33 +69,33 @@ def run(cfg, quiet=False):
         return 2
     variant, train_dir = cfg.model.name, Path(cfg.train_dir)
     try:
-        W, trained_run = load_training(train_dir, variant)
+        params, model, trained_run = load_training(train_dir, variant, cfg.model)
         images, labels, sha256 = load_split(cfg.data.dir, "test")
         provenance = read_provenance(cfg.data.dir)
+    except WeightsError as error:
+        print(f"cannot evaluate: {error}", file=sys.stderr)
+        return 2
     except (FileNotFoundError, IDXError, ValueError) as error:
         print(f"cannot evaluate: {error}", file=sys.stderr)
         return 1
 
-    Y_hat = forward(W, scaled(images, W.dtype), variant)
-    result = evaluate(Y_hat, labels, variant)
+    Z, Y_hat = model.predict(params, scaled(images, params[model.WEIGHTS[0]].dtype))
+    result = evaluate(Y_hat, labels, model, logits=Z)
     mistakes = most_confidently_wrong(Y_hat, labels, cfg.mistakes_shown)
     predicted = Y_hat.argmax(axis=1)
-    name = f"{variant}, W from {train_dir}"
-    write_outputs(
-        train_dir,
-        result,
-        labels,
-        predicted,
-        confusion_figure(result.confusion, f"{variant}: test accuracy {result.accuracy:.1%} on {len(labels):,} digits"),
-        mistakes_figure(
-            images[mistakes], labels[mistakes], predicted[mistakes],
-            Y_hat[mistakes, predicted[mistakes]] - Y_hat[mistakes, labels[mistakes]],
-            f"{variant}: the {len(mistakes)} most confidently wrong of {np.count_nonzero(predicted != labels):,} mistakes",
-        ),
+    name = f"{variant}, trained in {train_dir}"
+    confusion_picture = confusion_figure(result.confusion, f"{variant}: test accuracy {result.accuracy:.1%} on {len(labels):,} digits")
+    mistakes_picture = mistakes_figure(
+        images[mistakes], labels[mistakes], predicted[mistakes],
+        Y_hat[mistakes, predicted[mistakes]] - Y_hat[mistakes, labels[mistakes]],
+        f"{variant}: the {len(mistakes)} most confidently wrong of {np.count_nonzero(predicted != labels):,} mistakes",
     )
 
-    params = tracking.settings(OmegaConf.to_container(cfg, resolve=True), schema.EVALUATE_SETTINGS)
-    with tracking.continue_run(cfg.tracking, trained_run, f"{variant} test evaluation", params, {schema.VARIANT: variant}) as mlflow_run:
+    settings = tracking.settings(OmegaConf.to_container(cfg, resolve=True), schema.EVALUATE_SETTINGS)
+    # The outputs only once the run is open: a store that does not answer or takes no writes
+    # fails the stage (stage_app: one line, exit 1) with nothing written.
+    with tracking.continue_run(cfg.tracking, trained_run, f"{variant} test evaluation", settings, {schema.VARIANT: variant}) as mlflow_run:
+        write_outputs(train_dir, result, labels, predicted, confusion_picture, mistakes_picture)
         mlflow_run.log_metrics({schema.TEST_LOSS: result.loss, schema.TEST_ACCURACY: result.accuracy}, step=0)
         mlflow_run.log_table(per_digit_table(result), schema.PER_DIGIT_TABLE)
         tracking.log_data(mlflow_run, provenance, sha256, cfg.data.dir, schema.TESTING, {"test_rows": len(labels)})
@@ -100,13 +105,23 @@ def run(cfg, quiet=False):
     return 0
 
 
-def load_training(train_dir, variant):
-    """W (k, n) and the training's MLflow run record (run_id may be None: not tracked)."""
-    weights, record = train_dir / "W.npy", train_dir / "mlflow_run.json"
+def load_training(train_dir, variant, model_fields):
+    """The trained parameters, the model they are for (params.npz's own model fields, else
+    ``model_fields``) and the training's MLflow run record (run_id may be None: not tracked).
+    WeightsError for parameters that are not that model's (files.read_params checks the rest)."""
+    weights, record = train_dir / PARAMS_FILE, train_dir / "mlflow_run.json"
     for path in (weights, record):
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: run the train stage first (python -m pipeline.train model={variant})")
-    return np.load(weights, allow_pickle=False), json.loads(record.read_text())
+    params, fields = read_params(weights)
+    try:
+        model = build(fields or model_fields)
+    except (ValueError, KeyError) as error:
+        raise WeightsError(f"{weights}: its model fields describe no model ({error})") from None
+    shapes, expected = {key: P.shape for key, P in params.items()}, model.parameter_shapes(N_PIXELS, N_CLASSES)
+    if shapes != expected:
+        raise WeightsError(f"{weights}: holds {shapes}, expected {expected} for the model {model.name}")
+    return params, model, json.loads(record.read_text())
 
 
 def per_class_rows(result):
@@ -129,20 +144,15 @@ def csv_bytes(rows, columns):
 
 
 def write_outputs(out_dir, result, labels, predicted, confusion_picture, mistakes_picture):
-    """The five output files, each written to a temporary file and renamed into place."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """The five output files, as one set: all of them or, on a failure, none (files.write_set)."""
     pairs = np.column_stack([labels, predicted])
-    contents = {
+    write_set(out_dir, {
         "test_metrics.json": json_bytes({"test": {"loss": result.loss, "accuracy": result.accuracy, "digits": len(labels)}}),
         "per_class.csv": csv_bytes(per_class_rows(result), ("digit", "precision", "recall", "support")),
         "confusion.csv": b"actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in pairs).encode(),
-    }
-    for file_name, content in contents.items():
-        with atomic_write(out_dir / file_name) as f:
-            f.write(content)
-    for file_name, figure in (("confusion.png", confusion_picture), ("misclassified.png", mistakes_picture)):
-        with atomic_write(out_dir / file_name) as f:
-            figure.savefig(f, format="png", dpi=100)
+        "confusion.png": lambda f: confusion_picture.savefig(f, format="png", dpi=100),
+        "misclassified.png": lambda f: mistakes_picture.savefig(f, format="png", dpi=100),
+    })
 
 
 def per_digit_table(result):

@@ -4,14 +4,16 @@ What is logged with a training run (``log_model``), as a LoggedModel the run's M
 shows, loadable with ``mlflow.pyfunc.load_model`` and servable with ``mlflow models serve``:
 
     MLmodel              flavor python_function, the signature, the input example
-    artifacts/params.npz the trained parameters, one array per name ({"W": (10, 784)} today)
+    artifacts/params.npz the trained parameters, one array per name ({"W": (10, 784)}, or with
+                         "b"; "W1", "b1", "W2", "b2" for a hidden layer)
     code/pipeline/       the modules the prediction runs (CODE_MODULES), so loading it needs
                          neither this repository nor an installed handgrad
     requirements.txt     numpy, pinned to the version that trained it (and mlflow)
 
 Signature. Input: a float32 tensor (B, 784), each row a digit's pixels 0..255 row by row, as
 MNIST stores them. Output: ``digit`` (B,) int64, the arg max of ``scores`` (B, 10), which are
-the model's ``ŷ`` (probabilities for softmax, raw scores for linear). A served model answers a
+the model's ``ŷ`` (probabilities after a softmax, raw scores for linear). The model is a variant
+name of pipeline.model's table or, for any variant, its model fields (pipeline.variants.build). A served model answers a
 wrong shape or dtype with MLflow's schema error (HTTP 400), and NaN or pixels outside 0..255
 with an INVALID_PARAMETER_VALUE error (HTTP 400) rather than a silent wrong answer.
 
@@ -28,7 +30,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from pipeline.constants import IMAGE_SIDE, PIXEL_MAX, scaled
-from pipeline.model import forward
+from pipeline.model import variant as variant_named
+from pipeline.variants import build
 
 PIXELS = IMAGE_SIDE * IMAGE_SIDE
 INPUT_DTYPE = np.float32  # pixels 0..255 are exact in float32
@@ -36,14 +39,24 @@ MODEL_NAME = "model"  # the LoggedModel's name; runs:/<run id>/model finds it
 PARAMS_ARTIFACT = "params"
 # Every module the prediction imports, shipped with the model; a test loads a model in a process
 # that cannot see this repository, so a missing one fails there.
-CODE_MODULES = ("__init__.py", "constants.py", "model.py", "served_model.py")
+CODE_MODULES = ("__init__.py", "activations.py", "constants.py", "mlp.py", "model.py", "served_model.py", "variants.py")
+
+
+def model_of(variant):
+    """The table entry ``variant`` names: a name (softmax, linear) or a mapping of model fields."""
+    return build(variant) if isinstance(variant, dict) else variant_named(variant)
+
+
+def variant_name(variant):
+    return variant["name"] if isinstance(variant, dict) else variant
 
 
 def scores(params, pixels, variant):
-    """``ŷ`` (B, 10) of the model ``variant`` with parameters ``params`` (a dict of arrays) for
-    pixel rows (B, 784) 0..255: the forward pass training and evaluation use, on ``x = pixel/255``."""
-    W = params["W"]
-    return forward(W, scaled(pixels, W.dtype), variant)
+    """``ŷ`` (B, 10) of the model ``variant`` (model_of) with parameters ``params`` (a dict of
+    arrays) for pixel rows (B, 784) 0..255: the forward pass training and evaluation use, on
+    ``x = pixel/255``."""
+    model = model_of(variant)
+    return model.forward(params, scaled(pixels, params[model.WEIGHTS[0]].dtype))
 
 
 def pixel_problem(pixels):
@@ -81,7 +94,8 @@ class DigitClassifier(mlflow.pyfunc.PythonModel):
 
 
 def log_model(run, params, variant, example, tracking_uri=None):
-    """Log the model ``variant`` with ``params`` (a dict of arrays) into a run; its URI, or None.
+    """Log the model ``variant`` (a name, or model fields) with ``params`` (a dict of arrays) into
+    a run; its URI, or None.
 
     ``run``: a run id, the project's tracking.Run (nothing is logged when it is disabled), or
     None for MLflow's active run. ``example``: a few real digits, uint8 pixel rows (n, 784),
@@ -105,7 +119,7 @@ def log_model(run, params, variant, example, tracking_uri=None):
     client = mlflow.MlflowClient(tracking_uri)
     experiment_id = client.get_run(run_id).info.experiment_id
     # Created here so it lands in the run's experiment, not the one the environment names.
-    logged = client.create_logged_model(experiment_id, name=MODEL_NAME, source_run_id=run_id, tags={"variant": variant})
+    logged = client.create_logged_model(experiment_id, name=MODEL_NAME, source_run_id=run_id, tags={"variant": variant_name(variant)})
     with TemporaryDirectory() as folder:
         params_file = Path(folder) / "params.npz"
         np.savez(params_file, **params)

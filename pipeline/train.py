@@ -2,9 +2,9 @@
 
 Reads the training split of ``data.dir`` (never the test split), holds out the validation rows,
 trains W with pipeline.sgd, records the run through pipeline.tracking, and writes, at stable
-paths in ``out_dir`` and only once training is over (each file atomically):
+paths in ``out_dir`` and only once training is over (as one set: all five, or none):
 
-    W.npy            the final weights (10, 784)
+    params.npz       the final parameters (W, b; W1, b1, W2, b2) and the model's fields
     metrics.json     final train and validation loss and accuracy, epochs run, divergence
     history.csv      one row per epoch, for ``dvc plots``
     timing.json      seconds spent training and in all (not a DVC metric: it differs every run)
@@ -14,8 +14,10 @@ It ends with one line: the run, its validation accuracy (or where it diverged) a
 opens its MLflow run; in a sweep's job nothing (the sweep prints one line per job).
 
 Exit status: 0 trained, or diverged (a result, recorded as such); 1 diverged with
-``divergence.fatal=true``, or no data, or data not matching its provenance.json; 2 invalid
-config; 130 interrupted (Ctrl-C), leaving the previous outputs untouched and the MLflow run KILLED.
+``divergence.fatal=true``, or no data, or data not matching its provenance.json, or an MLflow
+store that does not answer or cannot be written (checked before training), or an output that
+cannot be written (full disk); 2 invalid config; 130 interrupted (Ctrl-C), 143 terminated
+(SIGTERM): the previous outputs untouched and the MLflow run KILLED.
 """
 
 import csv
@@ -24,6 +26,7 @@ import io
 import json
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,13 +40,15 @@ from tqdm import tqdm
 from pipeline import tracking
 from pipeline.config import ConfigError, TrainConfig, stage_app, validated
 from pipeline.data import load_split, read_provenance, train_val_split
-from pipeline.files import atomic_write, json_bytes
+from pipeline.files import PARAMS_FILE, json_bytes, params_writer, write_set
 from pipeline.idx import IDXError
 from pipeline.least_squares import linear_optimum
-from pipeline.sgd import SGD, initial_weights, loss_and_accuracy, seeded_generators
+from pipeline.mlp_sgd import initial_params, trainer
+from pipeline.sgd import loss_and_accuracy, seeded_generators
 from pipeline.tracking import schema
+from pipeline.variants import build, plain
 
-OUTPUT_FILES = ("W.npy", "metrics.json", "history.csv", "timing.json", "mlflow_run.json")
+OUTPUT_FILES = (PARAMS_FILE, "metrics.json", "history.csv", "timing.json", "mlflow_run.json")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
 PROGRESS_UPDATES_PER_EPOCH = 10
 
@@ -69,11 +74,7 @@ class Training:
 
 @stage_app("train")
 def main(cfg):
-    try:
-        status = run(cfg)
-    except KeyboardInterrupt:
-        print("interrupted: no outputs written, MLflow run marked KILLED", file=sys.stderr)
-        status = 130
+    status = run(cfg)  # Ctrl-C and SIGTERM: stage_app's message and exit status
     if status:  # a clean return lets a multirun go on to its next job
         sys.exit(status)
     # What a sweeper searching for the best settings maximises (conf/experiment/lr_search.yaml).
@@ -85,6 +86,7 @@ def run(cfg):
     started = time.perf_counter()
     try:
         validated(cfg, TrainConfig)
+        model = built(cfg.model)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
@@ -95,11 +97,11 @@ def run(cfg):
         print(f"cannot train: {error}", file=sys.stderr)
         return 1
 
-    variant, optim = cfg.model.name, cfg.optim
+    optim = cfg.optim
     init_rng, shuffle_rng = seeded_generators(optim.seed)
-    W = initial_weights(optim.init, optim.init_scale, train.images.shape[1], np.dtype(cfg.dtype), init_rng)
-    sgd = SGD(train.images, train.labels, W, variant, optim.lr, optim.batch_size, shuffle_rng, cfg.divergence.factor)
-    optimum = linear_optimum(train.images, train.labels, sgd.variant) if sgd.variant.is_least_squares else None
+    initial = initial_params(model, optim.init, optim.init_scale, train.images.shape[1], cfg.dtype, init_rng)
+    sgd = trainer(train.images, train.labels, initial, model, optim.lr, optim.batch_size, shuffle_rng, cfg.divergence.factor, optim.weight_decay)
+    optimum = linear_optimum(train.images, train.labels, model, weight_decay=optim.weight_decay) if model.is_least_squares else None
 
     name, sweep_job = run_name(cfg), is_sweep_job()
     params = tracking.settings(OmegaConf.to_container(cfg, resolve=True), schema.TRAIN_SETTINGS)
@@ -112,14 +114,15 @@ def run(cfg):
         if optimum is not None:
             mlflow_run.log_metrics({schema.MAX_STABLE_LR: optimum.max_stable_lr, schema.LEAST_SQUARES_LOSS: optimum.loss}, step=0)
 
-        training = fit(sgd, val, optim.epochs, cfg.tracking, mlflow_run, name, quiet=sweep_job)
-        metrics = final_metrics(sgd, train, val, training)
+        training = fit(sgd, val, optim.epochs, cfg.tracking, mlflow_run, name, optim.weight_decay, quiet=sweep_job)
+        metrics = final_metrics(sgd, train, val, training, optim.weight_decay)
         log_outcome(mlflow_run, sgd, training, metrics, optimum, name)
         if optimum is not None:  # in MLflow since the start, as max_stable_lr and least_squares_loss
             metrics["linear"] = {"max_stable_lr": optimum.max_stable_lr, "least_squares_loss": optimum.loss}
         record = {"run_id": mlflow_run.run_id, "experiment_id": mlflow_run.experiment_id, "tracking_uri": mlflow_run.tracking_uri}
         timing = {"seconds": {"train": training.seconds, "total": time.perf_counter() - started}}
-        write_outputs(Path(cfg.out_dir), sgd.W, metrics, training.history, timing, record)
+        mlflow_run.wait()  # a failed MLflow write fails the stage before any output is replaced
+        write_outputs(Path(cfg.out_dir), sgd.params, plain(cfg.model), metrics, training.history, timing, record)
 
     if not sweep_job:
         print(summary(name, metrics, training, mlflow_run))
@@ -128,6 +131,14 @@ def run(cfg):
 
 def is_sweep_job():
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def built(model_fields):
+    """The table entry of conf's model fields; ConfigError for a combination the pieces refuse."""
+    try:
+        return build(model_fields)
+    except ValueError as error:
+        raise ConfigError(f"invalid config: {error}") from None
 
 
 def load_training_data(data):
@@ -154,12 +165,15 @@ def run_tags(cfg, provenance, sha256):
     return tags
 
 
-def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name, quiet=False):
-    """Run the epochs, logging as it goes; stops early if the loss diverges. W's snapshots start
-    after the first epoch: the initial W (zeros by default) would be a blank first picture."""
+def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name, weight_decay=0.0, quiet=False):
+    """Run the epochs, logging as it goes; stops early if the loss diverges. The weights'
+    snapshots start after the first epoch: the initial W (zeros by default) is a blank picture."""
     training = Training()
     started = time.perf_counter()
     steps_per_epoch = sgd.steps_per_epoch
+    # tqdm's default lock is a multiprocessing semaphore: a sweep's worker killed on Ctrl-C leaks
+    # it (a "leaked semaphore" warning). Bars in separate processes share no lock anyway.
+    tqdm.set_lock(threading.RLock())
     with tqdm(total=epochs * steps_per_epoch, desc=name, unit="step", disable=True if quiet else None, leave=False) as bar:
         on_steps = None if bar.disable else bar.update
         for epoch in range(1, epochs + 1):
@@ -175,7 +189,7 @@ def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name, quiet=False):
                 training.steps = training.diverged_at
                 break
             training.steps += len(result.step_losses)
-            val_loss, val_accuracy = loss_and_accuracy(sgd.W, val.images, val.labels, sgd.variant)
+            val_loss, val_accuracy = loss_and_accuracy(sgd.params, val.images, val.labels, sgd.variant)
             row = {"epoch": epoch, "train_loss": result.loss, "train_accuracy": result.accuracy,
                    "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": time.perf_counter() - epoch_started}
             training.history.append(row)
@@ -184,8 +198,10 @@ def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name, quiet=False):
                  schema.VAL_ACCURACY: val_accuracy, schema.EPOCH_SECONDS: row["seconds"]},
                 step=epoch,
             )
+            if weight_decay:  # the penalty λ||W||², beside the data term loss/train
+                mlflow_run.log_metrics({schema.TRAIN_PENALTY: sgd.variant.penalty(sgd.params, weight_decay)}, step=epoch)
             if tracking_cfg.snapshot_every and epoch % tracking_cfg.snapshot_every == 0 and epoch < epochs:
-                mlflow_run.log_snapshot(sgd.W, epoch, functools.partial(weights_picture, title=f"W after epoch {epoch}"))
+                mlflow_run.log_snapshot(sgd.params, epoch, functools.partial(picture, "parameter_images", title=f"W after epoch {epoch}"))
             bar.set_postfix(loss=f"{result.loss:.4f}", val_acc=f"{val_accuracy:.3f}", refresh=False)
     training.seconds = time.perf_counter() - started
     return training
@@ -199,10 +215,11 @@ def window_means(step_losses, window, first_step):
     return (first_step + starts + counts - 1).tolist(), means.tolist()
 
 
-def final_metrics(sgd, train, val, training):
-    """metrics.json: exact losses and accuracies of the final W, and how training went."""
-    train_loss, train_accuracy = loss_and_accuracy(sgd.W, train.images, train.labels, sgd.variant)
-    val_loss, val_accuracy = loss_and_accuracy(sgd.W, val.images, val.labels, sgd.variant)
+def final_metrics(sgd, train, val, training, weight_decay=0.0):
+    """metrics.json: exact losses and accuracies of the final W, and how training went. With
+    weight decay, ``train.penalty`` (λ||W||²) beside the data term ``train.loss``."""
+    train_loss, train_accuracy = loss_and_accuracy(sgd.params, train.images, train.labels, sgd.variant)
+    val_loss, val_accuracy = loss_and_accuracy(sgd.params, val.images, val.labels, sgd.variant)
     metrics = {
         "train": {"loss": train_loss, "accuracy": train_accuracy},
         "val": {"loss": val_loss, "accuracy": val_accuracy},
@@ -211,6 +228,8 @@ def final_metrics(sgd, train, val, training):
         "diverged": training.diverged_at is not None,
         "diverged_at_step": training.diverged_at,
     }
+    if weight_decay:
+        metrics["train"]["penalty"] = sgd.variant.penalty(sgd.params, weight_decay)
     return metrics
 
 
@@ -233,51 +252,41 @@ def log_outcome(mlflow_run, sgd, training, metrics, optimum, name):
         mlflow_run.end_status = "FAILED"
         mlflow_run.rename(schema.DIVERGED_NAME_PREFIX + name)
     mlflow_run.set_tags(tags)
-    mlflow_run.log_snapshot(sgd.W, stopped_in, functools.partial(weights_picture, title=f"W after epoch {stopped_in}"))
-    mlflow_run.log_picture(lambda: weights_picture(sgd.W, f"{name}: the final W, epoch {stopped_in}", zoom=6),
-                           schema.WEIGHTS_FINAL_PICTURE)
+    mlflow_run.log_snapshot(sgd.params, stopped_in, functools.partial(picture, "parameter_images", title=f"W after epoch {stopped_in}"))
+    if "W" in sgd.params:  # the final W, larger
+        mlflow_run.log_picture(functools.partial(picture, "weights_picture", sgd.params["W"], title=f"{name}: the final W, epoch {stopped_in}",
+                                                 zoom=6), schema.WEIGHTS_FINAL_PICTURE)
     curve = {"history": training.history, "step_loss_steps": training.logged_steps, "step_losses": training.logged_losses,
              "steps_per_epoch": sgd.steps_per_epoch, "title": name,
              "floor": optimum.loss if optimum else None, "diverged_at": training.diverged_at}
-    mlflow_run.log_figure(lambda: loss_curve_picture(curve), schema.LOSS_CURVE)
+    mlflow_run.log_figure(functools.partial(picture, "loss_curve_figure", **curve), schema.LOSS_CURVE)
 
 
 # The pictures are drawn on the tracking writer's thread, and only for a tracked run: training
 # neither waits for them nor, with tracking off, loads what draws them.
 
 
-def weights_picture(W, title, zoom=2):
-    """W's rows as labelled tiles with their colour scale, an RGB array (pipeline.w_picture)."""
-    from pipeline.w_picture import weights_picture as draw
+def picture(name, *args, **kwargs):
+    """pipeline.pictures' ``name`` (parameter_images, weights_picture, loss_curve_figure) drawn with
+    these arguments, imported only when a tracked run draws it."""
+    from pipeline import pictures
 
-    return draw(W, title=title, zoom=zoom)
-
-
-def loss_curve_picture(curve):
-    """The loss curves, a matplotlib Figure (pipeline.pictures.loss_curve_figure's arguments)."""
-    from pipeline.pictures import loss_curve_figure
-
-    return loss_curve_figure(**curve)
+    return getattr(pictures, name)(*args, **kwargs)
 
 
-def write_outputs(out_dir, W, metrics, history, timing, record):
-    """The five output files, each written to a temporary file and renamed into place."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def write_outputs(out_dir, params, model_fields, metrics, history, timing, record):
+    """The five output files, as one set: all of them or, on a failure, none (files.write_set)."""
     history_text = io.StringIO()
     writer = csv.DictWriter(history_text, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
-    contents = {
+    write_set(out_dir, {
+        PARAMS_FILE: params_writer(params, model_fields),
         "metrics.json": json_bytes(metrics),
         "history.csv": history_text.getvalue().encode(),
         "timing.json": json_bytes(timing),
         "mlflow_run.json": json_bytes(record),
-    }
-    with atomic_write(out_dir / "W.npy") as f:
-        np.save(f, np.ascontiguousarray(W), allow_pickle=False)
-    for file_name, content in contents.items():
-        with atomic_write(out_dir / file_name) as f:
-            f.write(content)
+    })
 
 
 def summary(name, metrics, training, mlflow_run):

@@ -3,6 +3,7 @@ test). Its reports module is tested through experiments.compare (test_compare)."
 
 import os
 import subprocess
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline import tracking
+from tests.helpers import closed_port, read_only
+from tests.http_mirror import SilentServer
 from tests.paths import REPO_ROOT
 
 LINK = "http://127.0.0.1:5000/#/experiments/{}/runs?workflowType=machine_learning"
@@ -169,16 +172,20 @@ def test_a_weight_snapshot_is_the_array_at_that_moment_and_its_picture_at_that_s
     from PIL import Image
 
     W = np.arange(7840, dtype=np.float32).reshape(10, 784)
+    b = np.arange(10, dtype=np.float32)
     pictures = [np.full((6, 8, 3), colour, dtype=np.uint8) for colour in (50, 200)]
     drawn_from = []
     with tracking.start_run(settings(), "run", {}, {}) as run:
         for epoch, picture in zip((3, 5), pictures):
-            run.log_snapshot(W, epoch=epoch, draw=lambda drawn, picture=picture: drawn_from.append(drawn.copy()) or picture)
+            run.log_snapshot({"W": W, "b": b}, epoch=epoch,
+                             draw=lambda drawn, picture=picture: drawn_from.append(drawn["W"].copy()) or {"W": picture})
             W += 1  # training goes on while the snapshot is written
+            b += 1
 
     folder = mlflow_store.client.download_artifacts(run.run_id, "", str(tmp_path / "download"))
     saved = np.load(f"{folder}/weights/W_epoch_0003.npy", allow_pickle=False)
     np.testing.assert_array_equal(saved, W - 2)
+    np.testing.assert_array_equal(np.load(f"{folder}/weights/b_epoch_0003.npy", allow_pickle=False), b - 2)
     np.testing.assert_array_equal(drawn_from[0], W - 2)  # the picture is of the snapshot, too
     assert saved.dtype == np.float32
     stored = sorted((tmp_path / "download" / "images").iterdir())
@@ -193,7 +200,7 @@ def test_a_weight_snapshot_is_the_array_at_that_moment_and_its_picture_at_that_s
     for step, picture in ((0, pictures[0]), (3, pictures[0]), (5, pictures[1])):
         np.testing.assert_array_equal(picture_at(step), picture)
     stored_in = mlflow_store.path.parent / "mlruns" / "handgrad" / run.run_id / "artifacts" / "weights"
-    assert sorted(p.name for p in stored_in.iterdir()) == ["W_epoch_0003.npy", "W_epoch_0005.npy"]
+    assert sorted(p.name for p in stored_in.iterdir()) == ["W_epoch_0003.npy", "W_epoch_0005.npy", "b_epoch_0003.npy", "b_epoch_0005.npy"]
 
 
 def test_a_failed_background_write_fails_the_run(mlflow_store):
@@ -216,6 +223,65 @@ def test_tracking_off_gives_a_run_that_records_nothing(mlflow_store):
     assert not run.enabled and run.run_id is None
     assert mlflow_store.runs() == []
     assert tracking.where_logged(run) == "MLflow off"
+
+
+# --- a store that cannot be used --------------------------------------------------------------
+
+
+def test_a_server_refusing_connections_fails_the_check_at_once_saying_how_to_run_without_it(monkeypatch):
+    uri = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    started = time.monotonic()
+
+    with pytest.raises(tracking.TrackingError) as raised:
+        tracking.start_run(settings(), "run", {}, {}).__enter__()
+
+    assert time.monotonic() - started < 3  # MLflow's defaults retry for 4 minutes
+    assert str(raised.value) == (
+        f"MLflow store {uri}: connection refused (no server listening there); run without tracking with "
+        "tracking.enabled=false, or unset MLFLOW_TRACKING_URI to log into the local store"
+    )
+    assert raised.value.exit_status == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("accept", [False, True], ids=["never-accepts", "accepts-never-answers"])
+def test_a_server_that_never_answers_fails_the_check_within_seconds(accept):
+    with SilentServer(accept) as server:
+        uri = server.url.removesuffix("/mnist/")
+        started = time.monotonic()
+        with pytest.raises(tracking.TrackingError) as raised:
+            tracking.connect(uri)
+        waited = time.monotonic() - started
+
+    assert 4 < waited < 10  # one try of 5 s (MLflow's defaults: 120 s a try, 7 retries)
+    assert str(raised.value) == (
+        f"MLflow store {uri}: no answer within 5 s; run without tracking with tracking.enabled=false, or log into "
+        "the local store with tracking.uri=sqlite:///mlflow.db"
+    )
+
+
+def test_mlflow_settings_in_the_environment_win_over_the_checks(monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    with SilentServer() as server:
+        started = time.monotonic()
+        with pytest.raises(tracking.TrackingError, match="no answer within 1 s"):
+            tracking.connect(server.url.removesuffix("/mnist/"))
+
+    assert time.monotonic() - started < 4
+
+
+def test_a_read_only_sqlite_store_is_refused_before_any_run_naming_the_file(mlflow_store):
+    tracking.connect(mlflow_store.uri, "handgrad")  # the store and its lock file exist, as after a first run
+    with read_only(mlflow_store.path.parent):
+        with pytest.raises(tracking.TrackingError) as raised:
+            tracking.start_run(settings(), "run", {}, {}).__enter__()
+
+    message = str(raised.value)
+    assert message.startswith(f"MLflow store {mlflow_store.uri}: {mlflow_store.path}")
+    assert "Read-only file system" in message or "read-only" in message
+    assert message.endswith("run without tracking with tracking.enabled=false, or unset MLFLOW_TRACKING_URI to log into the local store")
+    assert mlflow_store.runs() == []
 
 
 # --- the experiment -------------------------------------------------------------------------

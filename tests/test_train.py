@@ -7,6 +7,7 @@ of Hydra's own errors and Ctrl-C need a real process.
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -18,10 +19,13 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 from PIL import Image
 
-from pipeline import train
+from pipeline import pictures, tracking, train
 from pipeline.data import PROVENANCE_FILE, TRAIN_FILES
+from pipeline.files import read_params
 from pipeline.idx import read_idx, write_idx
 from pipeline.w_picture import weights_picture
+from tests.helpers import blocked_reader, closed_port, interrupt, start_stage, wait_until
+from tests.http_mirror import SilentServer
 from tests.paths import REPO_ROOT
 
 SANE_LR = {"softmax": 0.5, "linear": 0.002}
@@ -65,8 +69,10 @@ def test_both_variants_reduce_the_loss_at_a_sane_lr(variant, data_dir, tmp_path,
     assert metrics["val"]["accuracy"] >= 0.8
     assert metrics["epochs"] == 4 and metrics["steps"] == 4 * 6  # 180 rows in batches of 32
     assert metrics["diverged"] is False and metrics["diverged_at_step"] is None
-    W = np.load(out / "W.npy", allow_pickle=False)
-    assert W.shape == (10, 784) and W.dtype == np.float32
+    params, fields = read_params(out / "params.npz")
+    assert list(params) == ["W"] and params["W"].shape == (10, 784) and params["W"].dtype == np.float32
+    assert fields == {"name": variant, "output": {"softmax": "softmax", "linear": "identity"}[variant], "loss": "squared_error",
+                      "bias": False, "hidden": None, "activation": "relu", "init": "auto"}
     assert json.loads((out / "mlflow_run.json").read_text()) == {"run_id": None, "experiment_id": None, "tracking_uri": None}
 
 
@@ -85,7 +91,7 @@ def test_the_same_config_gives_bitwise_identical_weights(dtype, data_dir, tmp_pa
     for name, seed in (("first", 3), ("again", 3), ("other seed", 4)):
         out = tmp_path / name
         assert train_run(data_dir, out, f"dtype={dtype}", f"optim.seed={seed}", "optim.epochs=2", "tracking.enabled=false")[0] == 0
-        runs[name] = np.load(out / "W.npy")
+        runs[name] = read_params(out / "params.npz")[0]["W"]
 
     assert runs["first"].dtype == np.dtype(dtype)
     assert runs["first"].tobytes() == runs["again"].tobytes()
@@ -102,7 +108,7 @@ def test_full_batch_is_plain_gradient_descent(data_dir, tmp_path, train_run):
 # --- MLflow -------------------------------------------------------------------------------
 
 
-def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_path, mlflow_store, capsys, train_run):
+def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_path, mlflow_store, capsys, train_run, compose_config):
     out = tmp_path / "out"
     status, metrics = train_run(data_dir, out, "optim.lr=0.5", "tracking.log_every=2", "tracking.snapshot_every=2")
 
@@ -115,12 +121,14 @@ def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_pat
     assert mlflow_store.client.get_experiment(run.info.experiment_id).name == "handgrad"
 
     # The run's settings, nothing else: no paths, mirrors, timeouts, checksums or tracking options.
+    cfg = compose_config("train", [f"data.dir={data_dir}", f"out_dir={out}", "optim.epochs=4", "optim.lr=0.5"])
     assert run.data.params == {
-        "model.name": "softmax", "optim.lr": "0.5", "optim.batch_size": "32", "optim.epochs": "4", "optim.seed": "0",
-        "optim.init": "zeros", "optim.init_scale": "0.01", "data.val_fraction": "0.1", "data.split_seed": "0",
-        "dtype": "float32", "divergence.factor": "100.0", "divergence.fatal": "False",
-        "data.train_rows": "180", "data.val_rows": "20",
+        **{f"model.{key}": str(value) for key, value in cfg.model.items()},
+        **{f"optim.{key}": str(value) for key, value in cfg.optim.items()},
+        "data.val_fraction": "0.1", "data.split_seed": "0", "dtype": "float32", "divergence.factor": "100.0",
+        "divergence.fatal": "False", "data.train_rows": "180", "data.val_rows": "20",
     }
+    assert (run.data.params["model.name"], run.data.params["optim.lr"], run.data.params["optim.batch_size"]) == ("softmax", "0.5", "32")
 
     tags = run.data.tags
     provenance = json.loads((data_dir / PROVENANCE_FILE).read_text())
@@ -169,7 +177,7 @@ def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_pat
     assert artifacts("weights") == [f"weights/W_epoch_{e:04d}.npy" for e in (2, 4)]
     folder = mlflow_store.client.download_artifacts(run.info.run_id, "weights", str(tmp_path / "download"))
     final = np.load(f"{folder}/W_epoch_0004.npy", allow_pickle=False)
-    np.testing.assert_array_equal(final, np.load(out / "W.npy"))
+    np.testing.assert_array_equal(final, read_params(out / "params.npz")[0]["W"])
     pictures = [p for p in artifacts("images") if p.endswith(".png")]
     assert sorted(int(p.split("+step+")[1].split("+")[0]) for p in pictures) == [0, 2, 4]
     assert all(p.startswith("images/weights~W+step+") for p in pictures)
@@ -177,7 +185,7 @@ def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_pat
     assert artifacts("data") == ["data/provenance.json"]
     mlflow_store.client.download_artifacts(run.info.run_id, "W_final.png", str(tmp_path / "download"))
     drawn = np.asarray(Image.open(tmp_path / "download" / "W_final.png").convert("RGB"))
-    expected = weights_picture(np.load(out / "W.npy"), title="softmax lr=0.5 bs=32: the final W, epoch 4", zoom=6)
+    expected = weights_picture(read_params(out / "params.npz")[0]["W"], title="softmax lr=0.5 bs=32: the final W, epoch 4", zoom=6)
     np.testing.assert_array_equal(drawn, expected)
 
     # One line: the run, its validation accuracy, the link that opens it in model-training mode.
@@ -203,7 +211,7 @@ def test_divergence_is_a_result_recorded_as_such(data_dir, tmp_path, mlflow_stor
     assert metrics["diverged"] is True
     step = metrics["diverged_at_step"]
     assert 0 < step < 24 and metrics["steps"] == step and metrics["epochs"] == step // 6
-    assert np.load(out / "W.npy").shape == (10, 784)
+    assert read_params(out / "params.npz")[0]["W"].shape == (10, 784)
     [run] = mlflow_store.runs()
     assert run.info.status == "FAILED"
     assert run.info.run_name == "diverged: linear lr=10 bs=32"  # what the runs table shows
@@ -217,6 +225,49 @@ def test_divergence_is_a_result_recorded_as_such(data_dir, tmp_path, mlflow_stor
         assert (last.step, last.value) == (stopped_in, value)
     epochs_timed = mlflow_store.client.get_metric_history(run.info.run_id, "time/epoch_seconds")
     assert [m.step for m in epochs_timed] == list(range(1, stopped_in))
+
+
+def test_a_hidden_layer_run_snapshots_and_pictures_every_parameter(data_dir, tmp_path, mlflow_store, train_run):
+    out = tmp_path / "out"
+    status, metrics = train_run(data_dir, out, "model=mlp", "model.hidden=12", "optim.epochs=2", "optim.weight_decay=0.001")
+
+    assert status == 0
+    params, fields = read_params(out / "params.npz")
+    assert {key: P.shape for key, P in params.items()} == {"W1": (12, 784), "b1": (12,), "W2": (10, 12), "b2": (10,)}
+    assert fields["hidden"] == 12 and fields["name"] == "mlp"
+    [run] = mlflow_store.runs()
+    assert run.data.params["model.hidden"] == "12" and run.data.tags["variant"] == "mlp"
+    artifacts = sorted(a.path for a in mlflow_store.client.list_artifacts(run.info.run_id, "weights"))
+    assert artifacts == [f"weights/{key}_epoch_{e:04d}.npy" for key in ("W1", "W2", "b1", "b2") for e in (1, 2)]
+    folder = mlflow_store.client.download_artifacts(run.info.run_id, "weights", str(tmp_path / "download"))
+    for key, P in params.items():
+        np.testing.assert_array_equal(np.load(f"{folder}/{key}_epoch_0002.npy"), P)
+    pictures = sorted(a.path for a in mlflow_store.client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png"))
+    assert sorted({p.split("/")[1].split("+step+")[0] for p in pictures}) == ["weights~W1", "weights~W2"]  # keys weights/W1, weights/W2
+    # Weight decay: its penalty beside the data term, per epoch and at the end.
+    penalty = sum(0.001 * float(np.vdot(params[key], params[key])) for key in ("W1", "W2"))
+    assert metrics["train"]["penalty"] == pytest.approx(penalty, rel=1e-5)
+    history = mlflow_store.client.get_metric_history(run.info.run_id, "loss/train_penalty")
+    assert sorted(m.step for m in history) == [1, 2]
+    assert run.data.metrics["loss/train_penalty"] == pytest.approx(penalty, rel=1e-5)  # the last point: the final W's
+
+
+def test_a_hidden_layer_that_blows_up_is_a_recorded_divergence(data_dir, tmp_path, mlflow_store, train_run):
+    out = tmp_path / "out"
+    status, metrics = train_run(data_dir, out, "model=mlp", "model.hidden=8", "model.loss=squared_error",
+                                "model.output=identity", "optim.lr=1000")
+
+    assert status == 0 and metrics["diverged"] is True
+    [run] = mlflow_store.runs()
+    assert run.info.status == "FAILED" and run.data.tags["diverged"] == "true"
+    assert set(read_params(out / "params.npz")[0]) == {"W1", "b1", "W2", "b2"}
+
+
+def test_no_weight_decay_logs_no_penalty(data_dir, tmp_path, train_run):
+    status, metrics = train_run(data_dir, tmp_path, "model=softmax_ce", "optim.epochs=1", "tracking.enabled=false")
+
+    assert status == 0 and "penalty" not in metrics["train"]
+    assert set(read_params(tmp_path / "params.npz")[0]) == {"W", "b"}
 
 
 def test_divergence_can_be_made_fatal(data_dir, tmp_path, train_run):
@@ -267,13 +318,19 @@ def test_tags_say_which_sweep_job_and_dvc_experiment_a_run_belongs_to(monkeypatc
         ("optim.lr=0", "optim.lr=0.0: must be > 0"),
         ("optim.lr=-1", "optim.lr=-1.0: must be > 0"),
         ("optim.batch_size=0", "optim.batch_size=0: must be >= 1"),
-        ("model.name=quadratic", "model.name='quadratic': must be one of softmax, linear"),
+        ("model.name=Quadratic", "model.name='Quadratic': must be a name of lowercase letters, digits and _"),
+        ("model.activation=swish", "model.activation='swish': must be one of relu, sigmoid, tanh"),
+        ("model.hidden=0", "model.hidden=0: must be >= 1"),
+        ("optim.weight_decay=nan", "optim.weight_decay=nan: must be a finite number >= 0"),
+        ("model.output=identity", None),  # with the default model's cross-entropy below
         ("dtype=float16", "dtype='float16': must be one of float32, float64"),
     ],
 )
 def test_a_bad_value_fails_before_any_data_or_run(override, message, tmp_path, mlflow_store, capsys, train_run):
     out = tmp_path / "out"
-    status, _ = train_run(tmp_path / "no data here", out, override)
+    if message is None:  # a combination the model's pieces refuse
+        override, message = [override, "model.loss=cross_entropy"], "cross-entropy is defined after a softmax output only"
+    status, _ = train_run(tmp_path / "no data here", out, *([override] if isinstance(override, str) else override))
 
     assert status == 2
     assert message in capsys.readouterr().err
@@ -285,7 +342,7 @@ def test_a_bad_value_fails_before_any_data_or_run(override, message, tmp_path, m
     "override, message, exit_status",
     [
         ("optim.lrate=0.1", "optim.lrate: Key 'lrate' not in 'OptimConfig'", 2),  # Hydra's own composition error
-        ("model=quadratic", "model=quadratic: no such option, conf/model/ has linear, softmax", 2),
+        ("model=quadratic", "model=quadratic: no such option, conf/model/ has base, linear, mlp, softmax, softmax_ce", 2),
         ("optim.batch_size=abc", "optim.batch_size: Value 'abc' of type 'str' could not be converted to Integer", 2),
         ("optim.lr=0", "optim.lr=0.0: must be > 0", 2),
     ],
@@ -319,32 +376,120 @@ def test_labels_changed_since_their_provenance_are_refused_before_any_run(data_d
 
 
 @pytest.mark.slow
-def test_ctrl_c_mid_training_kills_the_run_and_keeps_the_previous_outputs(data_dir, tmp_path, mlflow_store):
+@pytest.mark.parametrize("signum, exit_status, how", [(signal.SIGINT, 130, "Ctrl-C (SIGINT)"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_ctrl_c_or_sigterm_mid_training_kills_the_run_and_keeps_the_previous_outputs(signum, exit_status, how, data_dir, tmp_path, mlflow_store):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "W.npy").write_bytes(b"the previous run's weights")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.train", f"data.dir={data_dir}", f"out_dir={out}", "optim.epochs=1000000",
-         "tracking.snapshot_every=0"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not any(mlflow_store.client.get_metric_history(r.info.run_id, "loss/train_step") for r in mlflow_store.runs()):
-            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-            time.sleep(0.2)  # until its first losses are in MLflow: well into the epochs (a million would take minutes)
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
-    finally:
-        process.kill()
+    (out / "params.npz").write_bytes(b"the previous run's weights")
+    process = start_stage("train", f"data.dir={data_dir}", f"out_dir={out}", "optim.epochs=1000000", "tracking.snapshot_every=0")
+    # Well into the epochs: the run has sent training losses (a million epochs would take minutes).
+    wait_until(lambda: any("loss/train_step" in run.data.metrics for run in mlflow_store.runs()), process)
 
-    assert process.returncode == 130
-    assert "interrupted" in process.stderr.read()
-    assert [p.name for p in out.iterdir()] == ["W.npy"]  # no new or half-written file
-    assert (out / "W.npy").read_bytes() == b"the previous run's weights"
+    assert interrupt(process, signum) == exit_status
     [run] = mlflow_store.runs()
+    assert process.output().splitlines()[-1] == f"interrupted by {how}: no outputs written; MLflow run {run.info.run_id} marked KILLED"
+    assert "Traceback" not in process.output()
+    assert [p.name for p in out.iterdir()] == ["params.npz"]  # no new or half-written file
+    assert (out / "params.npz").read_bytes() == b"the previous run's weights"
     assert run.info.status == "KILLED" and run.info.end_time is not None
     assert len(mlflow_store.client.get_metric_history(run.info.run_id, "loss/train_step")) > 0
+
+
+@pytest.mark.slow
+def test_interrupted_before_its_run_exists_it_claims_no_killed_run(data_dir, tmp_path, mlflow_store):
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    (data / PROVENANCE_FILE).unlink()
+    with blocked_reader(data / PROVENANCE_FILE) as is_waiting:  # the first file the stage reads
+        process = start_stage("train", f"data.dir={data}", f"out_dir={tmp_path / 'out'}")
+        wait_until(is_waiting, process)
+        assert interrupt(process, signal.SIGINT) == 130
+
+    assert process.output() == "interrupted by Ctrl-C (SIGINT): no outputs written\n"
+    assert not (tmp_path / "out").exists() and mlflow_store.runs() == []
+
+
+# --- tracking store, disk, pictures -----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_tracking_server_nobody_answers_on_fails_before_training_in_one_line(data_dir, tmp_path):
+    uri = f"http://127.0.0.1:{closed_port()}"
+    started = time.monotonic()
+    result = run_stage(f"data.dir={data_dir}", f"out_dir={tmp_path / 'out'}", env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+
+    assert time.monotonic() - started < 30  # MLflow's own retries: 249 s, then a 124-line traceback
+    assert result.returncode == 1
+    assert result.stdout == ""  # not even the "training on" line
+    assert result.stderr == (
+        f"MLflow store {uri}: connection refused (no server listening there); run without tracking with "
+        "tracking.enabled=false, or unset MLFLOW_TRACKING_URI to log into the local store\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_tracking_server_that_never_answers_fails_within_seconds(data_dir, tmp_path):
+    with SilentServer(accept=True) as server:
+        uri = server.url.removesuffix("/mnist/")
+        started = time.monotonic()
+        result = run_stage(f"data.dir={data_dir}", f"out_dir={tmp_path / 'out'}", env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+
+    assert time.monotonic() - started < 40  # was: 120 s a try, over 7 minutes in all
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"MLflow store {uri}: no answer within 5 s; run without tracking with tracking.enabled=false")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_loss_that_goes_nan_at_once_is_recorded_as_diverged_and_pictured(data_dir, tmp_path, mlflow_store, train_run):
+    # lr=1e38 is a valid setting: W overflows after one step and every later loss is NaN, so the
+    # loss curve has no positive value (matplotlib's log axis refused it: exit 1, outputs half-new).
+    out = tmp_path / "out"
+    status, metrics = train_run(data_dir, out, "optim.lr=1e38")
+
+    assert status == 0
+    assert metrics["diverged"] is True and metrics["diverged_at_step"] == 1
+    [run] = mlflow_store.runs()
+    assert run.info.status == "FAILED" and "error" not in run.data.tags  # diverged, not crashed
+    assert run.data.tags["diverged"] == "true"
+    assert [a.path for a in mlflow_store.client.list_artifacts(run.info.run_id, "plots")] == ["plots/loss_curve.png"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(train.OUTPUT_FILES)
+
+
+def test_a_failing_mlflow_write_fails_the_stage_before_any_output_is_replaced(data_dir, tmp_path, mlflow_store, train_run, monkeypatch):
+    # The loss curve is the last write queued, drawn on the writer thread: the stage waits for it.
+    def unwritable(**curve):
+        raise OSError(28, "No space left on device", "plots/loss_curve.png")
+
+    monkeypatch.setattr(pictures, "loss_curve_figure", unwritable)
+    out = tmp_path / "out"
+    with pytest.raises(tracking.TrackingError, match=f"MLflow store {mlflow_store.uri}: plots/loss_curve.png: No space left on device"):
+        train_run(data_dir, out)
+
+    assert not out.exists()
+    [run] = mlflow_store.runs()
+    assert run.info.status == "FAILED" and "No space left on device" in run.data.tags["error"]
+
+
+@pytest.mark.slow
+def test_a_full_disk_leaves_the_previous_outputs_whole_and_says_which_file(data_dir, tmp_path):
+    # A file-size limit (the kernel refusing a write, EFBIG, as a full disk does with ENOSPC) that
+    # params.npz (31 KB) and metrics.json fit in but a history.csv of 1,000 epochs (~78 KB) does not.
+    out = tmp_path / "out"
+    previous = run_stage(f"data.dir={data_dir}", f"out_dir={out}", "optim.epochs=1", "tracking.enabled=false")
+    assert previous.returncode == 0, previous.stderr
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+
+    result = run_stage(f"data.dir={data_dir}", f"out_dir={out}", "optim.epochs=1000", "optim.batch_size=1000",
+                       "tracking.enabled=false", preexec_fn=limited)
+
+    assert result.returncode == 1
+    assert result.stderr == f"{out / 'history.csv'}: File too large\n"
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # all four old, no temporary
 
 
 # --- helpers ------------------------------------------------------------------------------

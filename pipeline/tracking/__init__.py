@@ -12,6 +12,7 @@ runs without any MLflow at all. Nothing here draws: the stages hand over their p
 
 from pipeline.tracking.runs import (
     continue_run,
+    end_sweep_jobs,
     flatten,
     git_tags,
     log_data,
@@ -43,8 +44,8 @@ from pipeline.tracking.writer import MAX_QUEUED_WRITES, DisabledRun, Run, system
 
 __all__ = [
     "EXPERIMENT_ID_VARIABLE", "MAX_QUEUED_WRITES", "REPO_ROOT", "SQLITE_PREFIX", "SWEEP_RUN_VARIABLE", "DisabledRun",
-    "Run", "TrackingError", "artifact_location", "connect", "continue_run", "ensure_experiment", "flatten",
-    "git_tags", "how_to_open", "log_data", "log_files", "project_root", "quiet_mlflow", "resolve_uri", "run_page",
-    "runs_page", "settings", "sqlite_path", "start_run", "store_lock", "sweep_job_tags", "system_tags", "ui_command",
-    "where_logged",
+    "Run", "TrackingError", "artifact_location", "connect", "continue_run", "end_sweep_jobs", "ensure_experiment",
+    "flatten", "git_tags", "how_to_open", "log_data", "log_files", "project_root", "quiet_mlflow", "resolve_uri",
+    "run_page", "runs_page", "settings", "sqlite_path", "start_run", "store_lock", "sweep_job_tags", "system_tags",
+    "ui_command", "where_logged",
 ]

@@ -20,6 +20,7 @@ SOURCE_COMPARE = "experiments.compare"
 # training loss (step = global step); a curve's final value is its last point.
 TRAIN_LOSS = "loss/train_step"  # the mean of every tracking.log_every steps, at the later step
 TRAIN_LOSS_EPOCH = "loss/train"
+TRAIN_PENALTY = "loss/train_penalty"  # weight decay's λ||W||², per epoch, beside the data term
 VAL_LOSS = "loss/val"
 TRAIN_ACCURACY = "score/train_accuracy"
 VAL_ACCURACY = "score/val_accuracy"  # its last point: the final W's (selection, registry)
@@ -80,11 +81,17 @@ COMPARISONS_EXPERIMENT = "comparisons"  # where an experiment's comparison goes,
 ERROR = "error"
 
 # --- artifacts ----------------------------------------------------------------------------------
-WEIGHTS_DIR = "weights"  # W_epoch_<epoch>.npy
-# The picture of W after each epoch (the UI's step slider); its prefix makes its own section,
-# after the curves'.
-WEIGHTS_IMAGE_KEY = "weights/W"
-WEIGHTS_FINAL_PICTURE = "W_final.png"  # the final W, larger, at the top of the artifacts
+WEIGHTS_DIR = "weights"  # <parameter>_epoch_<epoch>.npy: W_epoch_0001.npy, b1_epoch_0001.npy, ...
+# The pictures of the weights after each epoch (the UI's step slider), keyed weights/<matrix>:
+# weights/W for a one-layer model, weights/W1 and weights/W2 for a hidden layer's; the prefix
+# makes them a section of their own, after the curves'.
+WEIGHTS_IMAGE_PREFIX = "weights/"
+WEIGHTS_FINAL_PICTURE = "W_final.png"  # a one-layer model's final W, larger, at the top of the artifacts
+
+
+def weights_image_key(matrix):
+    """The image key of the pictures of weight matrix ``matrix`` (W, W1, W2)."""
+    return WEIGHTS_IMAGE_PREFIX + matrix
 LOSS_CURVE = "plots/loss_curve.png"
 PROVENANCE = "data/provenance.json"
 EVALUATION_DIR = "evaluation"
