@@ -83,7 +83,7 @@ def tracking_share(workspace, repeats):
             out_dir = workspace.root / f"train_tracking_{mode}"
             overrides = (f"data.dir={data_dir}", f"out_dir={out_dir}", f"tracking.enabled={mode == 'on'}")
             finished = run_command(train_command(*overrides), REPO_ROOT, env, peak_rss=True)
-            stage = json.loads((out_dir / "metrics.json").read_text())["seconds"]
+            stage = json.loads((out_dir / "timing.json").read_text())["seconds"]
             runs[mode].append({"wall": finished.seconds, "stage_total": stage["total"], "stage_train": stage["train"], "peak_rss_mb": finished.peak_rss / 2**20})
     with_mlflow = repeated([sys.executable, "-c", MLFLOW_STARTUP_PROBE], REPO_ROOT, env, repeats + 1)
     without = repeated([sys.executable, "-c", WITHOUT_MLFLOW_PROBE], REPO_ROOT, env, repeats + 1)

@@ -19,8 +19,10 @@ that differ from that variant's own defaults in conf/ (``softmax_ce bias=False``
 ``mlp hidden=256 weight_decay=0.001``): the runs of one name with other settings are another
 model, in their own rows, panels and lines.
 
-It prints the table, and logs the four files under ``comparison/`` into the sweep's own run (or,
-for an experiment, into a run tagged ``comparison.of``), so the comparison is in MLflow's UI too.
+It prints the table, and logs the four files under ``comparison/`` into the sweep's own run, so
+the comparison is in MLflow's UI too; the comparison of an experiment (or of a sweep whose own run
+is gone) goes into a run of the separate experiment ``comparisons``, tagged ``comparison.of``, so
+that it never joins the runs it compares.
 A diverged run is in it as such; a sweep still running shows the runs so far, as far as they
 got. Exit status: 0 compared; 1 nothing to compare (no such sweep or experiment, no runs).
 """
@@ -64,17 +66,18 @@ def main(argv=None):
         print(f"nothing to compare: {error}", file=sys.stderr)
         return 1
     run_ids = selection.runs["run_id"]
-    epochs_done = reports.metric_histories(uri, run_ids, schema.VAL_ACCURACY).groupby("run_id")["step"].max()
+    # One time/epoch_seconds per completed epoch (a diverged run's curves have one more point).
+    epochs_done = reports.metric_histories(uri, run_ids, schema.EPOCH_SECONDS).groupby("run_id")["step"].max()
     table = comparison_table(selection.runs, epochs_done)
     losses = reports.metric_histories(uri, run_ids, schema.TRAIN_LOSS)
     out = Path(args.out or Path("comparisons") / selection.label)
     files = write_report(out, table, losses, steps_per_epoch(selection.runs), selection.title)
-    summary_run = reports.log_summary(uri, files, ARTIFACT_DIR, **selection.summary_run)
+    run_id, experiment_id = reports.log_summary(uri, files, ARTIFACT_DIR, **selection.summary_run)
 
     note = stability_note(table)
     print(selection.title, plain_text(readable(table)), *([note] if note else []), sep="\n")
     print(f"\n{len(table)} runs; {', '.join(str(path) for path in files)}")
-    print(f"in MLflow under {ARTIFACT_DIR}/ of run {summary_run}: {tracking.how_to_open(uri, selection.experiment_id)}")
+    print(f"in MLflow, {ARTIFACT_DIR}/ of run {run_id}: {tracking.run_page(uri, experiment_id, run_id, f'artifacts/{ARTIFACT_DIR}')}")
     return 0
 
 
@@ -98,8 +101,7 @@ class Selection:
         if self.runs.empty:
             raise NothingToCompare(f"{title} has no training runs (yet)")
         self.label, self.title = label, title
-        self.experiment_id = self.runs["experiment_id"].iloc[0]
-        self.summary_run = summary_run or tagged_summary_run(found, self.experiment_id, label)
+        self.summary_run = summary_run or comparison_run(label)
 
 
 def select(uri, sweep_id=None, experiment=None):
@@ -125,14 +127,10 @@ def select(uri, sweep_id=None, experiment=None):
     return Selection(f"sweep-{sweep_id}", title, found, {"run_id": sweep_id})
 
 
-def tagged_summary_run(found, experiment_id, label):
-    """tracking.log_summary's arguments for the run of ``found`` tagged ``comparison.of=label``,
-    or for a new one so tagged: the summary of a selection without a sweep run."""
-    existing = found[tag(found, schema.COMPARISON_OF) == label]
-    if len(existing):
-        return {"run_id": existing["run_id"].iloc[0]}
-    tags = {schema.COMPARISON_OF: label, **({schema.SWEEP_ID: label.removeprefix("sweep-")} if label.startswith("sweep-") else {})}
-    return {"experiment_id": experiment_id, "run_name": f"comparison of {label}", "tags": tags}
+def comparison_run(label):
+    """reports.log_summary's arguments for the run of experiment ``comparisons`` tagged
+    ``comparison.of=label`` (made if absent): the report of a selection without a sweep run."""
+    return {"experiment_name": schema.COMPARISONS_EXPERIMENT, "run_name": label, "tags": {schema.COMPARISON_OF: label}}
 
 
 def column(frame, name):
@@ -160,8 +158,10 @@ def comparison_table(runs, epochs_done):
 
     ``outcome``: trained, diverged, running, or MLflow's status otherwise (failed, killed).
     ``epochs``: epochs completed (so far), from ``epochs_done`` (by run id; a run missing there
-    completed none). Losses and accuracies are the final W's; for a run still going, its latest
-    epoch's. ``seconds``: the run's wall time (NaN while running).
+    completed none). ``train_loss`` and ``val_accuracy``: the last points of the run's curves,
+    the last epoch's mean batch loss and its W's validation accuracy (a diverged run's: those of
+    the W it stopped with); for a run still going, its latest epoch's. ``seconds``: the run's wall
+    time (NaN while running).
     """
     diverged = tag(runs, schema.DIVERGED) == "true"
     status = runs["status"].str.lower()
@@ -172,8 +172,8 @@ def comparison_table(runs, epochs_done):
         "epochs": runs["run_id"].map(epochs_done).fillna(0).astype(int),
         "epochs_planned": pd.to_numeric(param(runs, schema.EPOCHS)),
         "diverged_at_step": pd.to_numeric(tag(runs, schema.DIVERGED_AT_STEP)),
-        "train_loss": metric(runs, schema.final("train.loss")).fillna(metric(runs, schema.TRAIN_LOSS_EPOCH)),
-        "val_accuracy": metric(runs, schema.final("val.accuracy")).fillna(metric(runs, schema.VAL_ACCURACY)),
+        "train_loss": metric(runs, schema.TRAIN_LOSS_EPOCH),
+        "val_accuracy": metric(runs, schema.VAL_ACCURACY),
         "test_accuracy": metric(runs, schema.TEST_ACCURACY),
         "seconds": (pd.to_datetime(runs["end_time"], utc=True) - runs["start_time"]).dt.total_seconds(),
         "max_stable_lr": metric(runs, schema.MAX_STABLE_LR),

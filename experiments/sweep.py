@@ -15,12 +15,13 @@
   half-migrated, and jobs racing to create the experiment log into "Default".
 - after each job (``on_job_end``, in the job's process): evaluates its W on the test split with
   the evaluate stage itself (pipeline.evaluate.run), so every run of a sweep has its test
-  accuracy.
-- after the last job (``on_multirun_end``): ends the sweep's run FINISHED and restores the
-  environment. A sweep stopped before by a job exiting has its run ended FAILED when the process
-  exits. Interrupted (Ctrl-C, SIGTERM; pipeline.config.on_interrupt): the sweep's run and every
-  job run still RUNNING end KILLED (joblib kills its workers before they can end their own), and
-  the stage's one line says so.
+  accuracy, and prints the job's one line: its number, run, validation and test accuracy (the
+  stages print nothing in a sweep's jobs).
+- after the last job (``on_multirun_end``): ends the sweep's run FINISHED, restores the
+  environment and prints the one link to the sweep's runs. A sweep stopped before by a job
+  exiting has its run ended FAILED when the process exits. Interrupted (Ctrl-C, SIGTERM;
+  pipeline.config.on_interrupt): the sweep's run and every job run still RUNNING end KILLED
+  (joblib kills its workers before they can end their own), and the stage's one line says so.
 
 Each job's run is tagged ``sweep.id`` (the sweep's run id) and ``mlflow.parentRunId`` (so that
 MLflow's UI nests it under the sweep's run) by the train stage itself, from
@@ -30,8 +31,10 @@ conf/train.yaml).
 """
 
 import atexit
+import json
 import os
 import sys
+from pathlib import Path
 
 from hydra import compose
 from hydra.core.utils import JobStatus
@@ -85,28 +88,31 @@ class SweepCallback(Callback):
         self.cancel_on_interrupt = on_interrupt(self._interrupted)
         self.saved_environment = {name: os.environ.get(name) for name in HANDED_TO_JOBS}
         os.environ.update(dict(zip(HANDED_TO_JOBS, (uri, self.run.experiment_id, self.run.run_id))))
-        print(f"sweep {self.run.run_id} into {sweep_dir}/; {tracking.where_logged(self.run)}", flush=True)
+        print(f"sweep {self.run.run_id} into {sweep_dir}/", flush=True)
 
     def on_job_end(self, config, job_return, **kwargs):
         if config.hydra.mode != RunMode.MULTIRUN or job_return.status != JobStatus.COMPLETED:
             return
         from pipeline import evaluate  # not at the top: only sweep jobs need it, and it imports matplotlib
 
-        status = evaluate.run(evaluation_config(config))
+        status = evaluate.run(evaluation_config(config), quiet=True)
         if status:
             print(f"job {config.hydra.job.num}: evaluation failed (exit status {status})", file=sys.stderr)
+        print(job_line(config), flush=True)
 
     def on_multirun_end(self, config, **kwargs):
         if self.run is None:
             return
-        run_id = self.run.run_id
+        run_id, uri, experiment_id = self.run.run_id, self.run.tracking_uri, self.run.experiment_id
         self._end("FINISHED")
         for name, value in self.saved_environment.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        print(f"sweep {run_id} done; side by side: python -m experiments.compare --sweep {run_id}")
+        its_runs = f"tags.`{schema.SWEEP_ID}` = '{run_id}'"
+        print(f"sweep {run_id} done: {tracking.how_to_open(uri, experiment_id, search=its_runs)}")
+        print(f"side by side: python -m experiments.compare --sweep {run_id}")
 
     def _interrupted(self):
         """The sweep's runs ended KILLED; the note for the stage's message."""
@@ -123,6 +129,18 @@ class SweepCallback(Callback):
         self.cancel_on_interrupt()
         run, self.run = self.run, None
         run.end(status, error=error)
+
+
+def job_line(config):
+    """A job's one line: its number, its run's name, how it went (from the files it wrote)."""
+    from pipeline.train import run_name
+
+    out_dir = Path(config.out_dir)
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    test = out_dir / "test_metrics.json"
+    test_accuracy = f"{json.loads(test.read_text())['test']['accuracy']:.1%}" if test.exists() else "-"
+    outcome = f"DIVERGED at step {metrics['diverged_at_step']:,}" if metrics["diverged"] else f"val {metrics['val']['accuracy']:.1%}"
+    return f"#{config.hydra.job.num} {run_name(config)}: {outcome}, test {test_accuracy}"
 
 
 def evaluation_config(config):

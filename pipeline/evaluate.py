@@ -15,7 +15,9 @@ matrix, and writes them into ``train_dir`` next to the parameters, as one set (a
 
 All of it goes into the MLflow run of the training that produced W (its id is in
 mlflow_run.json), without changing that run's status; if the run is gone (a deleted database or
-run), into a new run tagged ``trained_by_run`` with the old id.
+run), into a new run tagged ``trained_by_run`` with the old id: the test loss and accuracy, the
+precision and recall per digit as one table, the test files as the run's testing dataset. It
+ends with one line: the variant, the test accuracy and the link that opens the run.
 
 Nothing is written before the MLflow store has answered (and the run is found or created).
 
@@ -37,7 +39,7 @@ from omegaconf import OmegaConf
 from pipeline import tracking
 from pipeline.config import ConfigError, EvaluateConfig, stage_app, validated
 from pipeline.constants import scaled
-from pipeline.data import load_split
+from pipeline.data import load_split, read_provenance
 from pipeline.constants import N_CLASSES, N_PIXELS
 from pipeline.files import PARAMS_FILE, WeightsError, json_bytes, read_params, write_set
 from pipeline.idx import IDXError
@@ -57,8 +59,9 @@ def main(cfg):
         sys.exit(status)
 
 
-def run(cfg):
-    """The whole stage for a composed config; returns the exit status (see the module docstring)."""
+def run(cfg, quiet=False):
+    """The whole stage for a composed config; returns the exit status (see the module docstring).
+    ``quiet``: no final line (a sweep prints its own, one per job)."""
     try:
         validated(cfg, EvaluateConfig)
     except ConfigError as error:
@@ -67,7 +70,8 @@ def run(cfg):
     variant, train_dir = cfg.model.name, Path(cfg.train_dir)
     try:
         params, model, trained_run = load_training(train_dir, variant, cfg.model)
-        images, labels, _ = load_split(cfg.data.dir, "test")
+        images, labels, sha256 = load_split(cfg.data.dir, "test")
+        provenance = read_provenance(cfg.data.dir)
     except WeightsError as error:
         print(f"cannot evaluate: {error}", file=sys.stderr)
         return 2
@@ -87,14 +91,17 @@ def run(cfg):
         f"{variant}: the {len(mistakes)} most confidently wrong of {np.count_nonzero(predicted != labels):,} mistakes",
     )
 
-    params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+    settings = tracking.settings(OmegaConf.to_container(cfg, resolve=True), schema.EVALUATE_SETTINGS)
     # The outputs only once the run is open: a store that does not answer or takes no writes
     # fails the stage (stage_app: one line, exit 1) with nothing written.
-    with tracking.continue_run(cfg.tracking, trained_run, f"{variant} test evaluation", params, {schema.VARIANT: variant}) as mlflow_run:
+    with tracking.continue_run(cfg.tracking, trained_run, f"{variant} test evaluation", settings, {schema.VARIANT: variant}) as mlflow_run:
         write_outputs(train_dir, result, labels, predicted, confusion_picture, mistakes_picture)
-        mlflow_run.log_metrics(mlflow_metrics(result), step=0)
+        mlflow_run.log_metrics({schema.TEST_LOSS: result.loss, schema.TEST_ACCURACY: result.accuracy}, step=0)
+        mlflow_run.log_table(per_digit_table(result), schema.PER_DIGIT_TABLE)
+        tracking.log_data(mlflow_run, provenance, sha256, cfg.data.dir, schema.TESTING, {"test_rows": len(labels)})
         tracking.log_files(mlflow_run, [train_dir / file_name for file_name in OUTPUT_FILES], MLFLOW_ARTIFACT_DIR)
-    print(summary(name, result, mlflow_run))
+    if not quiet:
+        print(summary(name, result, mlflow_run))
     return 0
 
 
@@ -148,19 +155,19 @@ def write_outputs(out_dir, result, labels, predicted, confusion_picture, mistake
     })
 
 
-def mlflow_metrics(result):
-    """``test/loss``, ``test/accuracy`` and, per digit c with a defined value, ``test/precision/c``
-    and ``test/recall/c``."""
-    metrics = {schema.TEST_LOSS: result.loss, schema.TEST_ACCURACY: result.accuracy}
-    for digit, (p, r) in enumerate(zip(result.precision, result.recall)):
-        metrics.update({schema.test_precision(digit): p, schema.test_recall(digit): r})
-    return {key: value for key, value in metrics.items() if np.isfinite(value)}
+def per_digit_table(result):
+    """Precision, recall and support per digit as table columns (schema.PER_DIGIT_COLUMNS); an
+    undefined ratio (NaN) is None."""
+    def ratios(values):
+        return [None if np.isnan(value) else float(value) for value in values]
+
+    columns = (list(range(len(result.support))), ratios(result.precision), ratios(result.recall), [int(s) for s in result.support])
+    return dict(zip(schema.PER_DIGIT_COLUMNS, columns))
 
 
 def summary(name, result, mlflow_run):
-    """The one line printed at the end."""
-    return (f"{name}: test accuracy {result.accuracy:.1%}, test loss {result.loss:.4f} on "
-            f"{result.confusion.sum():,} digits; {tracking.where_logged(mlflow_run)}")
+    """The one line printed at the end: what was evaluated, its test accuracy, the link to its run."""
+    return f"{name}: test accuracy {result.accuracy:.1%} on {result.confusion.sum():,} digits; {tracking.where_logged(mlflow_run)}"
 
 
 if __name__ == "__main__":

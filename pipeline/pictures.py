@@ -1,5 +1,7 @@
-"""Pictures of training: W's rows as digit templates, and the loss curves. Pure: arrays in, an
-RGB array or a matplotlib Figure out; nothing is shown or saved here.
+"""Pictures of training and evaluation: the weight matrices (a one-layer W by pipeline.w_picture,
+labelled and with its colour scale; a hidden layer's W1 as templates, W2 as a heat map), the loss
+curves, the confusion matrix, the worst mistakes. Pure: arrays in, an RGB array or a matplotlib
+Figure out; nothing is shown or saved here.
 
 Figures are built with matplotlib's object API (``matplotlib.figure.Figure``), which renders
 with Agg and needs neither pyplot's global state nor a display.
@@ -13,6 +15,7 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from pipeline.constants import IMAGE_SIDE
+from pipeline.w_picture import weights_picture
 
 # Diverging: red where a pixel pushes the score of the digit up, blue where it pushes it down,
 # white for 0.
@@ -72,12 +75,13 @@ def heatmap_image(A, zoom=4):
 HIDDEN_UNITS_SHOWN = 100  # rows of W₁ pictured: enough to see the kinds of templates
 
 
-def parameter_images(params):
-    """The pictures of a model's weight matrices, {image key: RGB array}: a single layer's W as
-    ten digit templates (``templates_image``); a hidden layer's W1 as the templates of its first
-    HIDDEN_UNITS_SHOWN units, ten to a row, and W2 as a heat map. Biases are not pictured."""
+def parameter_images(params, title=None):
+    """The pictures of a model's weight matrices, {matrix name: RGB array}: a single layer's W as
+    its ten rows, labelled with their digits, above their colour scale (``weights_picture``, with
+    ``title`` above); a hidden layer's W1 as the templates of its first HIDDEN_UNITS_SHOWN units,
+    ten to a row, and W2 as a heat map. Biases are not pictured."""
     if "W" in params:
-        return {"W": templates_image(params["W"])}
+        return {"W": weights_picture(params["W"], title=title)}
     return {"W1": templates_image(params["W1"][:HIDDEN_UNITS_SHOWN], zoom=2, columns=10), "W2": heatmap_image(params["W2"])}
 
 

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from pipeline.tracking import schema
+
 PROJECT = "handgrad"
 ALIAS = "champion"
-SELECTION_METRIC = "final/val.accuracy"  # pipeline.train logs final/<metrics.json key>
+SELECTION_METRIC = schema.VAL_ACCURACY  # per epoch; its latest value is the final W's
 ACCURACY_TAG = "val_accuracy"
-SWEEP_TAG = "sweep.id"
+SWEEP_TAG = schema.SWEEP_ID
 
 
 @dataclass(frozen=True)

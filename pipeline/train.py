@@ -2,12 +2,16 @@
 
 Reads the training split of ``data.dir`` (never the test split), holds out the validation rows,
 trains W with pipeline.sgd, records the run through pipeline.tracking, and writes, at stable
-paths in ``out_dir`` and only once training is over (as one set: all four, or none):
+paths in ``out_dir`` and only once training is over (as one set: all five, or none):
 
     params.npz       the final parameters (W, b; W1, b1, W2, b2) and the model's fields
-    metrics.json     final train and validation loss and accuracy, epochs run, divergence, time
+    metrics.json     final train and validation loss and accuracy, epochs run, divergence
     history.csv      one row per epoch, for ``dvc plots``
+    timing.json      seconds spent training and in all (not a DVC metric: it differs every run)
     mlflow_run.json  run id, experiment id and tracking URI, for the evaluate stage
+
+It ends with one line: the run, its validation accuracy (or where it diverged) and the link that
+opens its MLflow run; in a sweep's job nothing (the sweep prints one line per job).
 
 Exit status: 0 trained, or diverged (a result, recorded as such); 1 diverged with
 ``divergence.fatal=true``, or no data, or data not matching its provenance.json, or an MLflow
@@ -17,6 +21,7 @@ cannot be written (full disk); 2 invalid config; 130 interrupted (Ctrl-C), 143 t
 """
 
 import csv
+import functools
 import io
 import json
 import os
@@ -43,7 +48,7 @@ from pipeline.sgd import loss_and_accuracy, seeded_generators
 from pipeline.tracking import schema
 from pipeline.variants import build, plain
 
-OUTPUT_FILES = (PARAMS_FILE, "metrics.json", "history.csv", "mlflow_run.json")
+OUTPUT_FILES = (PARAMS_FILE, "metrics.json", "history.csv", "timing.json", "mlflow_run.json")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
 PROGRESS_UPDATES_PER_EPOCH = 10
 
@@ -98,28 +103,34 @@ def run(cfg):
     sgd = trainer(train.images, train.labels, initial, model, optim.lr, optim.batch_size, shuffle_rng, cfg.divergence.factor, optim.weight_decay)
     optimum = linear_optimum(train.images, train.labels, model, weight_decay=optim.weight_decay) if model.is_least_squares else None
 
-    name = run_name(cfg)
-    params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+    name, sweep_job = run_name(cfg), is_sweep_job()
+    params = tracking.settings(OmegaConf.to_container(cfg, resolve=True), schema.TRAIN_SETTINGS)
     params.update({schema.TRAIN_ROWS: len(train.labels), schema.VAL_ROWS: len(val.labels)})
-    with tracking.start_run(cfg.tracking, name, params, run_tags(cfg, provenance, sha256)) as mlflow_run:
+    tags = {**run_tags(cfg, provenance, sha256), schema.OUT_DIR: cfg.out_dir}
+    with tracking.start_run(cfg.tracking, name, params, tags) as mlflow_run:
         mlflow_run.log_dict(provenance, schema.PROVENANCE)
+        tracking.log_data(mlflow_run, provenance, sha256, cfg.data.dir, schema.TRAINING,
+                          {"train_rows": len(train.labels), "validation_rows": len(val.labels)})
         if optimum is not None:
             mlflow_run.log_metrics({schema.MAX_STABLE_LR: optimum.max_stable_lr, schema.LEAST_SQUARES_LOSS: optimum.loss}, step=0)
-        where = f"MLflow run {mlflow_run.run_id}" if mlflow_run.enabled else "MLflow off"
-        print(f"{name}: training on {len(train.labels):,} rows, validating on {len(val.labels):,}, "
-              f"{optim.epochs} epochs of {sgd.steps_per_epoch:,} steps; {where}", flush=True)
 
-        training = fit(sgd, val, optim.epochs, cfg.tracking, mlflow_run, name, optim.weight_decay)
-        metrics = final_metrics(sgd, train, val, training, started, optim.weight_decay)
+        training = fit(sgd, val, optim.epochs, cfg.tracking, mlflow_run, name, optim.weight_decay, quiet=sweep_job)
+        metrics = final_metrics(sgd, train, val, training, optim.weight_decay)
         log_outcome(mlflow_run, sgd, training, metrics, optimum, name)
-        if optimum is not None:  # in MLflow since the start, as linear/*
+        if optimum is not None:  # in MLflow since the start, as max_stable_lr and least_squares_loss
             metrics["linear"] = {"max_stable_lr": optimum.max_stable_lr, "least_squares_loss": optimum.loss}
         record = {"run_id": mlflow_run.run_id, "experiment_id": mlflow_run.experiment_id, "tracking_uri": mlflow_run.tracking_uri}
+        timing = {"seconds": {"train": training.seconds, "total": time.perf_counter() - started}}
         mlflow_run.wait()  # a failed MLflow write fails the stage before any output is replaced
-        write_outputs(Path(cfg.out_dir), sgd.params, plain(cfg.model), metrics, training.history, record)
+        write_outputs(Path(cfg.out_dir), sgd.params, plain(cfg.model), metrics, training.history, timing, record)
 
-    print(summary(name, metrics, training, mlflow_run, cfg.out_dir))
+    if not sweep_job:
+        print(summary(name, metrics, training, mlflow_run))
     return 1 if metrics["diverged"] and cfg.divergence.fatal else 0
+
+
+def is_sweep_job():
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def built(model_fields):
@@ -146,7 +157,7 @@ def run_tags(cfg, provenance, sha256):
     came from (sweep, DVC)."""
     tags = {schema.VARIANT: cfg.model.name, **tracking.git_tags(), schema.DATA_SOURCE: provenance.get("source", "unknown")}
     tags.update({schema.DATA_SHA256_PREFIX + name: digest for name, digest in sha256.items()})
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+    if is_sweep_job():
         hydra_cfg = HydraConfig.get()
         tags.update({schema.HYDRA_SWEEP_DIR: hydra_cfg.sweep.dir, schema.HYDRA_JOB_NUM: hydra_cfg.job.num, **tracking.sweep_job_tags()})
     if os.environ.get("DVC_EXP_NAME"):
@@ -154,16 +165,16 @@ def run_tags(cfg, provenance, sha256):
     return tags
 
 
-def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name, weight_decay=0.0):
-    """Run the epochs, logging as it goes; stops early if the loss diverges."""
+def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name, weight_decay=0.0, quiet=False):
+    """Run the epochs, logging as it goes; stops early if the loss diverges. The weights'
+    snapshots start after the first epoch: the initial W (zeros by default) is a blank picture."""
     training = Training()
     started = time.perf_counter()
-    mlflow_run.log_snapshot(sgd.params, 0, parameters_pictures)
     steps_per_epoch = sgd.steps_per_epoch
     # tqdm's default lock is a multiprocessing semaphore: a sweep's worker killed on Ctrl-C leaks
     # it (a "leaked semaphore" warning). Bars in separate processes share no lock anyway.
     tqdm.set_lock(threading.RLock())
-    with tqdm(total=epochs * steps_per_epoch, desc=name, unit="step", disable=None, leave=False) as bar:
+    with tqdm(total=epochs * steps_per_epoch, desc=name, unit="step", disable=True if quiet else None, leave=False) as bar:
         on_steps = None if bar.disable else bar.update
         for epoch in range(1, epochs + 1):
             epoch_started = time.perf_counter()
@@ -187,10 +198,10 @@ def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name, weight_decay=0.0):
                  schema.VAL_ACCURACY: val_accuracy, schema.EPOCH_SECONDS: row["seconds"]},
                 step=epoch,
             )
-            if weight_decay:  # the penalty λ||W||², beside the data term train/loss_epoch
+            if weight_decay:  # the penalty λ||W||², beside the data term loss/train
                 mlflow_run.log_metrics({schema.TRAIN_PENALTY: sgd.variant.penalty(sgd.params, weight_decay)}, step=epoch)
             if tracking_cfg.snapshot_every and epoch % tracking_cfg.snapshot_every == 0 and epoch < epochs:
-                mlflow_run.log_snapshot(sgd.params, epoch, parameters_pictures)
+                mlflow_run.log_snapshot(sgd.params, epoch, functools.partial(picture, "parameter_images", title=f"W after epoch {epoch}"))
             bar.set_postfix(loss=f"{result.loss:.4f}", val_acc=f"{val_accuracy:.3f}", refresh=False)
     training.seconds = time.perf_counter() - started
     return training
@@ -204,9 +215,9 @@ def window_means(step_losses, window, first_step):
     return (first_step + starts + counts - 1).tolist(), means.tolist()
 
 
-def final_metrics(sgd, train, val, training, started, weight_decay=0.0):
-    """metrics.json: exact losses and accuracies of the final W, how training went, its cost.
-    With weight decay, ``train.penalty`` (λ||W||²) beside the data term ``train.loss``."""
+def final_metrics(sgd, train, val, training, weight_decay=0.0):
+    """metrics.json: exact losses and accuracies of the final W, and how training went. With
+    weight decay, ``train.penalty`` (λ||W||²) beside the data term ``train.loss``."""
     train_loss, train_accuracy = loss_and_accuracy(sgd.params, train.images, train.labels, sgd.variant)
     val_loss, val_accuracy = loss_and_accuracy(sgd.params, val.images, val.labels, sgd.variant)
     metrics = {
@@ -216,7 +227,6 @@ def final_metrics(sgd, train, val, training, started, weight_decay=0.0):
         "steps": training.steps,
         "diverged": training.diverged_at is not None,
         "diverged_at_step": training.diverged_at,
-        "seconds": {"train": training.seconds, "total": time.perf_counter() - started},
     }
     if weight_decay:
         metrics["train"]["penalty"] = sgd.variant.penalty(sgd.params, weight_decay)
@@ -224,49 +234,48 @@ def final_metrics(sgd, train, val, training, started, weight_decay=0.0):
 
 
 def log_outcome(mlflow_run, sgd, training, metrics, optimum, name):
-    """The final metrics, whether it diverged (then the run ends FAILED), the final W and the
-    loss curve."""
+    """Whether it diverged (then the run ends FAILED, named "diverged: ..."), the training time,
+    the final W (a snapshot, and W_final.png) and the loss curve.
+
+    A diverged run's curves end with a point for the W it stopped with (the last before the loss
+    blew up, the W evaluated and saved), at the epoch it stopped in: a curve's last point is
+    always the final W's.
+    """
     diverged = training.diverged_at is not None
-    mlflow_run.log_metrics({schema.final(k): v for k, v in flat_numbers(metrics).items()}, step=training.steps)
+    stopped_in = len(training.history) + diverged  # the epoch it stopped in
+    mlflow_run.log_metrics({schema.TRAIN_SECONDS: training.seconds}, step=0)
     tags = {schema.DIVERGED: str(diverged).lower()}
     if diverged:
+        mlflow_run.log_metrics({schema.TRAIN_LOSS_EPOCH: metrics["train"]["loss"], schema.TRAIN_ACCURACY: metrics["train"]["accuracy"],
+                                schema.VAL_LOSS: metrics["val"]["loss"], schema.VAL_ACCURACY: metrics["val"]["accuracy"]}, step=stopped_in)
         tags[schema.DIVERGED_AT_STEP] = training.diverged_at
         mlflow_run.end_status = "FAILED"
+        mlflow_run.rename(schema.DIVERGED_NAME_PREFIX + name)
     mlflow_run.set_tags(tags)
-    mlflow_run.log_snapshot(sgd.params, len(training.history) + diverged, parameters_pictures)  # the epoch it stopped in
+    mlflow_run.log_snapshot(sgd.params, stopped_in, functools.partial(picture, "parameter_images", title=f"W after epoch {stopped_in}"))
+    if "W" in sgd.params:  # the final W, larger
+        mlflow_run.log_picture(functools.partial(picture, "weights_picture", sgd.params["W"], title=f"{name}: the final W, epoch {stopped_in}",
+                                                 zoom=6), schema.WEIGHTS_FINAL_PICTURE)
     curve = {"history": training.history, "step_loss_steps": training.logged_steps, "step_losses": training.logged_losses,
              "steps_per_epoch": sgd.steps_per_epoch, "title": name,
              "floor": optimum.loss if optimum else None, "diverged_at": training.diverged_at}
-    mlflow_run.log_figure(lambda: loss_curve_picture(curve), schema.LOSS_CURVE)
+    mlflow_run.log_figure(functools.partial(picture, "loss_curve_figure", **curve), schema.LOSS_CURVE)
 
 
 # The pictures are drawn on the tracking writer's thread, and only for a tracked run: training
-# neither waits for matplotlib to load nor loads it at all with tracking off.
+# neither waits for them nor, with tracking off, loads what draws them.
 
 
-def parameters_pictures(params):
-    """Each weight matrix as a picture, {image key: RGB array} (pipeline.pictures.parameter_images):
-    W's rows or W1's as digit templates, W2 as a heat map."""
-    from pipeline.pictures import parameter_images
+def picture(name, *args, **kwargs):
+    """pipeline.pictures' ``name`` (parameter_images, weights_picture, loss_curve_figure) drawn with
+    these arguments, imported only when a tracked run draws it."""
+    from pipeline import pictures
 
-    return parameter_images(params)
-
-
-def loss_curve_picture(curve):
-    """The loss curves, a matplotlib Figure (pipeline.pictures.loss_curve_figure's arguments)."""
-    from pipeline.pictures import loss_curve_figure
-
-    return loss_curve_figure(**curve)
+    return getattr(pictures, name)(*args, **kwargs)
 
 
-def flat_numbers(metrics):
-    """``{"train.loss": 0.1, ...}`` for the numbers of ``metrics`` (booleans and None left out)."""
-    flat = tracking.flatten(metrics)
-    return {k: v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-def write_outputs(out_dir, params, model_fields, metrics, history, record):
-    """The four output files, as one set: all of them or, on a failure, none (files.write_set)."""
+def write_outputs(out_dir, params, model_fields, metrics, history, timing, record):
+    """The five output files, as one set: all of them or, on a failure, none (files.write_set)."""
     history_text = io.StringIO()
     writer = csv.DictWriter(history_text, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -275,17 +284,18 @@ def write_outputs(out_dir, params, model_fields, metrics, history, record):
         PARAMS_FILE: params_writer(params, model_fields),
         "metrics.json": json_bytes(metrics),
         "history.csv": history_text.getvalue().encode(),
+        "timing.json": json_bytes(timing),
         "mlflow_run.json": json_bytes(record),
     })
 
 
-def summary(name, metrics, training, mlflow_run, out_dir):
-    """The one line printed at the end."""
+def summary(name, metrics, training, mlflow_run):
+    """The one line printed at the end: the run, how it went, the link to it."""
     if training.diverged_at is not None:
         outcome = f"DIVERGED at step {training.diverged_at:,} (batch loss {training.diverged_loss:.3g})"
     else:
-        outcome = f"train loss {metrics['train']['loss']:.4f}, val accuracy {metrics['val']['accuracy']:.1%}"
-    return f"{name}: {metrics['epochs']} epochs in {training.seconds:.2f} s, {outcome}; outputs in {out_dir}/; {tracking.where_logged(mlflow_run)}"
+        outcome = f"val accuracy {metrics['val']['accuracy']:.1%} after {metrics['epochs']} epochs"
+    return f"{name}: {outcome}; {tracking.where_logged(mlflow_run)}"
 
 
 if __name__ == "__main__":

@@ -158,6 +158,45 @@ class Browser:
     def text(self):
         return self.driver.execute_script("return document.body ? document.body.innerText : ''")
 
+    def close_assistant(self):
+        """Close MLflow's assistant side panel if it is open (a quarter of the window otherwise)."""
+        self.driver.execute_script(
+            "const close = document.querySelector('[data-component-id=\"mlflow.assistant.chat_panel.close\"]');"
+            "if (close) close.click();")
+
+    def show_image(self, src_part):
+        """Scroll the first loaded image whose address contains ``src_part`` into view, in the
+        page and in any scrolled box it sits in; False if there is none (yet)."""
+        return self.driver.execute_script(
+            """const image = [...document.images].find(i => i.complete && i.naturalWidth > 0
+                                                             && (i.currentSrc || i.src).includes(arguments[0]));
+               if (!image) return false;
+               image.scrollIntoView({block: 'center'});
+               return true;""", src_part)
+
+    def image_pixels(self, *src_parts):
+        """The pixels the browser decoded for the first loaded image whose address contains every
+        one of ``src_parts``, an RGB uint8 array (read back through a canvas: same origin); None if
+        there is no such image."""
+        import base64
+        import io
+
+        import numpy as np
+        from PIL import Image
+
+        data_url = self.driver.execute_script(
+            """const image = [...document.images].find(i => i.complete && i.naturalWidth > 0
+                                                             && arguments[0].every(p => (i.currentSrc || i.src).includes(p)));
+               if (!image) return null;
+               const canvas = document.createElement('canvas');
+               canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;
+               canvas.getContext('2d').drawImage(image, 0, 0);
+               return canvas.toDataURL('image/png');""", list(src_parts))
+        if data_url is None:
+            return None
+        png = base64.b64decode(data_url.split(",", 1)[1])
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
     def screenshot(self, name):
         path = self.shots / f"{name}.png"
         self.driver.save_screenshot(str(path))

@@ -12,7 +12,7 @@ from matplotlib.colors import to_rgba
 from experiments import compare, compare_figures
 from experiments.sweep import SweepCallback
 from pipeline.model import VARIANTS
-from pipeline.tracking import reports
+from pipeline.tracking import reports, schema
 from tests.helpers import job_folders, split_runs, sweep
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -37,7 +37,7 @@ def store(swept, tmp_path, mlflow_store):
 
 
 def sweep_runs(store):
-    return split_runs([r for r in store.runs() if "comparison.of" not in r.data.tags])
+    return split_runs([r for r in store.runs() if schema.COMPARISON_OF not in r.data.tags])
 
 
 @pytest.mark.slow
@@ -55,9 +55,12 @@ def test_the_table_is_what_every_job_logged_and_wrote(swept, store, tmp_path, ca
         [run] = [r for r in jobs if r.info.run_id == row.run_id]
         folder = folders[int(run.data.tags["hydra.job.num"])]
         metrics = json.loads((folder / "metrics.json").read_text())
+        history = pd.read_csv(folder / "history.csv")
         assert row.outcome == ("diverged" if metrics["diverged"] else "trained")
-        assert row.epochs == metrics["epochs"] and row.epochs_planned == 2
-        assert row.train_loss == pytest.approx(metrics["train"]["loss"], rel=1e-12)
+        assert row.epochs == metrics["epochs"] == len(history) and row.epochs_planned == 2
+        # The last points of the curves: the last epoch's mean loss, or the W a diverged run stopped with.
+        last_loss = metrics["train"]["loss"] if metrics["diverged"] else history["train_loss"].iloc[-1]
+        assert row.train_loss == pytest.approx(last_loss, rel=1e-12)
         assert row.val_accuracy == metrics["val"]["accuracy"]
         assert row.test_accuracy == json.loads((folder / "test_metrics.json").read_text())["test"]["accuracy"]
         assert row.seconds == pytest.approx((run.info.end_time - run.info.start_time) / 1000, abs=1e-9)
@@ -67,6 +70,8 @@ def test_the_table_is_what_every_job_logged_and_wrote(swept, store, tmp_path, ca
 
     printed = capsys.readouterr().out
     assert printed.startswith(f"sweep {parent.info.run_id} (finished): ")
+    assert printed.endswith(f"in MLflow, comparison/ of run {parent.info.run_id}: http://127.0.0.1:5000/#/experiments/"
+                            f"{parent.info.experiment_id}/runs/{parent.info.run_id}/artifacts/comparison?workflowType=machine_learning\n")
     assert "DIVERGED at step" in printed and "linear: full-batch gradient descent is stable below lr" in printed
     markdown = (out / "comparison.md").read_text().splitlines()
     assert markdown[2] == "| model | lr | outcome | epochs | train loss | val acc | test acc | seconds | run |"
@@ -89,12 +94,17 @@ def test_the_report_goes_into_the_sweep_run_once(store, tmp_path):
 
 
 @pytest.mark.slow
-def test_an_experiment_is_compared_into_a_summary_run_of_its_own(store, tmp_path):
+def test_an_experiment_is_compared_into_a_run_of_the_comparisons_experiment_not_into_itself(store, tmp_path):
+    compared = store.client.get_experiment_by_name("handgrad").experiment_id
+    runs_before = store.client.search_runs([compared])
+
     assert compare.main(["--experiment", "handgrad", "--out", str(tmp_path / "a")]) == 0
     assert compare.main(["--experiment", "handgrad", "--out", str(tmp_path / "b")]) == 0
 
+    assert len(store.client.search_runs([compared])) == len(runs_before)  # no run added to what was compared
     [summary] = [r for r in store.runs() if r.data.tags.get("comparison.of") == "experiment-handgrad"]
-    assert summary.info.status == "FINISHED"
+    assert store.client.get_experiment(summary.info.experiment_id).name == "comparisons"
+    assert summary.info.status == "FINISHED" and summary.info.run_name == "experiment-handgrad"
     assert len(pd.read_csv(tmp_path / "b" / "comparison.csv")) == 4
     assert len(store.client.list_artifacts(summary.info.run_id, "comparison")) == 4
 
@@ -119,9 +129,10 @@ def test_a_sweep_still_running_shows_its_runs_as_far_as_they_got(store, tmp_path
     for key, value in {"optim.lr": 0.5, "optim.epochs": 10, "optim.batch_size": 32, "data.train_rows": 180}.items():
         store.client.log_param(run_id, key, value)
     for step, value in ((1, 0.6), (3, 0.5), (7, 0.4), (11, 0.3)):
-        store.client.log_metric(run_id, "train/loss", value, step=step)
+        store.client.log_metric(run_id, schema.TRAIN_LOSS, value, step=step)
     for epoch, accuracy in ((1, 0.5), (2, 0.7)):
-        store.client.log_metric(run_id, "val/accuracy", accuracy, step=epoch)
+        store.client.log_metric(run_id, schema.VAL_ACCURACY, accuracy, step=epoch)
+        store.client.log_metric(run_id, schema.EPOCH_SECONDS, 0.1, step=epoch)
     try:
         assert compare.main(["--out", str(tmp_path / "report")]) == 0  # the latest sweep: this one
     finally:
@@ -167,7 +178,7 @@ def test_loss_curves_draw_every_logged_point_coloured_by_lr(store):
     runs = reports.search_runs(store.uri, experiment_name="handgrad")
     runs = runs[runs["run_id"].isin([r.info.run_id for r in jobs])]
     table = compare.comparison_table(runs, pd.Series(dtype=float))
-    losses = reports.metric_histories(store.uri, runs["run_id"], "train/loss")
+    losses = reports.metric_histories(store.uri, runs["run_id"], schema.TRAIN_LOSS)
 
     figure = compare_figures.loss_curves_figure(table, losses, compare.steps_per_epoch(runs), "title", VARIANTS)
 

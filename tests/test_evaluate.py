@@ -2,11 +2,13 @@
 MLflow store in a temporary folder."""
 
 import csv
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,6 +82,13 @@ def run_evaluate(project, *overrides):
     return evaluate.run(project["compose"]("evaluate", project["overrides"] + list(overrides)))
 
 
+def per_digit_table(project):
+    """The table of precision and recall per digit logged into the training's run, as columns."""
+    folder = project["client"].download_artifacts(project["run"].run_id, "evaluation/per_digit.json", str(project["dir"] / "table"))
+    table = json.loads(Path(folder).read_text())
+    return {name: [row[i] for row in table["data"]] for i, name in enumerate(table["columns"])}
+
+
 def read_csv(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -149,12 +158,22 @@ def test_logs_into_the_training_run_and_keeps_its_status(project):
     client, run_id = project["client"], project["run"].run_id
     run = client.get_run(run_id)
     assert run.info.status == "FAILED"  # what training made it (diverged), not reopened
-    assert run.data.metrics["test/accuracy"] == 37 / 40
-    assert run.data.metrics["test/recall/5"] == pytest.approx(0.8)
-    assert run.data.metrics["test/precision/3"] == pytest.approx(0.75)
+    assert sorted(run.data.metrics) == ["test_accuracy", "test_loss"] and run.data.metrics["test_accuracy"] == 37 / 40
+    assert run.data.metrics["test_loss"] == json.loads((project["train_dir"] / "test_metrics.json").read_text())["test"]["loss"]
+    # Precision and recall per digit: one table, not twenty metrics.
+    table = per_digit_table(project)
+    assert table["digit"] == list(range(10)) and table["support"] == np.bincount(project["labels"], minlength=10).tolist()
+    assert (table["precision"][5], table["recall"][5]) == (1.0, 0.8)
+    assert (table["precision"][3], table["recall"][3]) == (0.75, 1.0)
     artifacts = [a.path for a in client.list_artifacts(run_id, "evaluation")]
-    assert artifacts == [f"evaluation/{name}" for name in sorted(evaluate.OUTPUT_FILES)]
+    assert artifacts == sorted([f"evaluation/{name}" for name in evaluate.OUTPUT_FILES] + ["evaluation/per_digit.json"])
     assert len(client.search_runs([project["run"].experiment_id])) == 1
+    # The test files, as the run's testing dataset.
+    [dataset] = run.inputs.dataset_inputs
+    files = "".join(f"{name} {file_sha256(project['dir'] / 'data' / name)}\n" for name in sorted(TEST_FILES))
+    assert (dataset.dataset.name, dataset.dataset.digest) == ("mnist-synthetic", hashlib.sha256(files.encode()).hexdigest()[:8])
+    assert json.loads(dataset.dataset.profile)["test_rows"] == 40
+    assert [(t.key, t.value) for t in dataset.tags] == [("mlflow.data.context", "testing")]
 
 
 def test_undefined_ratios_are_left_out(project):
@@ -167,9 +186,9 @@ def test_undefined_ratios_are_left_out(project):
     assert run_evaluate(project) == 0
     per_class = read_csv(project["train_dir"] / "per_class.csv")
     assert per_class[9] == {"digit": "9", "precision": "", "recall": "", "support": "0"}
-    metrics = project["client"].get_run(project["run"].run_id).data.metrics
-    assert "test/recall/9" not in metrics and "test/precision/9" not in metrics
-    assert "test/recall/8" in metrics
+    table = per_digit_table(project)
+    assert (table["precision"][9], table["recall"][9], table["support"][9]) == (None, None, 0)
+    assert table["recall"][8] == 1.0
 
 
 @pytest.mark.parametrize("how_gone", ["deleted", "unknown", "not tracked"])
@@ -184,14 +203,16 @@ def test_a_missing_training_run_gets_a_new_run_linked_to_it(project, how_gone):
 
     assert run_evaluate(project) == 0
     [new] = [run for run in client.search_runs([project["run"].experiment_id]) if run.info.run_id != project["run"].run_id]
-    assert "test/accuracy" not in client.get_run(project["run"].run_id).data.metrics
+    assert "test_accuracy" not in client.get_run(project["run"].run_id).data.metrics
     assert new.info.status == "FINISHED"
     assert new.data.tags["trained_by_run"] == (old_id or "none")
     assert ("not in" if old_id else "not tracked") in new.data.tags["trained_by_run.note"]
     assert new.data.tags["variant"] == "softmax"
-    assert new.data.metrics["test/accuracy"] == 37 / 40
+    assert new.data.metrics["test_accuracy"] == 37 / 40
+    model = project["compose"]("evaluate", project["overrides"]).model
+    assert new.data.params == {**{f"model.{key}": str(value) for key, value in model.items()}, "mistakes_shown": "32"}  # settings only
     assert new.data.params["model.name"] == "softmax"
-    assert len(client.list_artifacts(new.info.run_id, "evaluation")) == len(evaluate.OUTPUT_FILES)
+    assert len(client.list_artifacts(new.info.run_id, "evaluation")) == len(evaluate.OUTPUT_FILES) + 1  # + the per-digit table
 
 
 def test_runs_without_mlflow_when_tracking_is_off(project, capsys):
@@ -282,7 +303,9 @@ def test_command_line_prints_the_result_and_leaves_no_hydra_files(project):
         cwd=project["dir"], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
     )
     assert result.returncode == 0, result.stderr
-    line = result.stdout.strip().splitlines()[-1]
-    assert line.startswith(f"softmax, trained in {project['train_dir']}: test accuracy 92.5%, test loss ")
-    assert f"on 40 digits; MLflow run {project['run'].run_id}: mlflow ui --backend-store-uri sqlite:///" in line
+    [line] = result.stdout.splitlines()
+    run = project["run"]
+    assert line == (f"softmax, trained in {project['train_dir']}: test accuracy 92.5% on 40 digits; "
+                    f"http://127.0.0.1:5000/#/experiments/{run.experiment_id}/runs/{run.run_id}?workflowType=machine_learning")
+    assert "INFO" not in result.stderr  # MLflow's own log lines stay out of the terminal
     assert sorted(p.name for p in project["dir"].iterdir()) == ["data", "mlflow.db", "mlflow.db.lock", "mlruns", "results"]

@@ -1,4 +1,4 @@
-"""Pictures of W and of the loss curves."""
+"""Pictures of W and of the loss curves (the one-layer W's own picture: test_w_picture)."""
 
 import io
 
@@ -9,6 +9,7 @@ from PIL import Image
 from pipeline.pictures import (
     confusion_figure, heatmap_image, loss_curve_figure, mistakes_figure, parameter_images, templates_image, tile_templates,
 )
+from pipeline.w_picture import weights_picture
 
 
 def weights_with_a_mark_per_digit():
@@ -117,9 +118,9 @@ def test_mistakes_figure_pastes_each_digit_under_its_label():
 def test_parameter_images_picture_each_weight_matrix():
     rng = np.random.default_rng(0)
     W = rng.normal(size=(10, 784))
-    one_layer = parameter_images({"W": W, "b": rng.normal(size=10)})
-    assert list(one_layer) == ["W"]  # W as ever; a bias is not pictured
-    np.testing.assert_array_equal(one_layer["W"], templates_image(W))
+    one_layer = parameter_images({"W": W, "b": rng.normal(size=10)}, title="W after epoch 2")
+    assert list(one_layer) == ["W"]  # W labelled, with its scale; a bias is not pictured
+    np.testing.assert_array_equal(one_layer["W"], weights_picture(W, title="W after epoch 2"))
     W1, W2 = rng.normal(size=(128, 784)), rng.normal(size=(10, 128))
     hidden = parameter_images({"W1": W1, "b1": np.zeros(128), "W2": W2, "b2": np.zeros(10)})
     assert list(hidden) == ["W1", "W2"]

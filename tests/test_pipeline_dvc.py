@@ -5,9 +5,11 @@ The data is the packaged 5k subset (``data.source=packaged`` in the clone), so n
 used; one first `dvc repro` takes ~20 s here and is shared by the tests below.
 """
 
+import functools
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,7 +25,7 @@ from tests.paths import REPO_ROOT
 
 VARIANTS = ("softmax", "linear")
 STAGES = ("download", *(f"{stage}@{variant}" for stage in ("train", "evaluate") for variant in VARIANTS))
-TRAIN_OUTPUTS = ("params.npz", "metrics.json", "history.csv", "mlflow_run.json")
+TRAIN_OUTPUTS = ("params.npz", "metrics.json", "history.csv", "timing.json", "mlflow_run.json")
 EVALUATE_OUTPUTS = ("test_metrics.json", "per_class.csv", "confusion.csv", "confusion.png", "misclassified.png")
 DATA_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
               "t10k-labels-idx1-ubyte.gz", "provenance.json")
@@ -40,10 +42,17 @@ class Clone:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env['PATH']}"
         self.env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-        self.mlflow = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
 
-    def run(self, *command):
-        result = subprocess.run(command, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=300)
+    @functools.cached_property
+    def mlflow(self):
+        """A client of the clone's store, made once the store is there: MLflow keeps one store
+        object per URI in a process, and one opened before the database file was copied in
+        reads runs from it but not their dataset inputs."""
+        return MlflowClient(f"sqlite:///{self.root / 'mlflow.db'}")
+
+    def run(self, *command, env=None):
+        result = subprocess.run(command, cwd=self.root, env={**self.env, **(env or {})}, capture_output=True, text=True,
+                                timeout=300)
         assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
         return result.stdout
 
@@ -134,15 +143,17 @@ def test_each_variant_is_one_mlflow_run_with_training_and_test_results(clone):
         optim = yaml.safe_load((clone.root / f"conf/optim/{variant}.yaml").read_text())
         assert float(run.data.params["optim.lr"]) == optim["lr"]
         assert run.data.tags["variant"] == variant
-        val_accuracy = clone.mlflow.get_metric_history(run.info.run_id, "val/accuracy")
+        val_accuracy = clone.mlflow.get_metric_history(run.info.run_id, "score/val_accuracy")
         assert [m.step for m in val_accuracy] == list(range(1, 11))
-        assert len(clone.mlflow.get_metric_history(run.info.run_id, "train/loss")) > 10
-        assert run.data.metrics["test/accuracy"] == clone.first_test_metrics[variant]["accuracy"]
-        assert run.data.metrics["test/loss"] == pytest.approx(clone.first_test_metrics[variant]["loss"])
+        assert len(clone.mlflow.get_metric_history(run.info.run_id, "loss/train_step")) > 10
+        assert run.data.metrics["test_accuracy"] == clone.first_test_metrics[variant]["accuracy"]
+        assert run.data.metrics["test_loss"] == pytest.approx(clone.first_test_metrics[variant]["loss"])
         weights = [a.path for a in clone.mlflow.list_artifacts(run.info.run_id, "weights")]
-        assert "weights/W_epoch_0000.npy" in weights and "weights/W_epoch_0010.npy" in weights
+        assert weights == [f"weights/W_epoch_{epoch:04d}.npy" for epoch in range(1, 11)]
         evaluation = [a.path for a in clone.mlflow.list_artifacts(run.info.run_id, "evaluation")]
-        assert evaluation == sorted(f"evaluation/{name}" for name in EVALUATE_OUTPUTS)
+        assert evaluation == sorted(f"evaluation/{name}" for name in (*EVALUATE_OUTPUTS, "per_digit.json"))
+        [dataset, tested] = sorted(run.inputs.dataset_inputs, key=lambda d: d.tags[0].value, reverse=True)
+        assert (dataset.dataset.name, dataset.tags[0].value, tested.tags[0].value) == ("mnist-packaged", "training", "testing")
 
 
 @pytest.mark.slow
@@ -160,6 +171,8 @@ def test_metrics_and_plots_show_both_variants(clone):
         test = shown[f"results/{variant}/test_metrics.json"]["data"]["test"]
         assert test == clone.read_json(f"results/{variant}/test_metrics.json")["test"]
         assert shown[f"results/{variant}/metrics.json"]["data"]["val"]["accuracy"] > 0.8
+        assert "seconds" not in shown[f"results/{variant}/metrics.json"]["data"]  # timings: not a metric
+        assert clone.read_json(f"results/{variant}/timing.json")["seconds"]["train"] > 0
     plots = json.loads(clone.dvc("plots", "show", "--json"))["data"]
     assert {"loss", "val_accuracy", "confusion_softmax", "confusion_linear", "recall_softmax", "recall_linear",
             "results/softmax/misclassified.png", "results/linear/confusion.png"} <= set(plots)
@@ -178,7 +191,7 @@ def test_changing_one_variants_lr_reruns_only_its_train_and_evaluate(clone):
     run = clone.mlflow.get_run(record["run_id"])
     assert run.data.params["optim.lr"] == "0.002"
     test_metrics = clone.read_json("results/linear/test_metrics.json")["test"]
-    assert run.data.metrics["test/accuracy"] == test_metrics["accuracy"]
+    assert run.data.metrics["test_accuracy"] == test_metrics["accuracy"]
     lr = json.loads(clone.dvc("params", "diff", "--json"))["conf/optim/linear.yaml"]["lr"]
     assert (lr["old"], lr["new"]) == (default_lr, 0.002)
     loss = json.loads(clone.dvc("metrics", "diff", "--json"))["results/linear/test_metrics.json"]["test.loss"]
@@ -205,9 +218,24 @@ def test_an_experiment_trains_with_the_values_it_records(clone):
     )
     assert run.data.params["optim.lr"] == "0.25"
     assert run.data.params["model.name"] == "softmax"
-    assert run.data.metrics["test/accuracy"] == test_accuracy
+    assert run.data.metrics["test_accuracy"] == test_accuracy
     assert run.info.run_name == "softmax lr=0.25 bs=32"
     assert clone.read_json("results/softmax/mlflow_run.json") == clone.first_records["softmax"]  # workspace untouched
+
+    # The README's `dvc exp show`, in a 120-column terminal: the learning rate and the test
+    # accuracy, no hashes, no timings, nothing cut off.
+    shown = clone.run(*readme_exp_show(), "--no-pager", env={"COLUMNS": "120"})
+    header = [line for line in shown.splitlines() if "Experiment" in line][0].split()
+    assert header == ["Experiment", "results/softmax/test_metrics.json:test.accuracy", "conf/optim/softmax.yaml:lr"]
+    assert max(map(len, shown.splitlines())) <= 120
+    assert re.search(r"\[softmax-lr-0\.25\]\s+" + re.escape(f"{test_accuracy:g}") + r"\s+0\.25\b", shown)
+
+
+def readme_exp_show():
+    """The `dvc exp show` command of the README's experiment walkthrough, as arguments."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    [line] = [line for line in readme.splitlines() if line.startswith("dvc exp show ")]
+    return [str(Path(sys.executable).parent / "dvc"), *shlex.split(line.split("  #")[0])[1:]]
 
 
 def test_the_readme_quick_start_runs_the_repro_tested_here():

@@ -1,6 +1,7 @@
 """The registry: the best run of each variant by validation accuracy, the alias on the best so far."""
 
 from pipeline.registry import ACCURACY_TAG, ALIAS, alias_holder, register_best
+from pipeline.tracking import schema
 from tests.model_helpers import logged_run, new_run
 
 
@@ -15,12 +16,14 @@ def test_a_sweep_registers_its_best_finished_run_of_each_variant(mlflow_store):
     in_sweep = {"sweep.id": sweep}
     good = logged_run(store, "softmax", 0.90, in_sweep)
     logged_run(store, "softmax", 0.80, in_sweep)
+    peaked = logged_run(store, "softmax", 0.85, in_sweep)
+    store.client.log_metric(peaked, schema.VAL_ACCURACY, 0.98, step=1)  # better once, worse at the end
     linear = logged_run(store, "linear", 0.70, in_sweep)
     logged_run(store, "softmax", 0.99, in_sweep, status="FAILED")  # diverged: never registered
     logged_run(store, "softmax", 0.95, {"sweep.id": "another sweep"})
     no_model = new_run(store, {"variant": "softmax", **in_sweep})
-    store.client.log_metric(no_model, "final/val.accuracy", 0.97)
-    store.client.log_metric(good, "test/accuracy", 0.10)  # the test accuracy plays no part
+    store.client.log_metric(no_model, schema.VAL_ACCURACY, 0.97)
+    store.client.log_metric(good, schema.TEST_ACCURACY, 0.10)  # the test accuracy plays no part
     store.client.set_terminated(no_model)
 
     registrations = register_best(store.uri, sweep_run_id=sweep)

@@ -36,9 +36,28 @@ def check_job_run(run, parent, folder):
     assert json.loads((folder / "mlflow_run.json").read_text())["run_id"] == run.info.run_id
     assert run.info.status == ("FAILED" if metrics["diverged"] else "FINISHED")
     assert run.data.tags["diverged"] == str(metrics["diverged"]).lower()
-    assert run.data.metrics["final/val.accuracy"] == metrics["val"]["accuracy"]
-    assert run.data.metrics["test/accuracy"] == test["accuracy"]  # evaluated by the evaluate stage
+    assert run.info.run_name.startswith("diverged: ") == metrics["diverged"]
+    assert run.data.metrics["score/val_accuracy"] == metrics["val"]["accuracy"]
+    assert run.data.metrics["test_accuracy"] == test["accuracy"]  # evaluated by the evaluate stage
     return metrics
+
+
+def check_output(printed, client, rates):
+    """What a sweep prints: where it goes, one line per job (its number, run, how it went), one link
+    that opens the sweep's runs, how to compare them; nothing of Hydra's or MLflow's own logs."""
+    lines = printed.splitlines()
+    [parent] = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+                if r.data.tags.get("sweep.parent") == "true"]
+    sweep_id, experiment_id = parent.info.run_id, parent.info.experiment_id
+    assert re.fullmatch(rf"sweep {sweep_id} into multirun/[-\d]+/[-\d]+/", lines[0])
+    jobs = sorted(lines[1:-2], key=lambda line: int(line.split()[0][1:]))
+    expected = [f"#{n} {variant} lr={lr:g} bs=32: " for n, (variant, lr) in enumerate(itertools.product(["softmax", "linear"], rates))]
+    assert [line[: len(start)] for line, start in zip(jobs, expected)] == expected and len(jobs) == len(expected)
+    assert all(re.search(r": (val \d+\.\d%|DIVERGED at step \d+), test \d+\.\d%$", line) for line in jobs)
+    assert lines[-2].startswith(f"sweep {sweep_id} done: mlflow ui --backend-store-uri sqlite:///")
+    assert lines[-2].endswith(f", then http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+                              f"&searchFilter=tags.%60sweep.id%60%20%3D%20%27{sweep_id}%27")
+    assert lines[-1] == f"side by side: python -m experiments.compare --sweep {sweep_id}"
 
 
 # --- parallel jobs on a new store --------------------------------------------------------------
@@ -55,6 +74,8 @@ def test_parallel_jobs_on_a_new_store_all_land_complete_in_one_experiment(data_d
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
+    check_output(result.stdout, client, LEARNING_RATES)
+    assert "INFO" not in result.stderr and "[HYDRA]" not in result.stderr, result.stderr
     experiments = {e.name: e.experiment_id for e in client.search_experiments()}
     assert sorted(experiments) == ["Default", "handgrad"]
     assert client.search_runs([experiments["Default"]]) == []
@@ -171,9 +192,9 @@ def test_optuna_searches_the_learning_rate_for_the_best_validation_accuracy(data
     assert {mlflow_store.client.get_experiment(r.info.experiment_id).name for r in (parent, *trials)} == {"lr_search"}
     [sweep_dir] = (tmp_path / "multirun").glob("*/*")
     best = OmegaConf.load(sweep_dir / "optimization_results.yaml")
-    best_value = max(r.data.metrics["final/val.accuracy"] for r in trials)
+    best_value = max(r.data.metrics["score/val_accuracy"] for r in trials)
     assert best.best_value == best_value
-    best_rates = [float(r.data.params["optim.lr"]) for r in trials if r.data.metrics["final/val.accuracy"] == best_value]
+    best_rates = [float(r.data.params["optim.lr"]) for r in trials if r.data.metrics["score/val_accuracy"] == best_value]
     assert any(best.best_params["optim.lr"] == pytest.approx(lr) for lr in best_rates)
     assert all(1e-4 <= float(r.data.params["optim.lr"]) <= 10 for r in trials)
 
@@ -247,9 +268,8 @@ def test_a_sweep_against_a_tracking_server_records_every_job_over_http(data_dir,
         assert run["info"]["status"] == "FINISHED"
         assert job_tags["mlflow.parentRunId"] == parent_id
         metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
-        params = {p["key"]: p["value"] for p in run["data"]["params"]}
-        test = json.loads((Path(params["out_dir"]) / "test_metrics.json").read_text())["test"]
-        assert metrics["test/accuracy"] == test["accuracy"]
+        test = json.loads((Path(job_tags["out_dir"]) / "test_metrics.json").read_text())["test"]
+        assert metrics["test_accuracy"] == test["accuracy"]
         query = urllib.parse.urlencode({"run_id": run["info"]["run_id"], "path": "evaluation"})
         files = rest(tracking_server, f"/api/2.0/mlflow/artifacts/list?{query}")["files"]
         assert "evaluation/confusion.png" in {f["path"] for f in files}

@@ -1,6 +1,7 @@
 """pipeline.tracking (store, writer, runs) against a real MLflow sqlite store (a fresh copy per
 test). Its reports module is tested through experiments.compare (test_compare)."""
 
+import os
 import subprocess
 import time
 from types import SimpleNamespace
@@ -57,6 +58,29 @@ def test_how_to_open_names_the_ui_command_and_the_training_runs_page(tmp_path, m
     assert tracking.how_to_open(here, "3") == f"mlflow ui --backend-store-uri sqlite:///mlflow.db, then {LINK.format(3)}"
     assert tracking.how_to_open(elsewhere, "3") == f"mlflow ui --backend-store-uri sqlite:////srv/mlflow.db, then {LINK.format(3)}"
     assert tracking.how_to_open("http://127.0.0.1:5555/", "4") == LINK.format(4).replace("5000", "5555")
+    # Only the runs matching a search (the UI's searchFilter), the search URL-encoded.
+    assert tracking.runs_page(here, "3", "tags.`sweep.id` = 'ab12'") == (
+        LINK.format(3) + "&searchFilter=tags.%60sweep.id%60%20%3D%20%27ab12%27")
+
+
+def test_a_run_page_link_opens_the_run_itself_in_model_training_mode():
+    assert tracking.run_page("sqlite:////srv/mlflow.db", "3", "ab12") == (
+        "http://127.0.0.1:5000/#/experiments/3/runs/ab12?workflowType=machine_learning")
+    assert tracking.run_page("http://10.0.0.1:5555/", "3", "ab12", tab="artifacts/W_final.png") == (
+        "http://10.0.0.1:5555/#/experiments/3/runs/ab12/artifacts/W_final.png?workflowType=machine_learning")
+
+
+def test_mlflow_logs_warnings_only_unless_the_user_says_otherwise(monkeypatch):
+    import logging
+
+    monkeypatch.delenv("MLFLOW_LOGGING_LEVEL", raising=False)
+    monkeypatch.setattr(logging.getLogger("mlflow"), "level", logging.INFO)
+    tracking.quiet_mlflow()
+    assert logging.getLogger("mlflow").level == logging.WARNING
+    assert os.environ["MLFLOW_LOGGING_LEVEL"] == "WARNING"  # for processes it starts
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "debug")
+    tracking.quiet_mlflow()
+    assert logging.getLogger("mlflow").level == logging.DEBUG
 
 
 # --- what -----------------------------------------------------------------------------------
@@ -68,6 +92,13 @@ def test_flatten_joins_keys_with_dots():
     assert tracking.flatten(tree) == {
         "optim.lr": 0.1, "optim.batch_size": 32, "data.files.a.gz.size": 1, "data.mirrors": ["x", "y"], "dtype": "float32",
     }
+
+
+def test_settings_are_the_keys_under_the_names_given_and_nothing_else():
+    tree = {"optim": {"lr": 0.1}, "optimizer": {"x": 1}, "data": {"split_seed": 0, "split_seeds": 1, "mirrors": ["x"]},
+            "dtype": "float32", "out_dir": "results"}
+
+    assert tracking.settings(tree, ("optim", "data.split_seed", "dtype")) == {"optim.lr": 0.1, "data.split_seed": 0, "dtype": "float32"}
 
 
 def test_git_tags_name_the_checked_out_commit(tmp_path):
@@ -138,32 +169,38 @@ def test_buffered_metrics_are_all_written_in_batches(mlflow_store):
 
 
 def test_a_weight_snapshot_is_the_array_at_that_moment_and_its_picture_at_that_step(mlflow_store, tmp_path):
+    from PIL import Image
+
     W = np.arange(7840, dtype=np.float32).reshape(10, 784)
     b = np.arange(10, dtype=np.float32)
-    picture = np.zeros((6, 8, 3), dtype=np.uint8)
-    picture[:, :4, 0] = 255  # left half red
+    pictures = [np.full((6, 8, 3), colour, dtype=np.uint8) for colour in (50, 200)]
     drawn_from = []
     with tracking.start_run(settings(), "run", {}, {}) as run:
-        run.log_snapshot({"W": W, "b": b}, epoch=3, draw=lambda drawn: drawn_from.append(drawn["W"].copy()) or {"W": picture})
-        W += 1  # training goes on while the snapshot is written
-        b += 1
+        for epoch, picture in zip((3, 5), pictures):
+            run.log_snapshot({"W": W, "b": b}, epoch=epoch,
+                             draw=lambda drawn, picture=picture: drawn_from.append(drawn["W"].copy()) or {"W": picture})
+            W += 1  # training goes on while the snapshot is written
+            b += 1
 
     folder = mlflow_store.client.download_artifacts(run.run_id, "", str(tmp_path / "download"))
     saved = np.load(f"{folder}/weights/W_epoch_0003.npy", allow_pickle=False)
-    np.testing.assert_array_equal(saved, W - 1)
-    np.testing.assert_array_equal(np.load(f"{folder}/weights/b_epoch_0003.npy", allow_pickle=False), b - 1)
-    [drawn] = drawn_from
-    np.testing.assert_array_equal(drawn, W - 1)  # the picture is of the snapshot, too
+    np.testing.assert_array_equal(saved, W - 2)
+    np.testing.assert_array_equal(np.load(f"{folder}/weights/b_epoch_0003.npy", allow_pickle=False), b - 2)
+    np.testing.assert_array_equal(drawn_from[0], W - 2)  # the picture is of the snapshot, too
     assert saved.dtype == np.float32
-    pictures = [p.name for p in (tmp_path / "download" / "images").iterdir()]
-    assert sorted(p.rsplit(".", 1)[1] for p in pictures) == ["png", "webp"]  # the picture, its thumbnail
-    assert all(p.startswith("W+step+3+") for p in pictures)
-    [png] = [p for p in pictures if p.endswith(".png")]
-    from PIL import Image
+    stored = sorted((tmp_path / "download" / "images").iterdir())
+    assert sorted(p.name.rsplit(".", 1)[1] for p in stored) == ["png"] * 3 + ["webp"] * 3  # each picture, its thumbnail
+    assert all(p.name.startswith("weights~W+step+") for p in stored)  # image key weights/W
 
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "download" / "images" / png).convert("RGB")), picture)
+    def picture_at(step):
+        [png] = [p for p in stored if p.name.startswith(f"weights~W+step+{step}+") and p.suffix == ".png"]
+        return np.asarray(Image.open(png).convert("RGB"))
+
+    # The first picture also at step 0, where the UI's slider opens.
+    for step, picture in ((0, pictures[0]), (3, pictures[0]), (5, pictures[1])):
+        np.testing.assert_array_equal(picture_at(step), picture)
     stored_in = mlflow_store.path.parent / "mlruns" / "handgrad" / run.run_id / "artifacts" / "weights"
-    assert (stored_in / "W_epoch_0003.npy").exists()
+    assert sorted(p.name for p in stored_in.iterdir()) == ["W_epoch_0003.npy", "W_epoch_0005.npy", "b_epoch_0003.npy", "b_epoch_0005.npy"]
 
 
 def test_a_failed_background_write_fails_the_run(mlflow_store):

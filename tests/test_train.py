@@ -4,6 +4,7 @@ Most tests call ``pipeline.train.run`` in-process (no 1.2 s mlflow import per te
 of Hydra's own errors and Ctrl-C need a real process.
 """
 
+import hashlib
 import json
 import os
 import resource
@@ -16,11 +17,13 @@ import time
 import numpy as np
 import pytest
 from hydra.core.hydra_config import HydraConfig
+from PIL import Image
 
-from pipeline import tracking, train
+from pipeline import pictures, tracking, train
 from pipeline.data import PROVENANCE_FILE, TRAIN_FILES
 from pipeline.files import read_params
 from pipeline.idx import read_idx, write_idx
+from pipeline.w_picture import weights_picture
 from tests.helpers import blocked_reader, closed_port, interrupt, start_stage, wait_until
 from tests.http_mirror import SilentServer
 from tests.paths import REPO_ROOT
@@ -105,7 +108,7 @@ def test_full_batch_is_plain_gradient_descent(data_dir, tmp_path, train_run):
 # --- MLflow -------------------------------------------------------------------------------
 
 
-def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_path, mlflow_store, capsys, train_run):
+def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_path, mlflow_store, capsys, train_run, compose_config):
     out = tmp_path / "out"
     status, metrics = train_run(data_dir, out, "optim.lr=0.5", "tracking.log_every=2", "tracking.snapshot_every=2")
 
@@ -117,15 +120,20 @@ def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_pat
     assert run.info.run_name == "softmax lr=0.5 bs=32"
     assert mlflow_store.client.get_experiment(run.info.experiment_id).name == "handgrad"
 
-    params = run.data.params
-    assert params["model.name"] == "softmax" and params["optim.lr"] == "0.5" and params["optim.batch_size"] == "32"
-    assert params["out_dir"] == str(out) and params["data.val_fraction"] == "0.1"
-    assert params["data.train_rows"] == "180" and params["data.val_rows"] == "20"
+    # The run's settings, nothing else: no paths, mirrors, timeouts, checksums or tracking options.
+    cfg = compose_config("train", [f"data.dir={data_dir}", f"out_dir={out}", "optim.epochs=4", "optim.lr=0.5"])
+    assert run.data.params == {
+        **{f"model.{key}": str(value) for key, value in cfg.model.items()},
+        **{f"optim.{key}": str(value) for key, value in cfg.optim.items()},
+        "data.val_fraction": "0.1", "data.split_seed": "0", "dtype": "float32", "divergence.factor": "100.0",
+        "divergence.fatal": "False", "data.train_rows": "180", "data.val_rows": "20",
+    }
+    assert (run.data.params["model.name"], run.data.params["optim.lr"], run.data.params["optim.batch_size"]) == ("softmax", "0.5", "32")
 
     tags = run.data.tags
     provenance = json.loads((data_dir / PROVENANCE_FILE).read_text())
     assert tags["variant"] == "softmax" and tags["diverged"] == "false"
-    assert tags["data.source"] == "synthetic"
+    assert tags["data.source"] == "synthetic" and tags["out_dir"] == str(out)
     assert {key: value for key, value in tags.items() if key.startswith("data.sha256.")} == {
         f"data.sha256.{name}": provenance["files"][name] for name in TRAIN_FILES  # the files read, no others
     }
@@ -136,32 +144,54 @@ def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_pat
     def history(key):
         return [(m.step, m.value) for m in sorted(mlflow_store.client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
 
-    # 6 steps an epoch, the mean of every 2 logged at the step of the later one.
-    assert [step for step, _ in history("train/loss")] == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23]
+    # The curves, per epoch (and the training loss per step: 6 steps an epoch, the mean of every 2
+    # at the step of the later one); a few summary numbers at step 0; nothing else.
+    assert [step for step, _ in history("loss/train_step")] == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23]
     epochs = [line.split(",") for line in (out / "history.csv").read_text().splitlines()[1:]]
-    assert history("val/accuracy") == [(int(e[0]), float(e[4])) for e in epochs]
-    assert history("train/loss_epoch") == [(int(e[0]), float(e[1])) for e in epochs]
-    assert [step for step, _ in history("time/epoch_seconds")] == [1, 2, 3, 4]
-    assert history("final/val.accuracy") == [(24, metrics["val"]["accuracy"])]
+    assert history("loss/train") == [(int(e[0]), float(e[1])) for e in epochs]
+    assert history("score/train_accuracy") == [(int(e[0]), float(e[2])) for e in epochs]
+    assert history("loss/val") == [(int(e[0]), float(e[3])) for e in epochs]
+    assert history("score/val_accuracy") == [(int(e[0]), float(e[4])) for e in epochs]
+    assert history("score/val_accuracy")[-1][1] == metrics["val"]["accuracy"]  # the last point: the final W's
+    assert history("time/epoch_seconds") == [(int(e[0]), float(e[5])) for e in epochs]
+    timing = json.loads((out / "timing.json").read_text())["seconds"]
+    assert history("train_seconds") == [(0, timing["train"])] and 0 < timing["train"] < timing["total"]
+    assert sorted(run.data.metrics) == ["loss/train", "loss/train_step", "loss/val", "score/train_accuracy",
+                                        "score/val_accuracy", "time/epoch_seconds", "train_seconds"]
+    assert "seconds" not in metrics  # timings are not a DVC metric: they differ on every run
+
+    # The data it read: the training files, as a dataset named for their source.
+    [dataset] = run.inputs.dataset_inputs
+    assert dataset.dataset.name == "mnist-synthetic" and dataset.dataset.source_type == "local"
+    assert json.loads(dataset.dataset.source) == {"uri": data_dir.resolve().as_uri()}
+    files = "".join(f"{name} {provenance['files'][name]}\n" for name in sorted(TRAIN_FILES))
+    assert dataset.dataset.digest == hashlib.sha256(files.encode()).hexdigest()[:8]
+    assert json.loads(dataset.dataset.profile)["train_rows"] == 180
+    assert [(t.key, t.value) for t in dataset.tags] == [("mlflow.data.context", "training")]
 
     def artifacts(folder):
         return sorted(a.path for a in mlflow_store.client.list_artifacts(run.info.run_id, folder))
 
-    assert artifacts("weights") == [f"weights/W_epoch_{e:04d}.npy" for e in (0, 2, 4)]
+    # W after every other epoch and at the end, never the zeros it started from: as arrays, and as
+    # pictures at their epoch (the UI's step slider, which opens on step 0: the first one, again).
+    assert artifacts("weights") == [f"weights/W_epoch_{e:04d}.npy" for e in (2, 4)]
     folder = mlflow_store.client.download_artifacts(run.info.run_id, "weights", str(tmp_path / "download"))
     final = np.load(f"{folder}/W_epoch_0004.npy", allow_pickle=False)
     np.testing.assert_array_equal(final, read_params(out / "params.npz")[0]["W"])
-    assert not np.load(f"{folder}/W_epoch_0000.npy", allow_pickle=False).any()  # zeros at the start
     pictures = [p for p in artifacts("images") if p.endswith(".png")]
     assert sorted(int(p.split("+step+")[1].split("+")[0]) for p in pictures) == [0, 2, 4]
-    assert all(p.startswith("images/W+step+") for p in pictures)
+    assert all(p.startswith("images/weights~W+step+") for p in pictures)
     assert artifacts("plots") == ["plots/loss_curve.png"]
     assert artifacts("data") == ["data/provenance.json"]
+    mlflow_store.client.download_artifacts(run.info.run_id, "W_final.png", str(tmp_path / "download"))
+    drawn = np.asarray(Image.open(tmp_path / "download" / "W_final.png").convert("RGB"))
+    expected = weights_picture(read_params(out / "params.npz")[0]["W"], title="softmax lr=0.5 bs=32: the final W, epoch 4", zoom=6)
+    np.testing.assert_array_equal(drawn, expected)
 
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(f"softmax lr=0.5 bs=32: training on 180 rows, validating on 20, 4 epochs of 6 steps; MLflow run {run.info.run_id}")
-    assert f"MLflow run {run.info.run_id}: mlflow ui --backend-store-uri sqlite:///" in lines[-1]
-    assert lines[-1].endswith(f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs?workflowType=machine_learning")
+    # One line: the run, its validation accuracy, the link that opens it in model-training mode.
+    [line] = capsys.readouterr().out.splitlines()
+    assert line == (f"softmax lr=0.5 bs=32: val accuracy {metrics['val']['accuracy']:.1%} after 4 epochs; "
+                    f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning")
 
 
 def test_linear_run_logs_the_largest_stable_lr_and_the_floor(data_dir, tmp_path, mlflow_store, train_run):
@@ -169,8 +199,8 @@ def test_linear_run_logs_the_largest_stable_lr_and_the_floor(data_dir, tmp_path,
 
     assert status == 0
     [run] = mlflow_store.runs()
-    assert run.data.metrics["linear/max_stable_lr"] == metrics["linear"]["max_stable_lr"]
-    assert run.data.metrics["linear/least_squares_loss"] == metrics["linear"]["least_squares_loss"]
+    assert run.data.metrics["max_stable_lr"] == metrics["linear"]["max_stable_lr"]
+    assert run.data.metrics["least_squares_loss"] == metrics["linear"]["least_squares_loss"]
 
 
 def test_divergence_is_a_result_recorded_as_such(data_dir, tmp_path, mlflow_store, train_run):
@@ -184,8 +214,17 @@ def test_divergence_is_a_result_recorded_as_such(data_dir, tmp_path, mlflow_stor
     assert read_params(out / "params.npz")[0]["W"].shape == (10, 784)
     [run] = mlflow_store.runs()
     assert run.info.status == "FAILED"
+    assert run.info.run_name == "diverged: linear lr=10 bs=32"  # what the runs table shows
     assert run.data.tags["diverged"] == "true" and run.data.tags["diverged_at_step"] == str(step)
     assert "error" not in run.data.tags
+    # Its curves end on the W it stopped with, at the epoch it stopped in.
+    stopped_in = metrics["epochs"] + 1
+    for key, value in (("loss/train", metrics["train"]["loss"]), ("loss/val", metrics["val"]["loss"]),
+                       ("score/val_accuracy", metrics["val"]["accuracy"])):
+        last = max(mlflow_store.client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+        assert (last.step, last.value) == (stopped_in, value)
+    epochs_timed = mlflow_store.client.get_metric_history(run.info.run_id, "time/epoch_seconds")
+    assert [m.step for m in epochs_timed] == list(range(1, stopped_in))
 
 
 def test_a_hidden_layer_run_snapshots_and_pictures_every_parameter(data_dir, tmp_path, mlflow_store, train_run):
@@ -199,18 +238,18 @@ def test_a_hidden_layer_run_snapshots_and_pictures_every_parameter(data_dir, tmp
     [run] = mlflow_store.runs()
     assert run.data.params["model.hidden"] == "12" and run.data.tags["variant"] == "mlp"
     artifacts = sorted(a.path for a in mlflow_store.client.list_artifacts(run.info.run_id, "weights"))
-    assert artifacts == [f"weights/{key}_epoch_{e:04d}.npy" for key in ("W1", "W2", "b1", "b2") for e in (0, 1, 2)]
+    assert artifacts == [f"weights/{key}_epoch_{e:04d}.npy" for key in ("W1", "W2", "b1", "b2") for e in (1, 2)]
     folder = mlflow_store.client.download_artifacts(run.info.run_id, "weights", str(tmp_path / "download"))
     for key, P in params.items():
         np.testing.assert_array_equal(np.load(f"{folder}/{key}_epoch_0002.npy"), P)
     pictures = sorted(a.path for a in mlflow_store.client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png"))
-    assert sorted({p.split("/")[1].split("+step+")[0] for p in pictures}) == ["W1", "W2"]
+    assert sorted({p.split("/")[1].split("+step+")[0] for p in pictures}) == ["weights~W1", "weights~W2"]  # keys weights/W1, weights/W2
     # Weight decay: its penalty beside the data term, per epoch and at the end.
     penalty = sum(0.001 * float(np.vdot(params[key], params[key])) for key in ("W1", "W2"))
     assert metrics["train"]["penalty"] == pytest.approx(penalty, rel=1e-5)
-    history = mlflow_store.client.get_metric_history(run.info.run_id, "train/penalty")
+    history = mlflow_store.client.get_metric_history(run.info.run_id, "loss/train_penalty")
     assert sorted(m.step for m in history) == [1, 2]
-    assert run.data.metrics["final/train.penalty"] == pytest.approx(penalty, rel=1e-5)
+    assert run.data.metrics["loss/train_penalty"] == pytest.approx(penalty, rel=1e-5)  # the last point: the final W's
 
 
 def test_a_hidden_layer_that_blows_up_is_a_recorded_divergence(data_dir, tmp_path, mlflow_store, train_run):
@@ -344,7 +383,7 @@ def test_ctrl_c_or_sigterm_mid_training_kills_the_run_and_keeps_the_previous_out
     (out / "params.npz").write_bytes(b"the previous run's weights")
     process = start_stage("train", f"data.dir={data_dir}", f"out_dir={out}", "optim.epochs=1000000", "tracking.snapshot_every=0")
     # Well into the epochs: the run has sent training losses (a million epochs would take minutes).
-    wait_until(lambda: any("train/loss" in run.data.metrics for run in mlflow_store.runs()), process)
+    wait_until(lambda: any("loss/train_step" in run.data.metrics for run in mlflow_store.runs()), process)
 
     assert interrupt(process, signum) == exit_status
     [run] = mlflow_store.runs()
@@ -353,7 +392,7 @@ def test_ctrl_c_or_sigterm_mid_training_kills_the_run_and_keeps_the_previous_out
     assert [p.name for p in out.iterdir()] == ["params.npz"]  # no new or half-written file
     assert (out / "params.npz").read_bytes() == b"the previous run's weights"
     assert run.info.status == "KILLED" and run.info.end_time is not None
-    assert len(mlflow_store.client.get_metric_history(run.info.run_id, "train/loss")) > 0
+    assert len(mlflow_store.client.get_metric_history(run.info.run_id, "loss/train_step")) > 0
 
 
 @pytest.mark.slow
@@ -419,10 +458,10 @@ def test_a_loss_that_goes_nan_at_once_is_recorded_as_diverged_and_pictured(data_
 
 def test_a_failing_mlflow_write_fails_the_stage_before_any_output_is_replaced(data_dir, tmp_path, mlflow_store, train_run, monkeypatch):
     # The loss curve is the last write queued, drawn on the writer thread: the stage waits for it.
-    def unwritable(curve):
+    def unwritable(**curve):
         raise OSError(28, "No space left on device", "plots/loss_curve.png")
 
-    monkeypatch.setattr(train, "loss_curve_picture", unwritable)
+    monkeypatch.setattr(pictures, "loss_curve_figure", unwritable)
     out = tmp_path / "out"
     with pytest.raises(tracking.TrackingError, match=f"MLflow store {mlflow_store.uri}: plots/loss_curve.png: No space left on device"):
         train_run(data_dir, out)

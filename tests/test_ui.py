@@ -1,54 +1,183 @@
 """The MLflow UI over a store the pipeline wrote, as a user sees it: `mlflow server` on 127.0.0.1
-and headless Chromium (tests/browser.py). Screenshots are kept in the session's `screenshots`
-folder (pytest's temporary directory)."""
+and headless Chromium (tests/browser.py). What is asserted is read from the rendered pages. The
+screenshots are kept in the session's `screenshots` folder (pytest's temporary directory), one per
+page, also when an assertion fails."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from mlflow import MlflowClient
 
+from pipeline import tracking
+from pipeline.w_picture import weights_picture
 from tests.browser import mlflow_server
 from tests.paths import REPO_ROOT
 
+PRINTED_UI = "http://127.0.0.1:5000"  # where the stages' links point: a local `mlflow ui`
+W_PICTURE = "images%2Fweights~W%2Bstep%2B"  # the address of a picture of image key weights/W
+SECTION = re.compile(r"\((\d+)\)")
 
-@pytest.fixture(scope="module")
-def trained_store(data_dir, tmp_path_factory):
-    """An MLflow store with one softmax run of `python -m pipeline.train`, two epochs."""
-    folder = tmp_path_factory.mktemp("ui_store")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    out = folder / "results"
+
+def stage(module, data_dir, out, uri, *overrides):
+    """``python -m pipeline.<module>`` on the synthetic digits into store ``uri``; its one line."""
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.train", "model=softmax", "optim.epochs=2", "optim.lr=0.5",
-         f"data.dir={data_dir}", f"out_dir={out}"],
+        [sys.executable, "-m", f"pipeline.{module}", f"data.dir={data_dir}", *overrides],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "MLFLOW_TRACKING_URI": uri},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    run = json.loads((out / "mlflow_run.json").read_text())
-    return uri, folder, run["experiment_id"], run["run_id"]
+    [line] = result.stdout.splitlines()
+    return line
+
+
+@pytest.fixture(scope="module")
+def store(data_dir, tmp_path_factory):
+    """A store with what the pipeline logs: a softmax run trained (3 epochs) and evaluated, and a
+    linear run that diverged. Returns (uri, folder, experiment id, softmax run id, the link the
+    train stage printed)."""
+    folder = tmp_path_factory.mktemp("ui_store")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    softmax = folder / "softmax"
+    line = stage("train", data_dir, softmax, uri, "model=softmax", "optim.epochs=3", "optim.lr=0.5", f"out_dir={softmax}")
+    stage("evaluate", data_dir, softmax, uri, "model=softmax", f"train_dir={softmax}")
+    stage("train", data_dir, folder / "linear", uri, "model=linear", "optim.lr=10", f"out_dir={folder / 'linear'}")
+    run = json.loads((softmax / "mlflow_run.json").read_text())
+    return uri, folder, run["experiment_id"], run["run_id"], line.rsplit(" ", 1)[1]
+
+
+@pytest.fixture(scope="module")
+def ui(store):
+    """The UI's address: `mlflow server` over the store, for this module's tests."""
+    with mlflow_server(store[0], store[1] / "mlflow_server.log") as url:
+        yield url
+
+
+def sections(text):
+    """The chart sections of a rendered page, in order: each shows as its name, then its count
+    of charts in parentheses, then its "Add chart" button."""
+    lines = [line.strip() for line in text.splitlines()]
+    return [name for name, count, button in zip(lines, lines[1:], lines[2:]) if SECTION.fullmatch(count) and button == "Add chart"]
+
+
+def open_page(browser, url, *texts, shot):
+    """Open ``url``, wait for ``texts`` and the last section's "Add section" button, assistant
+    panel closed; the page's text."""
+    browser.open(url, *texts, "Add section", timeout=120)
+    browser.close_assistant()
+    return browser.wait_for(*texts, shot=shot)
+
+
+def logged_picture(store, run_id, step, thumbnail=False):
+    """The picture of W the run logged at ``step`` (or the thumbnail MLflow made of it), RGB."""
+    from PIL import Image
+
+    uri, folder, *_ = store
+    client = MlflowClient(uri)
+    ending = "+compressed.webp" if thumbnail else ".png"
+    [path] = [a.path for a in client.list_artifacts(run_id, "images")
+              if a.path.startswith(f"images/weights~W+step+{step}+") and a.path.endswith(ending)]
+    return np.asarray(Image.open(client.download_artifacts(run_id, path, str(folder / "download"))).convert("RGB"))
+
+
+def thumbnail(picture):
+    """The copy of ``picture`` MLflow's image card shows: scaled to 256 pixels, saved as WebP."""
+    import io
+
+    from mlflow.tracking.multimedia import compress_image_size
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    compress_image_size(Image.fromarray(picture)).save(buffer, format="webp")
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def w_picture_shown(browser):
+    """Scroll to the weights section until its card has loaded the picture at the slider's step."""
+    browser.scroll_to("weights", last=True)
+    return browser.show_image(W_PICTURE)
 
 
 @pytest.mark.slow
-def test_a_run_page_shows_the_run_and_its_W_picture(trained_store, browser):
-    uri, folder, experiment_id, run_id = trained_store
-    with mlflow_server(uri, folder / "mlflow_server.log") as url:
-        run_page = f"{url}/#/experiments/{experiment_id}/runs/{run_id}"
+def test_the_printed_link_opens_the_run_itself_in_model_training_mode(store, ui, browser):
+    *_, run_id, link = store
+    assert link.startswith(PRINTED_UI + "/#/experiments/") and f"/runs/{run_id}?workflowType=machine_learning" in link
 
-        # Model-training mode: the breadcrumb says Runs (GenAI mode would say Evaluations).
-        text = browser.open(f"{run_page}?workflowType=machine_learning", "softmax lr=0.5 bs=32", "Overview",
-                            timeout=120, shot="run_overview")
-        assert "Evaluations" not in text
+    text = browser.open(link.replace(PRINTED_UI, ui), "softmax lr=0.5 bs=32", "Overview", "Parameters", timeout=120)
+    browser.close_assistant()
+    browser.screenshot("run_overview")
 
-        # The W card (image key W, in the last section "Model metrics") renders once scrolled into
-        # view; the picture it loads is the W snapshot at the slider's step.
-        browser.open(f"{run_page}/model-metrics?workflowType=machine_learning", "Model metrics", timeout=120)
-        browser.wait_until(lambda: browser.scroll_to("Model metrics", last=True) and browser.scroll_to("W", last=True)
-                           and w_pictures(browser), timeout=120, shot="run_W")
-        (src, width, height), = w_pictures(browser)
-        assert width > 100 and height > 50, (src, width, height)
+    assert "Evaluations" not in text and "Evaluation runs" not in text  # not MLflow's GenAI mode
+    assert "mnist-synthetic (" in text  # the data it read, as a dataset
+    params = text.split("Parameters (", 1)[1].split("About this run", 1)[0]
+    assert "optim.lr" in params and "dtype" in params  # its settings as params, nothing else
+    assert not any(name in params for name in ("mirrors", "sha256", "timeout", "tracking.", "out_dir", "data.dir"))
 
 
-def w_pictures(browser):
-    """The loaded pictures of image key W (files images/W+step+<step>+...)."""
-    return [image for image in browser.images() if "images%2FW%2Bstep%2B" in image[0]]
+@pytest.mark.slow
+def test_a_runs_page_opens_on_the_loss_curves_then_the_accuracy_curves(store, ui, browser):
+    uri, _, experiment_id, run_id, _ = store
+    text = open_page(browser, tracking.run_page(ui, experiment_id, run_id, tab="model-metrics"),
+                     "softmax lr=0.5 bs=32 (loss/train_step)", shot="run_metrics")
+
+    found = sections(text)
+    assert found[:2] == ["loss", "score"], found
+    assert len(found) == len(set(found)) and "final" not in found and "test" not in found
+    # The first screen: the three loss curves, in the window without scrolling.
+    visible = browser.driver.execute_script(
+        """return [...document.querySelectorAll('*')].filter(e => e.children.length === 0
+                     && /\\(loss\\/(train|train_step|val)\\)$/.test(e.textContent.trim())
+                     && e.getBoundingClientRect().bottom <= window.innerHeight).length""")
+    assert visible >= 3
+
+
+@pytest.mark.slow
+def test_the_chart_view_opens_on_the_loss_curves_and_shows_W_at_its_first_step(store, ui, browser):
+    uri, _, experiment_id, _, _ = store
+    text = open_page(browser, tracking.runs_page(ui, experiment_id) + "&compareRunsMode=CHART",
+                     "diverged: linear lr=10 bs=32", "softmax lr=0.5 bs=32 (loss/train)", shot="chart_view")
+
+    found = sections(text)
+    assert found[:2] == ["loss", "score"] and "weights" in found, found
+    browser.wait_until(lambda: w_picture_shown(browser), timeout=120, shot="chart_view_W")
+    pictures = [image for image in browser.images() if W_PICTURE in image[0]]
+    assert len(pictures) == 2 and all(f"{W_PICTURE}0%2B" in src for src, _, _ in pictures)  # the slider's first step, 0
+    check_picture(browser, store, store[3])
+
+
+@pytest.mark.slow
+def test_a_runs_W_card_shows_a_labelled_picture_at_its_first_step(store, ui, browser):
+    uri, _, experiment_id, run_id, _ = store
+    open_page(browser, tracking.run_page(ui, experiment_id, run_id, tab="model-metrics"), "softmax lr=0.5 bs=32 (loss/val)",
+              shot="run_metrics_again")
+
+    browser.wait_until(lambda: w_picture_shown(browser), timeout=120, shot="run_W")
+    [(src, width, height)] = [image for image in browser.images() if W_PICTURE in image[0]]
+    assert f"{W_PICTURE}0%2B" in src and (width, height) == (256, 216)  # MLflow's 256-pixel copy of it
+    check_picture(browser, store, run_id)
+
+
+def check_picture(browser, store, run_id):
+    """The card shows, at the slider's first step, the run's picture of W after its first epoch:
+    the pixels the browser rendered are those of the thumbnail logged at step 0 (the picture of
+    epoch 1 again), not those of a W of zeros."""
+    np.testing.assert_array_equal(logged_picture(store, run_id, 0), logged_picture(store, run_id, 1))
+    rendered = browser.image_pixels(f"{W_PICTURE}0%2B", f"run_uuid={run_id}").astype(int)
+    assert np.abs(rendered - logged_picture(store, run_id, 0, thumbnail=True)).mean() < 1
+    blank = thumbnail(weights_picture(np.zeros((10, 784)), title="W after epoch 1")).astype(int)
+    assert rendered.shape == blank.shape and np.abs(rendered - blank).mean() > 5
+
+
+@pytest.mark.slow
+def test_the_runs_table_shows_the_dataset_and_which_runs_diverged(store, ui, browser):
+    uri, _, experiment_id, _, _ = store
+    browser.open(tracking.runs_page(ui, experiment_id), "diverged: linear lr=10 bs=32", "softmax lr=0.5 bs=32", timeout=120)
+    browser.close_assistant()
+    text = browser.wait_for("mnist-synthetic (", shot="runs_table")
+
+    rows = text.split("Dataset", 1)[1]
+    assert rows.count("mnist-synthetic (") >= 2  # the Dataset column, for both runs
+    assert "comparison" not in text

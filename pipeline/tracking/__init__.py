@@ -15,7 +15,9 @@ from pipeline.tracking.runs import (
     end_sweep_jobs,
     flatten,
     git_tags,
+    log_data,
     log_files,
+    settings,
     start_run,
     sweep_job_tags,
     where_logged,
@@ -30,16 +32,20 @@ from pipeline.tracking.store import (
     ensure_experiment,
     how_to_open,
     project_root,
+    quiet_mlflow,
     resolve_uri,
+    run_page,
     runs_page,
     sqlite_path,
     store_lock,
+    ui_command,
 )
 from pipeline.tracking.writer import MAX_QUEUED_WRITES, DisabledRun, Run, system_tags
 
 __all__ = [
     "EXPERIMENT_ID_VARIABLE", "MAX_QUEUED_WRITES", "REPO_ROOT", "SQLITE_PREFIX", "SWEEP_RUN_VARIABLE", "DisabledRun",
-    "Run", "TrackingError", "artifact_location", "connect", "continue_run", "end_sweep_jobs", "ensure_experiment", "flatten",
-    "git_tags", "how_to_open", "log_files", "project_root", "resolve_uri", "runs_page", "sqlite_path",
-    "start_run", "store_lock", "sweep_job_tags", "system_tags", "where_logged",
+    "Run", "TrackingError", "artifact_location", "connect", "continue_run", "end_sweep_jobs", "ensure_experiment",
+    "flatten", "git_tags", "how_to_open", "log_data", "log_files", "project_root", "quiet_mlflow", "resolve_uri",
+    "run_page", "runs_page", "settings", "sqlite_path", "start_run", "store_lock", "sweep_job_tags", "system_tags",
+    "ui_command", "where_logged",
 ]

@@ -1,7 +1,7 @@
 """Reading runs back, and logging a report into a run: for experiments.compare."""
 
 from pipeline.tracking import schema
-from pipeline.tracking.store import TrackingError, connect
+from pipeline.tracking.store import TrackingError, connect, ensure_experiment, quiet_mlflow
 from pipeline.tracking.writer import system_tags
 
 
@@ -11,6 +11,7 @@ def search_runs(uri, filter_string="", experiment_name=None):
     a pandas DataFrame, one row per run, with columns ``run_id``, ``experiment_id``, ``status``,
     ``start_time``, ``end_time``, ``params.<key>``, ``metrics.<key>`` (latest value) and
     ``tags.<key>``. TrackingError if ``experiment_name`` does not exist."""
+    quiet_mlflow()
     import mlflow
 
     experiment_ids, everywhere = None, True
@@ -34,15 +35,22 @@ def metric_histories(uri, run_ids, key):
     return pd.DataFrame(rows, columns=["run_id", "step", "value"]).sort_values(["run_id", "step"], ignore_index=True)
 
 
-def log_summary(uri, paths, artifact_path, run_id=None, experiment_id=None, run_name=None, tags=None):
+def log_summary(uri, paths, artifact_path, run_id=None, experiment_name=None, run_name=None, tags=None):
     """Log ``paths`` as artifacts under ``artifact_path`` of run ``run_id`` (its status untouched)
-    or, when None, of a new run ``run_name`` with ``tags`` in ``experiment_id``, ended FINISHED
-    (FAILED if the logging fails). Returns the run's id."""
+    or, when None, of the run of experiment ``experiment_name`` (created if absent) that carries
+    ``tags``, a new one named ``run_name`` and ended FINISHED (FAILED if the logging fails) if
+    there is none. Returns the run's (id, experiment id)."""
     client, _ = connect(uri)
-    created = run_id is None
-    if created:
-        tags = {**system_tags(schema.SOURCE_COMPARE), **(tags or {})}
-        run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    created = False
+    if run_id is None:
+        experiment_id = ensure_experiment(client, uri, experiment_name)
+        found = [run for run in client.search_runs([experiment_id], max_results=1000)
+                 if all(run.data.tags.get(key) == value for key, value in tags.items())]
+        if found:
+            run_id = found[0].info.run_id
+        else:
+            run_id = client.create_run(experiment_id, run_name=run_name, tags={**system_tags(schema.SOURCE_COMPARE), **tags}).info.run_id
+            created = True
     status = "FAILED"
     try:
         for path in paths:
@@ -51,4 +59,4 @@ def log_summary(uri, paths, artifact_path, run_id=None, experiment_id=None, run_
     finally:
         if created:
             client.set_terminated(run_id, status=status)
-    return run_id
+    return run_id, client.get_run(run_id).info.experiment_id

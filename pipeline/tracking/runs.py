@@ -10,12 +10,14 @@ its own run's id) this way, since processes racing to create them break a new sq
 land in "Default".
 """
 
+import hashlib
 import os
 import subprocess
 from contextlib import contextmanager
+from pathlib import Path
 
 from pipeline.tracking import schema
-from pipeline.tracking.store import REPO_ROOT, connect, how_to_open, resolve_uri, store_errors
+from pipeline.tracking.store import REPO_ROOT, connect, resolve_uri, run_page, store_errors
 from pipeline.tracking.writer import DisabledRun, Run
 
 
@@ -113,10 +115,19 @@ def log_files(run, paths, artifact_path):
 
 
 def where_logged(run):
-    """``MLflow run <id>: <how to open it>``, or ``MLflow off``: for a stage's final line."""
+    """The link that opens ``run`` in the UI, or ``MLflow off``: for a stage's final line."""
     if not run.enabled:
         return "MLflow off"
-    return f"MLflow run {run.run_id}: {how_to_open(run.tracking_uri, run.experiment_id)}"
+    return run_page(run.tracking_uri, run.experiment_id, run.run_id)
+
+
+def log_data(run, provenance, sha256, data_dir, context, profile):
+    """The data files ``sha256`` ({file name: SHA-256}, the files read) of ``data_dir`` as the
+    run's dataset input for ``context`` (schema.TRAINING or TESTING): named for provenance.json's
+    source, its digest from the files' hashes, ``profile`` (rows and such) shown with it."""
+    digest = hashlib.sha256("".join(f"{name} {sha256[name]}\n" for name in sorted(sha256)).encode()).hexdigest()[:8]
+    run.log_dataset(schema.dataset_name(provenance.get("source", "unknown")), digest, Path(data_dir).resolve().as_uri(),
+                    context, {**profile, "files": sorted(sha256), "origin": provenance.get("origin")})
 
 
 # --- params and tags ---------------------------------------------------------------------------
@@ -132,6 +143,13 @@ def flatten(tree, prefix=""):
         else:
             flat[name] = value
     return flat
+
+
+def settings(config, keys):
+    """The params of a run: the values of ``config`` (a nested mapping) under each dotted key of
+    ``keys`` (schema.TRAIN_SETTINGS), flattened with dots."""
+    flat = flatten(config)
+    return {name: value for name, value in flat.items() if any(name == key or name.startswith(key + ".") for key in keys)}
 
 
 def git_tags(directory=REPO_ROOT):

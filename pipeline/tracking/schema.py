@@ -14,34 +14,32 @@ SOURCE_SWEEP = "experiments.sweep"
 SOURCE_COMPARE = "experiments.compare"
 
 # --- metrics ----------------------------------------------------------------------------------
-TRAIN_LOSS = "train/loss"  # the mean of every tracking.log_every steps, at the later step
-TRAIN_LOSS_EPOCH = "train/loss_epoch"
-TRAIN_ACCURACY = "train/accuracy"
-TRAIN_PENALTY = "train/penalty"  # weight decay's λ||W||², per epoch, beside the data term
-VAL_LOSS = "val/loss"
-VAL_ACCURACY = "val/accuracy"  # one per epoch: its last step is the epochs completed
-EPOCH_SECONDS = "time/epoch_seconds"
-MAX_STABLE_LR = "linear/max_stable_lr"
-LEAST_SQUARES_LOSS = "linear/least_squares_loss"
-FINAL_PREFIX = "final/"  # + a key of metrics.json flattened with dots: final/val.accuracy
-TEST_LOSS = "test/loss"
-TEST_ACCURACY = "test/accuracy"
+# MLflow's UI groups a run's charts into sections by the prefix before the first '/', sorted by
+# name, with prefix-less metrics last (in "Model metrics"): so the names put the loss curves first,
+# the accuracy curves second. Every curve is logged per epoch (step = epoch) except the per-step
+# training loss (step = global step); a curve's final value is its last point.
+TRAIN_LOSS = "loss/train_step"  # the mean of every tracking.log_every steps, at the later step
+TRAIN_LOSS_EPOCH = "loss/train"
+TRAIN_PENALTY = "loss/train_penalty"  # weight decay's λ||W||², per epoch, beside the data term
+VAL_LOSS = "loss/val"
+TRAIN_ACCURACY = "score/train_accuracy"
+VAL_ACCURACY = "score/val_accuracy"  # its last point: the final W's (selection, registry)
+EPOCH_SECONDS = "time/epoch_seconds"  # one per completed epoch: its last step is the epochs done
+# Summary metrics, one value each (step 0), for what has no curve; in the last section.
+TEST_LOSS = "test_loss"
+TEST_ACCURACY = "test_accuracy"
+TRAIN_SECONDS = "train_seconds"
+MAX_STABLE_LR = "max_stable_lr"  # the linear variant's 2/λ_max
+LEAST_SQUARES_LOSS = "least_squares_loss"  # the linear variant's floor
+# The test split's precision and recall per digit: one table (its rows: PER_DIGIT_COLUMNS), not
+# twenty charts.
+PER_DIGIT_TABLE = "evaluation/per_digit.json"
+PER_DIGIT_COLUMNS = ("digit", "precision", "recall", "support")
 
-
-def final(key):
-    """The metric of metrics.json's ``key`` (dotted: ``train.loss``) at the end of training."""
-    return FINAL_PREFIX + key
-
-
-def test_precision(digit):
-    return f"test/precision/{digit}"
-
-
-def test_recall(digit):
-    return f"test/recall/{digit}"
-
-
-# --- params: the stage's config flattened with dots, plus these ---------------------------------
+# --- params: the run's settings, its config's keys under these (flattened with dots), plus the
+# rows it trained and validated on. Not where files go, mirrors, timeouts or tracking options.
+TRAIN_SETTINGS = ("model", "optim", "data.val_fraction", "data.split_seed", "dtype", "divergence")
+EVALUATE_SETTINGS = ("model", "mistakes_shown")
 MODEL_NAME = "model.name"
 LR = "optim.lr"
 EPOCHS = "optim.epochs"
@@ -51,9 +49,20 @@ VAL_ROWS = "data.val_rows"
 SWEEP_GRID = "sweep.grid"
 SWEEP_DIR = "sweep.dir"
 
+# --- the data a run read: an MLflow dataset input (the runs table's Dataset column) -----------
+DATASET_NAMES = {"canonical": "mnist", "packaged": "mnist-packaged"}  # by provenance.json's source
+TRAINING, TESTING = "training", "testing"  # the input's context: which split
+
+
+def dataset_name(source):
+    """The dataset's name for provenance.json's ``source``: real MNIST or the packaged subset."""
+    return DATASET_NAMES.get(source, f"mnist-{source}")
+
+
 # --- tags ---------------------------------------------------------------------------------------
 VARIANT = "variant"
 DIVERGED = "diverged"  # "true" or "false"
+DIVERGED_NAME_PREFIX = "diverged: "  # a diverged run's name starts with it, in the runs table
 DIVERGED_AT_STEP = "diverged_at_step"
 SWEEP_ID = "sweep.id"  # on a sweep's run and on each of its jobs' runs
 SWEEP_PARENT = "sweep.parent"  # "true" on a sweep's own run
@@ -64,14 +73,25 @@ HYDRA_JOB_NUM = "hydra.job.num"
 DVC_EXP_NAME = "dvc.exp_name"
 DATA_SOURCE = "data.source"
 DATA_SHA256_PREFIX = "data.sha256."  # + a data file's name
+OUT_DIR = "out_dir"  # where the stage wrote its files (a sweep job's own folder)
 TRAINED_BY_RUN = "trained_by_run"
 TRAINED_BY_RUN_NOTE = "trained_by_run.note"
 COMPARISON_OF = "comparison.of"
+COMPARISONS_EXPERIMENT = "comparisons"  # where an experiment's comparison goes, not into it
 ERROR = "error"
 
 # --- artifacts ----------------------------------------------------------------------------------
 WEIGHTS_DIR = "weights"  # <parameter>_epoch_<epoch>.npy: W_epoch_0001.npy, b1_epoch_0001.npy, ...
-WEIGHTS_IMAGE_KEY = "W"  # a one-layer model's W; a hidden layer's pictures are keyed W1 and W2
+# The pictures of the weights after each epoch (the UI's step slider), keyed weights/<matrix>:
+# weights/W for a one-layer model, weights/W1 and weights/W2 for a hidden layer's; the prefix
+# makes them a section of their own, after the curves'.
+WEIGHTS_IMAGE_PREFIX = "weights/"
+WEIGHTS_FINAL_PICTURE = "W_final.png"  # a one-layer model's final W, larger, at the top of the artifacts
+
+
+def weights_image_key(matrix):
+    """The image key of the pictures of weight matrix ``matrix`` (W, W1, W2)."""
+    return WEIGHTS_IMAGE_PREFIX + matrix
 LOSS_CURVE = "plots/loss_curve.png"
 PROVENANCE = "data/provenance.json"
 EVALUATION_DIR = "evaluation"

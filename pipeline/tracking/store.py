@@ -19,8 +19,10 @@ import fcntl
 import logging
 import os
 import re
+import sys
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SQLITE_PREFIX = "sqlite:///"
@@ -33,8 +35,13 @@ CHECK_SETTINGS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
 }
-# MLflow 3's UI opens an experiment in its GenAI view unless told this is model training.
-RUNS_PAGE = "/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+# MLflow 3's UI opens a run or an experiment in its GenAI view unless told this is model training.
+MODEL_TRAINING = "workflowType=machine_learning"
+RUN_PAGE = "/#/experiments/{experiment_id}/runs/{run_id}?" + MODEL_TRAINING
+RUNS_PAGE = "/#/experiments/{experiment_id}/runs?" + MODEL_TRAINING
+# MLflow logs at INFO ("Creating initial MLflow database tables..."): not for a user's terminal.
+# An MLFLOW_LOGGING_LEVEL set by the user wins.
+MLFLOW_LOGGING_LEVEL = "WARNING"
 
 
 class TrackingError(RuntimeError):
@@ -74,20 +81,50 @@ def artifact_location(uri, experiment_name):
     return (database.parent / "mlruns" / folder).as_uri()
 
 
-def runs_page(uri, experiment_id):
-    """The link to the experiment's training-runs table: on the server itself for an http(s)
-    store, on a local ``mlflow ui`` (default port) otherwise."""
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_ADDRESS
-    return base + RUNS_PAGE.format(experiment_id=experiment_id)
+def ui_address(uri):
+    """Where the MLflow UI of ``uri`` answers: the server itself for an http(s) store, a local
+    ``mlflow ui`` (default port) otherwise."""
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_ADDRESS
 
 
-def how_to_open(uri, experiment_id):
-    """One line telling a person how to see the runs: the ``mlflow ui`` command, then the link."""
+def run_page(uri, experiment_id, run_id, tab=""):
+    """The link that opens one run in the UI, in model-training mode; ``tab``: a path below the
+    run's page (``artifacts/W_final.png``)."""
+    page = RUN_PAGE.format(experiment_id=experiment_id, run_id=run_id)
+    return ui_address(uri) + (page.replace("?", f"/{tab}?") if tab else page)
+
+
+def runs_page(uri, experiment_id, search=None):
+    """The link to the experiment's training-runs table, showing only the runs that match
+    ``search`` (MLflow's search syntax) if given."""
+    page = ui_address(uri) + RUNS_PAGE.format(experiment_id=experiment_id)
+    return page + "&searchFilter=" + quote(search, safe="") if search else page
+
+
+def ui_command(uri):
+    """The command that starts a UI on the store ``uri`` (a sqlite file), None for a server's."""
     database = sqlite_path(uri)
     if database is None:
-        return runs_page(uri, experiment_id)
+        return None
     shown = database.relative_to(Path.cwd()) if database.is_relative_to(Path.cwd()) else database
-    return f"mlflow ui --backend-store-uri {SQLITE_PREFIX}{shown}, then {runs_page(uri, experiment_id)}"
+    return f"mlflow ui --backend-store-uri {SQLITE_PREFIX}{shown}"
+
+
+def how_to_open(uri, experiment_id, search=None):
+    """One line telling a person how to see runs: the ``mlflow ui`` command (for a sqlite store),
+    then the link to the runs table."""
+    command = ui_command(uri)
+    link = runs_page(uri, experiment_id, search)
+    return f"{command}, then {link}" if command else link
+
+
+def quiet_mlflow():
+    """MLflow's own log lines at WARNING and above only (unless MLFLOW_LOGGING_LEVEL says
+    otherwise): before mlflow is imported through the environment variable it reads, after it
+    through its loggers."""
+    level = os.environ.setdefault("MLFLOW_LOGGING_LEVEL", MLFLOW_LOGGING_LEVEL)
+    if "mlflow" in sys.modules:
+        logging.getLogger("mlflow").setLevel(level.upper())
 
 
 def connect(uri, experiment_name=None):
@@ -100,6 +137,7 @@ def connect(uri, experiment_name=None):
     to create an experiment land in "Default". So for sqlite both happen under an exclusive lock
     on ``<database>.lock``; a server store serialises them itself.
     """
+    quiet_mlflow()
     from mlflow import MlflowClient
 
     # Its ERROR log prints, as a traceback, each SQLAlchemy error that reaches us anyway and that

@@ -9,6 +9,7 @@ not wait for matplotlib either); this module draws nothing itself.
 """
 
 import getpass
+import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,7 @@ class Run:
         self.last_flush = time.monotonic()
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-writer")
         self.writes = []
+        self.pictured = False  # whether a snapshot's picture was logged yet (the first goes to step 0 too)
 
     @classmethod
     def create(cls, uri, experiment_name, run_name, params, tags, source):
@@ -104,8 +106,12 @@ class Run:
 
     def log_snapshot(self, params, epoch, draw):
         """Each parameter at ``epoch`` as ``weights/<name>_epoch_<epoch>.npy`` (``params``: a dict
-        of arrays, or W alone), and ``draw(params)`` (the stage's pictures, {image key: RGB array})
-        at step ``epoch``: the UI's step slider."""
+        of arrays, or W alone), and ``draw(params)`` (the stage's pictures, {matrix name: RGB
+        array}) as image keys ``weights/<matrix name>`` at step ``epoch``: the UI's step slider.
+
+        The UI's image card opens on step 0 whatever steps were logged (an empty box if none is
+        there), so the run's first pictures are logged at step 0 too.
+        """
         params = params if isinstance(params, dict) else {"W": params}
         self._write(self._log_snapshot, {key: np.array(P, order="C") for key, P in params.items()}, epoch, draw)
 
@@ -114,8 +120,11 @@ class Run:
             for key, P in params.items():
                 np.save(Path(folder) / f"{key}_epoch_{epoch:04d}.npy", P, allow_pickle=False)
             self.client.log_artifacts(self.run_id, folder, artifact_path=schema.WEIGHTS_DIR)
-        for key, image in draw(params).items():
-            self.client.log_image(self.run_id, image, key=key, step=epoch)
+        steps = sorted({0, epoch} if not self.pictured else {epoch})
+        for matrix, image in draw(params).items():
+            for step in steps:
+                self.client.log_image(self.run_id, image, key=schema.weights_image_key(matrix), step=step)
+        self.pictured = True
 
     def log_figure(self, draw, artifact_file):
         """``draw()`` (the stage's matplotlib Figure) saved as ``artifact_file``, a .png path."""
@@ -124,8 +133,30 @@ class Run:
     def _log_figure(self, draw, artifact_file):
         self.client.log_figure(self.run_id, draw(), artifact_file)
 
+    def log_picture(self, draw, artifact_file):
+        """``draw()`` (the stage's picture, an RGB array) saved as ``artifact_file``, a .png path."""
+        self._write(lambda: self.client.log_image(self.run_id, draw(), artifact_file=artifact_file))
+
     def log_dict(self, mapping, artifact_file):
         self._write(self.client.log_dict, self.run_id, mapping, artifact_file)
+
+    def log_table(self, columns, artifact_file):
+        """``columns`` ({name: list of values}) as an MLflow table, a .json ``artifact_file``."""
+        self._write(self.client.log_table, self.run_id, columns, artifact_file)
+
+    def log_dataset(self, name, digest, source_uri, context, profile):
+        """A dataset input of the run (the runs table's Dataset column): ``name`` and ``digest``
+        shown, ``source_uri`` where it was read, ``context`` its use (training, testing),
+        ``profile`` a JSON-able mapping shown with it."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        dataset = Dataset(name, digest, "local", json.dumps({"uri": source_uri}), profile=json.dumps(profile))
+        inputs = [DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])]
+        self._write(self.client.log_inputs, self.run_id, datasets=inputs)
+
+    def rename(self, name):
+        self._write(self.client.update_run, self.run_id, name=name)
 
     def end(self, status, error=None):
         """Send what is buffered, wait for every queued write and end the run with ``status``;
@@ -213,7 +244,19 @@ class DisabledRun:
     def log_figure(self, draw, artifact_file):
         pass
 
+    def log_picture(self, draw, artifact_file):
+        pass
+
     def log_dict(self, mapping, artifact_file):
+        pass
+
+    def log_table(self, columns, artifact_file):
+        pass
+
+    def log_dataset(self, name, digest, source_uri, context, profile):
+        pass
+
+    def rename(self, name):
         pass
 
     def wait(self):
