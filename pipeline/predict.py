@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from pipeline import served_model, tracking
+from pipeline import classifier, tracking
 from pipeline.config import ConfigError, PredictConfig, stage_app, validated
 from pipeline.digits import DigitError, read_digits
 from pipeline.model import VARIANTS
+from pipeline.tracking import schema
 
 # What a folder's files are taken to be images by; a file named explicitly may be anything.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".npy", ".gz", ".idx"}
@@ -105,14 +106,14 @@ def load_predictor(trained, variant, tracking_cfg):
     if folder.is_dir():
         return folder_predictor(folder, variant)
     if RUN_ID.fullmatch(trained):
-        uri = f"runs:/{trained}/{served_model.MODEL_NAME}"
+        uri = f"runs:/{trained}/{schema.LOGGED_MODEL}"
     elif ":/" in trained:
         uri = trained
     else:
         raise ModelNotFound(f"trained={trained}: no such folder, and neither a run id nor a model URI (models:/<name>@<alias>)")
     store = tracking.resolve_uri(tracking_cfg.uri)
     model = load_pyfunc(uri, store)
-    return (lambda pixels: model.predict(pixels.astype(served_model.INPUT_DTYPE))["scores"]), f"model {uri} from {store}"
+    return (lambda pixels: model.predict(pixels.astype(classifier.INPUT_DTYPE))["scores"]), f"model {uri} from {store}"
 
 
 def folder_predictor(folder, variant):
@@ -122,8 +123,8 @@ def folder_predictor(folder, variant):
     variant = variant or folder.name
     if variant not in VARIANTS:
         raise ModelNotFound(f"{folder}: cannot tell its variant from the folder's name; add variant=<{'|'.join(VARIANTS)}>")
-    params = {"W": np.load(weights, allow_pickle=False)}
-    return (lambda pixels: served_model.scores(params, pixels, variant)), f"{variant} W from {weights}"
+    params = {"W": np.load(weights, allow_pickle=False)}  # what the train stage writes
+    return (lambda pixels: classifier.scores(params, pixels, {"name": variant})), f"{variant} W from {weights}"
 
 
 def load_pyfunc(uri, store):

@@ -32,6 +32,10 @@ def final(key):
     return FINAL_PREFIX + key
 
 
+# What the registry chooses a run's model by: the final validation accuracy, never a test metric.
+SELECTION_METRIC = final("val.accuracy")
+
+
 def test_precision(digit):
     return f"test/precision/{digit}"
 
@@ -75,3 +79,9 @@ LOSS_CURVE = "plots/loss_curve.png"
 PROVENANCE = "data/provenance.json"
 EVALUATION_DIR = "evaluation"
 COMPARISON_DIR = "comparison"
+
+# --- the MLflow Model of a run and the Model Registry (pipeline.served_model, pipeline.registry) --
+LOGGED_MODEL = "model"  # the name of each run's LoggedModel: runs:/<run id>/model
+REGISTERED_MODEL_PREFIX = "handgrad-"  # + the variant: the registered model's name
+CHAMPION_ALIAS = "champion"  # on the registered version with the best SELECTION_METRIC so far
+SELECTION_TAG = "val_accuracy"  # on a registered version: its run's SELECTION_METRIC
