@@ -16,9 +16,12 @@
 - after each job (``on_job_end``, in the job's process): evaluates its W on the test split with
   the evaluate stage itself (pipeline.evaluate.run), so every run of a sweep has its test
   accuracy.
-- after the last job (``on_multirun_end``): ends the sweep's run FINISHED and restores the
-  environment. A sweep stopped before (Ctrl-C, a job exiting) has its run ended FAILED when the
-  process exits.
+- after the last job (``on_multirun_end``): ends the sweep's run FINISHED, restores the
+  environment, and registers the best job of each variant by validation accuracy (never test
+  accuracy) as a version of ``handgrad-<variant>`` (pipeline.registry; the alias ``champion``
+  moves to it only if it beats the version holding it), printing one line per variant. A sweep
+  stopped before (Ctrl-C, a job exiting) has its run ended FAILED when the process exits, and
+  registers nothing.
 
 Each job's run is tagged ``sweep.id`` (the sweep's run id) and ``mlflow.parentRunId`` (so that
 MLflow's UI nests it under the sweep's run) by the train stage itself, from
@@ -90,19 +93,37 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config, **kwargs):
         if self.run is None:
             return
-        run_id = self.run.run_id
+        run_id, uri = self.run.run_id, self.run.tracking_uri
         self._end("FINISHED")
         for name, value in self.saved_environment.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        register(uri, run_id)
         print(f"sweep {run_id} done; side by side: python -m experiments.compare --sweep {run_id}")
 
     def _end(self, status, error=None):
         atexit.unregister(self._end)
         run, self.run = self.run, None
         run.end(status, error=error)
+
+
+def register(uri, sweep_run_id):
+    """The best job of each variant of the sweep as a registered model version, one line each."""
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.registry import register_best
+
+    try:
+        registrations = register_best(uri, sweep_run_id=sweep_run_id)
+    except MlflowException as error:
+        print(f"sweep {sweep_run_id}: registering its best models failed: {error.message.splitlines()[0]}", file=sys.stderr)
+        return
+    for registration in registrations:
+        print(f"registered {registration}")
+    if not registrations:
+        print(f"sweep {sweep_run_id}: nothing registered, no job finished with a model")
 
 
 def evaluation_config(config):

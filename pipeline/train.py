@@ -41,6 +41,7 @@ from pipeline.tracking import schema
 OUTPUT_FILES = ("W.npy", "metrics.json", "history.csv", "mlflow_run.json")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
 PROGRESS_UPDATES_PER_EPOCH = 10
+EXAMPLE_DIGITS = 3  # validation digits stored as the logged model's input example
 
 
 @dataclass
@@ -110,6 +111,7 @@ def run(cfg):
         training = fit(sgd, val, optim.epochs, cfg.tracking, mlflow_run, name)
         metrics = final_metrics(sgd, train, val, training, started)
         log_outcome(mlflow_run, sgd, training, metrics, optimum, name)
+        log_model(mlflow_run, sgd, OmegaConf.to_container(cfg.model, resolve=True), val, training)
         if optimum is not None:  # in MLflow since the start, as linear/*
             metrics["linear"] = {"max_stable_lr": optimum.max_stable_lr, "least_squares_loss": optimum.loss}
         record = {"run_id": mlflow_run.run_id, "experiment_id": mlflow_run.experiment_id, "tracking_uri": mlflow_run.tracking_uri}
@@ -221,8 +223,30 @@ def log_outcome(mlflow_run, sgd, training, metrics, optimum, name):
     mlflow_run.log_figure(lambda: loss_curve_picture(curve), schema.LOSS_CURVE)
 
 
-# The pictures are drawn on the tracking writer's thread, and only for a tracked run: training
-# neither waits for matplotlib to load nor loads it at all with tracking off.
+def log_model(mlflow_run, sgd, model_fields, val, training):
+    """The trained model as the run's MLflow Model (pipeline.served_model), logged on the run's
+    writer thread after the final metrics, which are linked to it; waited for, so that a model
+    that fails to log fails the run before any output is written. Nothing for a diverged
+    training: it has nothing worth serving."""
+    if training.diverged_at is not None:
+        return
+    mlflow_run.flush()
+    # C order, as W.npy is written: the products, and so the scores, are then W.npy's to the last bit.
+    params = {name: np.ascontiguousarray(value) for name, value in sgd.params.items()}
+    mlflow_run.log_model(logged_model, params, model_fields, val.images[:EXAMPLE_DIGITS], step=training.steps)
+    mlflow_run.wait()
+
+
+# The pictures are drawn, and the model logged, on the tracking writer's thread, and only for a
+# tracked run: training neither waits for matplotlib or MLflow's model code to load nor loads
+# them at all with tracking off.
+
+
+def logged_model(run_id, *args, **kwargs):
+    """pipeline.served_model.log_model's URI of the model logged into run ``run_id``."""
+    from pipeline.served_model import log_model
+
+    return log_model(run_id, *args, **kwargs)
 
 
 def templates_picture(W):

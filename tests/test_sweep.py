@@ -81,6 +81,22 @@ def test_parallel_jobs_on_a_new_store_all_land_complete_in_one_experiment(data_d
 
     assert outcomes[("linear", 10)] and not outcomes[("linear", 0.002)] and not any(outcomes[("softmax", lr)] for lr in LEARNING_RATES)
     assert not (tmp_path / "results").exists()  # the DVC pipeline's outputs are never a sweep's
+    check_registered(client, jobs, result.stdout)
+
+
+def check_registered(client, jobs, printed):
+    """Each variant's best finished job by validation accuracy is version 1 of handgrad-<variant>,
+    holding the alias, and the sweep said so in one line; a diverged job has no model."""
+    for variant in ("softmax", "linear"):
+        finished = [r for r in jobs if r.data.tags["variant"] == variant and r.info.status == "FINISHED"]
+        best = max(r.data.metrics["final/val.accuracy"] for r in finished)
+        champion = client.get_model_version_by_alias(f"handgrad-{variant}", "champion")
+        [registered] = [r for r in finished if r.info.run_id == champion.run_id]
+        assert (str(champion.version), registered.data.metrics["final/val.accuracy"]) == ("1", best)
+        assert len(client.search_model_versions(f"name = 'handgrad-{variant}'")) == 1
+        assert f"registered handgrad-{variant} version 1 (run {champion.run_id}, val accuracy {best:.2%}): now @champion" in printed
+    assert all(r.outputs.model_outputs == [] for r in jobs if r.info.status == "FAILED")
+    assert all(len(r.outputs.model_outputs) == 1 for r in jobs if r.info.status == "FINISHED")
 
 
 @pytest.mark.slow
@@ -222,3 +238,9 @@ def test_a_sweep_against_a_tracking_server_records_every_job_over_http(data_dir,
         files = rest(tracking_server, f"/api/2.0/mlflow/artifacts/list?{query}")["files"]
         assert "evaluation/confusion.png" in {f["path"] for f in files}
     assert list((tmp_path / "artifacts").rglob("confusion.png"))  # uploaded to the server's artifact store
+    # Each job's model went there too, and the sweep registered both through the server.
+    assert len(list((tmp_path / "artifacts").rglob("MLmodel"))) == 2
+    registered = rest(tracking_server, "/api/2.0/mlflow/registered-models/search")["registered_models"]
+    assert sorted((m["name"], [a["alias"] for a in m["aliases"]]) for m in registered) == [
+        ("handgrad-linear", ["champion"]), ("handgrad-softmax", ["champion"])]
+    assert all(f"registered handgrad-{variant} version 1 (run " in result.stdout for variant in ("softmax", "linear"))

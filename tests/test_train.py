@@ -16,7 +16,12 @@ import numpy as np
 import pytest
 from hydra.core.hydra_config import HydraConfig
 
-from pipeline import train
+from pathlib import Path
+
+from mlflow.entities import LoggedModelStatus
+
+from pipeline import tracking, train
+from pipeline.classifier import scores
 from pipeline.data import PROVENANCE_FILE, TRAIN_FILES
 from pipeline.idx import read_idx, write_idx
 from tests.paths import REPO_ROOT
@@ -180,6 +185,56 @@ def test_divergence_is_a_result_recorded_as_such(data_dir, tmp_path, mlflow_stor
     assert run.info.status == "FAILED"
     assert run.data.tags["diverged"] == "true" and run.data.tags["diverged_at_step"] == str(step)
     assert "error" not in run.data.tags
+    assert run.outputs.model_outputs == []  # nothing worth serving
+
+
+@pytest.mark.parametrize("variant", ["softmax", "linear"])
+def test_a_run_logs_its_model_which_answers_as_the_written_parameters_do(variant, data_dir, tmp_path, mlflow_store, train_run):
+    import mlflow
+
+    out = tmp_path / "out"
+    status, metrics = train_run(data_dir, out, f"model={variant}", f"optim.lr={SANE_LR[variant]}", "optim.epochs=2")
+
+    assert status == 0
+    [run] = mlflow_store.runs()
+    [output] = run.outputs.model_outputs
+    assert output.step == metrics["steps"]
+    [model] = mlflow_store.client.search_logged_models([run.info.experiment_id])  # what the Models column lists
+    assert (model.model_id, model.source_run_id, model.name, model.status) == (output.model_id, run.info.run_id, "model", LoggedModelStatus.READY)
+    assert model.tags["variant"] == variant and model.params == {"model.name": variant}
+    # The final metrics are the model's too (its page shows them): the validation accuracy the registry picks by.
+    linked = {m.key: m.value for m in model.metrics}
+    assert linked["final/val.accuracy"] == metrics["val"]["accuracy"] and linked["final/train.loss"] == metrics["train"]["loss"]
+
+    test_images = read_idx(data_dir / "t10k-images-idx3-ubyte.gz").reshape(-1, 784)
+    answer = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(test_images.astype(np.float32))
+    expected = scores({"W": np.load(out / "W.npy")}, test_images, variant)
+    np.testing.assert_array_equal(answer["scores"], expected)
+    np.testing.assert_array_equal(answer["digit"], expected.argmax(axis=1))
+    # Its input example: real digits of the training file (validation rows), never test digits.
+    folder = mlflow.artifacts.download_artifacts(f"models:/{model.model_id}")
+    example = np.array(json.loads((Path(folder) / "input_example.json").read_text()), np.uint8)
+    train_images = {row.tobytes() for row in read_idx(data_dir / TRAIN_FILES[0]).reshape(-1, 784)}
+    assert example.shape == (train.EXAMPLE_DIGITS, 784) and all(row.tobytes() in train_images for row in example)
+
+
+def test_a_model_that_cannot_be_logged_fails_the_run_and_leaves_the_outputs_as_they_were(data_dir, tmp_path, mlflow_store, train_run):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "W.npy").write_bytes(b"the previous run's weights")
+    client, _ = tracking.connect(mlflow_store.uri, "handgrad")
+    # The experiment's logged models go to mlruns/handgrad/models/: a file there makes every model's upload fail.
+    (mlflow_store.path.parent / "mlruns" / "handgrad").mkdir(parents=True, exist_ok=True)
+    (mlflow_store.path.parent / "mlruns" / "handgrad" / "models").write_text("in the way")
+
+    with pytest.raises(OSError):
+        train_run(data_dir, out, "optim.epochs=1")
+
+    assert [p.name for p in out.iterdir()] == ["W.npy"] and (out / "W.npy").read_bytes() == b"the previous run's weights"
+    [run] = mlflow_store.runs()
+    assert run.info.status == "FAILED" and run.info.end_time is not None
+    assert run.data.tags["error"].startswith(("FileExistsError", "NotADirectoryError"))
+    assert "final/val.accuracy" in run.data.metrics  # what training did is still recorded
 
 
 def test_divergence_can_be_made_fatal(data_dir, tmp_path, train_run):
