@@ -1,7 +1,7 @@
 """python -m bench: how fast the pipeline runs on this machine, and how far from its floor.
 
     python -m bench                  # everything (minutes): a table, and results/bench.json
-    python -m bench --only loop      # some parts: loop evaluate tracking startup dvc sweep
+    python -m bench --only loop      # some parts: loop evaluate pyfunc tracking startup dvc sweep
     python -m bench --quick          # fewer epochs and repeats
 
 Parts (and their keys in the JSON report):
@@ -18,6 +18,11 @@ Parts (and their keys in the JSON report):
   best of several runs is the one least disturbed by other processes);
   ``ratio_to_one_thread_floor``: over the floor with BLAS on one thread, as the loop runs it.
 - ``evaluate``: what the evaluate stage computes on 10,000 rows: ``forward`` and ``evaluate``.
+- ``pyfunc``: the MLflow Model a training run logs (pipeline.served_model), for each variant:
+  seconds to log it, to load it (in this process; in a fresh one, with MLflow's import), and to
+  predict 10,000 digits (float32 pixel rows) through the loaded pyfunc against the bare forward
+  pass (``pipeline.classifier.scores``: pixel/255 and the model table's forward) on the same rows,
+  timed by turns; ``ratio``: fastest over fastest. In the workspace's temporary MLflow store.
 - ``tracking``: a default training run (``python -m pipeline.train``: softmax, batch 32, 10
   epochs) on the same 60,000 rows with tracking on and off, against an existing MLflow store in a
   temporary folder: wall time, MLflow's share of it, the part of that share that is MLflow's
@@ -35,7 +40,8 @@ into the working tree but the report; stage runs use temporary folders and a tem
 store.
 
 Modules: measure (timing), data (the rows), machine, loop (the training loop and its floor,
-evaluation), commands (tracking, startup, dvc, sweep), report (targets, the table), cli.
+evaluation), served (the logged model), commands (tracking, startup, dvc, sweep), report (targets,
+the table), cli.
 """
 
 from pathlib import Path

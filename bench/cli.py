@@ -15,9 +15,10 @@ from bench.data import benchmark_rows
 from bench.loop import evaluation, loop
 from bench.machine import machine
 from bench.report import table, target_checks
+from bench.served import served
 from pipeline.files import atomic_write
 
-PARTS = ("loop", "evaluate", "tracking", "startup", "dvc", "sweep")
+PARTS = ("loop", "evaluate", "pyfunc", "tracking", "startup", "dvc", "sweep")
 
 
 def parse_arguments(argv):
@@ -43,6 +44,7 @@ def main(argv=None):
         measure = {
             "loop": lambda: loop(images, labels, args.epochs or repeats, args.quick),
             "evaluate": lambda: evaluation(images, labels, repeats),
+            "pyfunc": lambda: served(workspace, images, repeats),
             "tracking": lambda: tracking_share(workspace, repeats=1 if args.quick else 2),
             "startup": lambda: startup(workspace, repeats=2 if args.quick else 3),
             "dvc": lambda: dvc(workspace, repeats=2 if args.quick else 3),

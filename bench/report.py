@@ -11,6 +11,7 @@ TARGETS = {
     "joblib_over_sequential": 0.6,
     "noop_repro_over_status": 1.5,
     "peak_rss_mb": 300,  # of a full-size (60,000-row) default training run
+    "pyfunc_over_forward": 2.0,  # 10,000 digits through the loaded model / the bare forward pass
 }
 
 
@@ -21,6 +22,8 @@ def target_checks(report):
     for row in report.get("loop", []):
         if row["dtype"] == "float32" and row["batch_size"] in loop_targets:
             checks.append((f"epoch / floor, {row['variant']}, batch {row['batch_size']}, float32", row["ratio"], TARGETS[loop_targets[row["batch_size"]]]))
+    for row in report.get("pyfunc", []):
+        checks.append((f"pyfunc predict / bare forward, {row['variant']}, {row['rows']:,} rows", row["ratio"], TARGETS["pyfunc_over_forward"]))
     if "tracking" in report:
         t = report["tracking"]
         checks.append(("MLflow share of a default training run", t["mlflow_share"], TARGETS["mlflow_share"]))
@@ -67,6 +70,18 @@ def table(report):
     if "evaluate" in report:
         lines += ["", "evaluation (pipeline.model.forward + pipeline.metrics.evaluate), seconds, median (min-max):"]
         lines += [f"  {r['variant']:8} {r['rows']:,} rows  {formatted(r['seconds'], 4)}" for r in report["evaluate"]]
+    if "pyfunc" in report:
+        lines += ["", "the logged MLflow Model (pipeline.served_model), seconds, median (min-max): log (first of the variant; again),",
+                  "load (in this process; in a fresh one: import mlflow.pyfunc + load), predict float32 pixel rows through the",
+                  "pyfunc against the bare forward pass (pixel/255 and the model table's forward) on the same rows:"]
+        for r in report["pyfunc"]:
+            cold = r["cold_load_seconds"]
+            lines += [
+                f"  {r['variant']:8} log {r['log_seconds']['first']:.2f}; {formatted(r['log_seconds']['again'], 2)}   load {formatted(r['load_seconds'], 3)}; "
+                f"fresh process {formatted(cold['import'], 2)} + {formatted(cold['load'], 2)}",
+                f"  {'':8} {r['rows']:,} rows: pyfunc {formatted(r['pyfunc_seconds'], 4)}, forward {formatted(r['forward_seconds'], 4)}: "
+                f"{r['ratio']:.2f}x (medians {r['median_ratio']:.2f}x)",
+            ]
     if "tracking" in report:
         t = report["tracking"]
         lines += ["", f"default training run on {t['rows']:,} rows ({t['command']}):"]

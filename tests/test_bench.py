@@ -63,3 +63,20 @@ def test_a_child_peak_memory_is_its_own():
     finished = measure.run_command([sys.executable, "-c", "pass"], ".", None, peak_rss=True)
     assert finished.status == 0
     assert 1 << 20 < finished.peak_rss < 100 << 20
+
+
+@pytest.mark.slow
+def test_the_logged_model_is_timed_against_the_bare_forward_pass(tmp_path):
+    path = tmp_path / "bench.json"
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        cli.main(["--only", "pyfunc", "--quick", "--rows", "600", "--json", str(path)])
+    data = json.loads(path.read_text())
+    assert [r["variant"] for r in data["pyfunc"]] == ["softmax", "linear"]
+    for r in data["pyfunc"]:
+        assert r["rows"] == 600
+        assert r["ratio"] == pytest.approx(r["pyfunc_seconds"]["min"] / r["forward_seconds"]["min"])
+        assert len(r["pyfunc_seconds"]["samples"]) == len(r["forward_seconds"]["samples"]) == 2 * 5 * 3  # two BLAS settings
+        assert 0 < r["load_seconds"]["min"] and 0 < r["cold_load_seconds"]["import"]["min"] and 0 < r["log_seconds"]["first"]
+    assert [t["what"] for t in data["targets"]] == [f"pyfunc predict / bare forward, {v}, 600 rows" for v in ("softmax", "linear")]
+    assert "pyfunc predict / bare forward, softmax" in printed.getvalue()

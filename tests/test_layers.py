@@ -17,6 +17,7 @@ LAYERS = (
                 "pipeline.predict"}),
     ("orchestration", {"experiments.sweep", "experiments.compare", "experiments.compare_figures",
                        "bench", "bench.cli", "bench.commands", "bench.data", "bench.loop", "bench.machine", "bench.measure", "bench.report",
+                       "bench.served",
                        "bench.__main__"}),
 )
 # Package markers with no code: in no layer, imported by nothing.
