@@ -18,7 +18,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from pipeline.classifier import scores
 from tests.helpers import quick_start_commands, stage_sources
+from tests.model_helpers import real_digits
 from tests.paths import REPO_ROOT
 
 VARIANTS = ("softmax", "linear")
@@ -67,6 +69,14 @@ class Clone:
         text, count = re.subn(rf"^{key}:.*$", f"{key}: {value}", file.read_text(), flags=re.M)
         assert count == 1
         file.write_text(text)
+
+
+def load_model(uri, clone):
+    """The pyfunc at ``uri`` in the clone's store, as a process started in the clone finds it."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{clone.root / 'mlflow.db'}")
+    return mlflow.pyfunc.load_model(uri)
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +153,14 @@ def test_each_variant_is_one_mlflow_run_with_training_and_test_results(clone):
         assert "weights/W_epoch_0000.npy" in weights and "weights/W_epoch_0010.npy" in weights
         evaluation = [a.path for a in clone.mlflow.list_artifacts(run.info.run_id, "evaluation")]
         assert evaluation == sorted(f"evaluation/{name}" for name in EVALUATE_OUTPUTS)
+        # The Models column: the run's one logged model, which answers as W.npy does.
+        [output] = run.outputs.model_outputs
+        [model] = [m for m in clone.mlflow.search_logged_models([run.info.experiment_id]) if m.source_run_id == run.info.run_id]
+        assert (model.model_id, model.name, model.tags["variant"]) == (output.model_id, "model", variant)
+        images = real_digits()[0][:100]
+        answer = load_model(f"models:/{model.model_id}", clone).predict(images.astype(np.float32))["scores"]
+        W = np.load(clone.root / "results" / variant / "W.npy")
+        np.testing.assert_array_equal(answer, scores({"W": W}, images, variant))
 
 
 @pytest.mark.slow
@@ -208,6 +226,19 @@ def test_an_experiment_trains_with_the_values_it_records(clone):
     assert run.data.metrics["test/accuracy"] == test_accuracy
     assert run.info.run_name == "softmax lr=0.25 bs=32"
     assert clone.read_json("results/softmax/mlflow_run.json") == clone.first_records["softmax"]  # workspace untouched
+
+
+@pytest.mark.slow
+def test_asking_for_registration_reruns_only_evaluate_which_registers_each_variants_run(clone):
+    assert clone.mlflow.search_registered_models() == []  # not by default
+    clone.edit_yaml("conf/tracking/mlflow.yaml", "register", "true")
+    assert sorted(clone.repro()) == ["evaluate@linear", "evaluate@softmax"]
+    for variant in VARIANTS:
+        champion = clone.mlflow.get_model_version_by_alias(f"handgrad-{variant}", "champion")
+        assert champion.run_id == clone.read_json(f"results/{variant}/mlflow_run.json")["run_id"]
+        assert float(champion.tags["val_accuracy"]) == clone.read_json(f"results/{variant}/metrics.json")["val"]["accuracy"]
+    assert clone.repro() == []
+    clone.commit("register the pipeline's runs")
 
 
 def test_the_readme_quick_start_runs_the_repro_tested_here():
