@@ -48,7 +48,8 @@ def check_job_run(run, parent, folder):
 def test_parallel_jobs_on_a_new_store_all_land_complete_in_one_experiment(data_dir, tmp_path, compose_config):
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"  # no such file yet
     (tmp_path / "store").mkdir()
-    result = sweep(tmp_path, data_dir, "model=softmax,linear", f"optim.lr={','.join(map(str, LEARNING_RATES))}",
+    # tracking.register=true: the sweep still registers once, at its end, not each job's evaluation.
+    result = sweep(tmp_path, data_dir, "tracking.register=true", "model=softmax,linear", f"optim.lr={','.join(map(str, LEARNING_RATES))}",
                    "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", env={"MLFLOW_TRACKING_URI": uri})
 
     assert result.returncode == 0, result.stderr
@@ -129,6 +130,19 @@ def test_the_preset_sweeps_both_variants_across_rates_on_both_sides_of_linear_st
     assert min(rates) < 0.026 / 2 and max(rates) > 100 * 0.026
     assert cfg.tracking.experiment == "variant_vs_lr"
     assert re.fullmatch(r"multirun/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d", cfg.hydra.sweep.dir)
+
+
+def test_a_jobs_evaluation_registers_nothing_even_when_the_pipeline_would(compose_train):
+    from hydra import initialize_config_dir
+
+    from experiments.sweep import evaluation_config
+    from tests.paths import CONF_DIR
+
+    cfg = compose_train("model=linear", "tracking.register=true", "out_dir=multirun/x/3")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        evaluation = evaluation_config(cfg)
+    assert (evaluation.model.name, evaluation.train_dir, evaluation.tracking.register) == ("linear", "multirun/x/3", False)
+    assert evaluation.tracking.experiment == cfg.tracking.experiment
 
 
 def test_the_slurm_launcher_config_is_composed_and_validated(compose_train):
