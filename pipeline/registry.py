@@ -32,9 +32,14 @@ class Registration:
     run_id: str
     val_accuracy: float
     champion: bool  # whether the alias points to this version now
+    holder: tuple = None  # (version, val accuracy) of the version keeping the alias, when not this one
 
     def __str__(self):
-        verdict = f"now @{ALIAS}" if self.champion else f"@{ALIAS} stays on a better version"
+        if self.champion:
+            verdict = f"now @{ALIAS}"
+        else:
+            version, accuracy = self.holder
+            verdict = f"@{ALIAS} stays on version {version} (val accuracy {accuracy:.2%}, not beaten)"
         return f"{self.name} version {self.version} (run {self.run_id}, val accuracy {self.val_accuracy:.2%}): {verdict}"
 
 
@@ -91,10 +96,11 @@ def register_run(client, run, variant, accuracy):
         )
     number = str(version.version)  # an int when just created, a string when searched
     holder = alias_holder(client, name)
-    champion = holder is None or str(holder.version) == number or accuracy > float(holder.tags.get(ACCURACY_TAG, "-inf"))
-    if champion:
+    held = float(holder.tags.get(ACCURACY_TAG, "-inf")) if holder else None
+    if holder is None or str(holder.version) == number or accuracy > held:
         client.set_registered_model_alias(name, ALIAS, number)
-    return Registration(name, number, run_id, accuracy, champion)
+        return Registration(name, number, run_id, accuracy, True)
+    return Registration(name, number, run_id, accuracy, False, (str(holder.version), held))
 
 
 def alias_holder(client, name):

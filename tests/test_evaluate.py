@@ -162,7 +162,7 @@ def test_the_runs_model_is_registered_when_asked_and_only_then(project, capsys):
 
     worse = finished_run_with_a_model(project, 0.8)
     assert run_evaluate(project, "tracking.register=true") == 0
-    assert f"handgrad-softmax version 2 (run {worse}, val accuracy 80.00%): @champion stays on a better version" in capsys.readouterr().out
+    assert f"handgrad-softmax version 2 (run {worse}, val accuracy 80.00%): @champion stays on version 1 (val accuracy 90.00%, not beaten)" in capsys.readouterr().out
     assert client.get_model_version_by_alias("handgrad-softmax", "champion").run_id == run_id
 
 
