@@ -21,6 +21,7 @@ model that cannot be found (the message says which and where it looked).
 """
 
 import glob
+import os
 import re
 import sys
 from pathlib import Path
@@ -37,6 +38,7 @@ from pipeline.tracking import schema
 # What a folder's files are taken to be images by; a file named explicitly may be anything.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".npy", ".gz", ".idx"}
 RUN_ID = re.compile(r"[0-9a-f]{32}")
+PROGRESS_BAR_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 class ModelNotFound(LookupError):
@@ -134,12 +136,19 @@ def load_pyfunc(uri, store):
 
     mlflow.set_tracking_uri(store)
     mlflow.set_registry_uri(store)
+    progress_bar = os.environ.get(PROGRESS_BAR_VARIABLE)
+    os.environ[PROGRESS_BAR_VARIABLE] = "false"  # a bar per file read, in the way of the answers
     try:
         return mlflow.pyfunc.load_model(uri)
     except MlflowException as error:
         raise ModelNotFound(f"{uri}: {error.message.splitlines()[0]} (looked in {store})") from None
     except OSError as error:  # a run or model whose artifacts are gone
         raise ModelNotFound(f"{uri}: cannot read the model's files ({error}; store {store})") from None
+    finally:
+        if progress_bar is None:
+            del os.environ[PROGRESS_BAR_VARIABLE]
+        else:
+            os.environ[PROGRESS_BAR_VARIABLE] = progress_bar
 
 
 def line(name, scores, top):
