@@ -22,7 +22,8 @@ Parts (and their keys in the JSON report):
   seconds to log it, to load it (in this process; in a fresh one, with MLflow's import), and to
   predict 10,000 digits (float32 pixel rows) through the loaded pyfunc against the bare forward
   pass (``pipeline.classifier.scores``: pixel/255 and the model table's forward) on the same rows,
-  timed by turns; ``ratio``: fastest over fastest. In the workspace's temporary MLflow store.
+  timed by turns; ``ratio``: the median over the turns of pyfunc over forward (the machine's
+  drift cancels in each turn). In the workspace's temporary MLflow store.
 - ``tracking``: a default training run (``python -m pipeline.train``: softmax, batch 32, 10
   epochs) on the same 60,000 rows with tracking on and off, against an existing MLflow store in a
   temporary folder: wall time, MLflow's share of it, the part of that share that is MLflow's

@@ -75,7 +75,9 @@ def test_the_logged_model_is_timed_against_the_bare_forward_pass(tmp_path):
     assert [r["variant"] for r in data["pyfunc"]] == ["softmax", "linear"]
     for r in data["pyfunc"]:
         assert r["rows"] == 600
-        assert r["ratio"] == pytest.approx(r["pyfunc_seconds"]["min"] / r["forward_seconds"]["min"])
+        turns = [p / f for p, f in zip(r["pyfunc_seconds"]["samples"], r["forward_seconds"]["samples"])]
+        assert r["ratio"] == pytest.approx(sum(sorted(turns)[14:16]) / 2)  # the median of 30 turns
+        assert r["fastest_ratio"] == pytest.approx(r["pyfunc_seconds"]["min"] / r["forward_seconds"]["min"])
         assert len(r["pyfunc_seconds"]["samples"]) == len(r["forward_seconds"]["samples"]) == 2 * 5 * 3  # two BLAS settings
         assert 0 < r["load_seconds"]["min"] and 0 < r["cold_load_seconds"]["import"]["min"] and 0 < r["log_seconds"]["first"]
     assert [t["what"] for t in data["targets"]] == [f"pyfunc predict / bare forward, {v}, 600 rows" for v in ("softmax", "linear")]
