@@ -27,9 +27,13 @@ INPUT_DTYPE = np.float32  # pixels 0..255 are exact in float32
 PARAMS_ARTIFACT = "params"  # the model's artifact holding the parameters, params.npz
 
 
-def model_entry(fields):
+def model_of(fields):
     """The model table's entry for a variant's fields (a mapping with ``name``) or its name."""
-    return variant(fields if isinstance(fields, str) else fields["name"])
+    return variant(variant_name(fields))
+
+
+def variant_name(fields):
+    return fields if isinstance(fields, str) else fields["name"]
 
 
 def scores(params, pixels, fields):
@@ -37,7 +41,7 @@ def scores(params, pixels, fields):
     pixel rows (B, 784) 0..255: the forward pass training and evaluation use, on ``x = pixel/255``
     in the parameters' dtype."""
     dtype = next(iter(params.values())).dtype
-    return model_entry(fields).forward(params, scaled(pixels, dtype))
+    return model_of(fields).forward(params, scaled(pixels, dtype))
 
 
 def pixel_problem(pixels):
@@ -61,7 +65,7 @@ class DigitClassifier(mlflow.pyfunc.PythonModel):
     """
 
     def __init__(self, fields):
-        self.fields = {"name": fields} if isinstance(fields, str) else dict(fields)
+        self.fields = dict(fields) if not isinstance(fields, str) else {"name": fields}
         self.params = None
 
     def load_context(self, context):

@@ -27,7 +27,7 @@ from tempfile import TemporaryDirectory
 import mlflow
 import numpy as np
 
-from pipeline.classifier import INPUT_DTYPE, PARAMS_ARTIFACT, PIXELS, DigitClassifier
+from pipeline.classifier import INPUT_DTYPE, PARAMS_ARTIFACT, PIXELS, DigitClassifier, variant_name
 from pipeline.tracking import schema
 
 # Every module the prediction imports, shipped with the model; a test loads a model in a process
@@ -69,7 +69,7 @@ def log_model(run, params, fields, example, tracking_uri=None, step=0):
     # Created here so it lands in the run's experiment, not the one the environment names.
     logged = client.create_logged_model(
         experiment_id, name=schema.LOGGED_MODEL, source_run_id=run_id, model_type="pyfunc",
-        tags={schema.VARIANT: model.fields["name"]}, params={f"model.{k}": str(v) for k, v in model.fields.items()},
+        tags={schema.VARIANT: variant_name(fields)}, params={f"model.{k}": str(v) for k, v in model.fields.items()},
     )
     with TemporaryDirectory() as folder, quiet():
         params_file = Path(folder) / "params.npz"

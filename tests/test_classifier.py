@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from mlflow.exceptions import MlflowException
 
-from pipeline.classifier import DigitClassifier, model_entry, pixel_problem, scores
+from pipeline.classifier import DigitClassifier, model_of, pixel_problem, scores, variant_name
 from pipeline.model import VARIANTS, softmax
 from tests.model_helpers import real_digits, trained_params
 
@@ -31,9 +31,10 @@ def test_the_parameters_dtype_wins():
 
 
 def test_a_variant_is_found_by_its_fields_or_its_name():
-    assert model_entry({"name": "linear"}) is model_entry("linear") is VARIANTS["linear"]
+    assert model_of({"name": "linear"}) is model_of("linear") is VARIANTS["linear"]
+    assert variant_name({"name": "linear"}) == variant_name("linear") == "linear"
     with pytest.raises(ValueError, match="unknown variant 'mlp': expected one of softmax, linear"):
-        model_entry({"name": "mlp"})
+        model_of({"name": "mlp"})
 
 
 @pytest.mark.parametrize("pixels, problem", [
