@@ -9,6 +9,7 @@ from pipeline import served_model, tracking
 from pipeline.download import packaged_csv, read_packaged_csv
 from pipeline.least_squares import linear_optimum
 from pipeline.model import VARIANTS
+from pipeline.tracking import schema
 
 
 @lru_cache(maxsize=1)
@@ -34,9 +35,10 @@ def new_run(store, tags=None, experiment="handgrad"):
 
 
 def logged_run(store, variant, val_accuracy, tags=None, status="FINISHED", params=None):
-    """A run with ``final/val.accuracy``, the tag ``variant`` and a logged model, ended ``status``."""
+    """A run with the validation accuracy the registry selects by, the tag ``variant`` and a
+    logged model, ended ``status``."""
     run_id = new_run(store, {"variant": variant, **(tags or {})})
-    store.client.log_metric(run_id, "final/val.accuracy", val_accuracy)
+    store.client.log_metric(run_id, schema.SELECTION_METRIC, val_accuracy)
     served_model.log_model(run_id, params or trained_params(), variant, real_digits()[0][4000:4003], store.uri)
     store.client.set_terminated(run_id, status)
     return run_id

@@ -1,6 +1,7 @@
 """The registry: the best run of each variant by validation accuracy, the alias on the best so far."""
 
 from pipeline.registry import ACCURACY_TAG, ALIAS, alias_holder, register_best
+from pipeline.tracking.schema import SELECTION_METRIC
 from tests.model_helpers import logged_run, new_run
 
 
@@ -19,7 +20,7 @@ def test_a_sweep_registers_its_best_finished_run_of_each_variant(mlflow_store):
     logged_run(store, "softmax", 0.99, in_sweep, status="FAILED")  # diverged: never registered
     logged_run(store, "softmax", 0.95, {"sweep.id": "another sweep"})
     no_model = new_run(store, {"variant": "softmax", **in_sweep})
-    store.client.log_metric(no_model, "final/val.accuracy", 0.97)
+    store.client.log_metric(no_model, SELECTION_METRIC, 0.97)
     store.client.log_metric(good, "test/accuracy", 0.10)  # the test accuracy plays no part
     store.client.set_terminated(no_model)
 

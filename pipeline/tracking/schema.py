@@ -19,6 +19,9 @@ TRAIN_LOSS_EPOCH = "train/loss_epoch"
 TRAIN_ACCURACY = "train/accuracy"
 VAL_LOSS = "val/loss"
 VAL_ACCURACY = "val/accuracy"  # one per epoch: its last step is the epochs completed
+# What the registry chooses a run's model by: the validation accuracy's last point (the final W's,
+# as metrics.json's val.accuracy), never a test metric.
+SELECTION_METRIC = VAL_ACCURACY
 EPOCH_SECONDS = "time/epoch_seconds"
 MAX_STABLE_LR = "linear/max_stable_lr"
 LEAST_SQUARES_LOSS = "linear/least_squares_loss"
@@ -31,9 +34,6 @@ def final(key):
     """The metric of metrics.json's ``key`` (dotted: ``train.loss``) at the end of training."""
     return FINAL_PREFIX + key
 
-
-# What the registry chooses a run's model by: the final validation accuracy, never a test metric.
-SELECTION_METRIC = final("val.accuracy")
 
 
 def test_precision(digit):
