@@ -1,8 +1,10 @@
 """python -m pipeline.train: minibatch SGD with the hand-derived gradient, tracked in MLflow.
 
 Reads the training split of ``data.dir`` (never the test split), holds out the validation rows,
-trains W with pipeline.sgd, records the run through pipeline.tracking, and writes, at stable
-paths in ``out_dir`` and only once training is over (each file atomically):
+trains W with pipeline.sgd, records the run through pipeline.tracking, logs the trained model
+into it as an MLflow Model (pipeline.served_model; none for a diverged run), and writes, at
+stable paths in ``out_dir`` and only once training is over and its model logged (each file
+atomically):
 
     W.npy            the final weights (10, 784)
     metrics.json     final train and validation loss and accuracy, epochs run, divergence, time
