@@ -19,7 +19,8 @@ import pytest
 
 from pipeline.config import ConfigError, DownloadConfig, validated
 from pipeline.data import FILE_NAMES, PROVENANCE_FILE, SPLIT_FILES, TEST_FILES, TRAIN_FILES, load_split, read_provenance
-from pipeline.download import Downloader, DownloadError, ensure_dataset, packaged_csv, read_packaged_csv
+from pipeline.download import ensure_dataset, packaged_csv, read_packaged_csv
+from pipeline.mirrors import Downloader, DownloadError
 from pipeline.idx import read_idx, write_idx
 from tests.http_mirror import LoopbackMirror, SilentServer
 from tests.paths import REPO_ROOT, SHARED_MNIST

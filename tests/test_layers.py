@@ -9,7 +9,7 @@ from tests.helpers import imported_modules, module_path, project_modules
 # Bottom to top. A module may import its own layer (without a cycle) and any layer below.
 LAYERS = (
     ("pure math and constants", {"pipeline.constants", "pipeline.model", "pipeline.metrics", "pipeline.least_squares", "pipeline.sgd"}),
-    ("file formats, data, config, pictures", {"pipeline.digits", "pipeline.files", "pipeline.idx", "pipeline.data", "pipeline.config", "pipeline.pictures"}),
+    ("file formats, data, config, pictures", {"pipeline.digits", "pipeline.files", "pipeline.idx", "pipeline.data", "pipeline.mirrors", "pipeline.config", "pipeline.pictures"}),
     ("the MLflow adapter", {"pipeline.tracking", "pipeline.tracking.schema", "pipeline.tracking.store", "pipeline.tracking.writer",
                             "pipeline.tracking.runs", "pipeline.tracking.reports", "pipeline.classifier", "pipeline.served_model",
                             "pipeline.registry"}),
