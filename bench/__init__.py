@@ -1,7 +1,7 @@
 """python -m bench: how fast the pipeline runs on this machine, and how far from its floor.
 
     python -m bench                  # everything (minutes): a table, and results/bench.json
-    python -m bench --only loop      # some parts: loop evaluate pyfunc tracking startup dvc sweep
+    python -m bench --only loop      # some parts: loop peers evaluate pyfunc tracking startup dvc sweep
     python -m bench --quick          # fewer epochs and repeats
 
 Parts (and their keys in the JSON report):
@@ -17,6 +17,10 @@ Parts (and their keys in the JSON report):
   the fastest chunk size. ``ratio``: the best epoch over the best floor (on a shared machine the
   best of several runs is the one least disturbed by other processes);
   ``ratio_to_one_thread_floor``: over the floor with BLAS on one thread, as the loop runs it.
+- ``peers``: with the ``[bench]`` extra installed (``pip install -e '.[bench]'``), the loop beside
+  JAX (the epoch in one ``jit`` with ``lax.scan``; ``jit`` per step) and ``torch.compile``, float32,
+  same rows, batches, order, W₀ and learning rate, epochs interleaved round by round; the loop's
+  best epoch over each peer's. Without it, says how to install them. See bench/peers.py.
 - ``evaluate``: what the evaluate stage computes on 10,000 rows: ``forward`` and ``evaluate``.
 - ``pyfunc``: the MLflow Model a training run logs (pipeline.served_model), for each variant:
   seconds to log it, to load it (in this process; in a fresh one, with MLflow's import), and to
@@ -41,8 +45,8 @@ into the working tree but the report; stage runs use temporary folders and a tem
 store.
 
 Modules: measure (timing), data (the rows), machine, loop (the training loop and its floor,
-evaluation), served (the logged model), commands (tracking, startup, dvc, sweep), report (targets,
-the table), cli.
+evaluation), peers (JAX and torch beside the loop) and peer_models (the peers), served (the
+logged model), commands (tracking, startup, dvc, sweep), report (targets, the table), cli.
 """
 
 from pathlib import Path

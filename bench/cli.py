@@ -11,14 +11,16 @@ import numpy as np
 import bench
 from bench import REPO_ROOT, ROWS
 from bench.commands import Workspace, dvc, startup, sweep, tracking_share
-from bench.data import benchmark_rows
+from bench.data import benchmark_rows, train_settings
 from bench.loop import evaluation, loop
 from bench.machine import machine
+from bench.peers import peers
 from bench.report import table, target_checks
 from bench.served import served
 from pipeline.files import atomic_write
+from pipeline.model import VARIANTS
 
-PARTS = ("loop", "evaluate", "pyfunc", "tracking", "startup", "dvc", "sweep")
+PARTS = ("loop", "peers", "evaluate", "pyfunc", "tracking", "startup", "dvc", "sweep")
 
 
 def parse_arguments(argv):
@@ -43,6 +45,7 @@ def main(argv=None):
         workspace = Workspace(folder, images, labels, origin)
         measure = {
             "loop": lambda: loop(images, labels, args.epochs or repeats, args.quick),
+            "peers": lambda: peers(images, labels, {v: train_settings(v) for v in VARIANTS}, args.epochs or repeats),
             "evaluate": lambda: evaluation(images, labels, repeats),
             "pyfunc": lambda: served(workspace, images, repeats),
             "tracking": lambda: tracking_share(workspace, repeats=1 if args.quick else 2),

@@ -1,6 +1,7 @@
 """The goals, and the report as a table of text."""
 
 from bench.commands import INVALID_OVERRIDE
+from bench.peers import PEER_LABELS, PEERS
 from pipeline.constants import N_CLASSES, N_PIXELS
 
 TARGETS = {
@@ -12,6 +13,7 @@ TARGETS = {
     "noop_repro_over_status": 1.5,
     "peak_rss_mb": 300,  # of a full-size (60,000-row) default training run
     "pyfunc_over_forward": 2.0,  # 10,000 digits through the loaded model / the bare forward pass
+    "loop_over_jax_scan": 1.0,  # best epoch of pipeline.sgd.SGD / of JAX's lax.scan epoch, batch 32 and 256
 }
 
 
@@ -24,6 +26,9 @@ def target_checks(report):
             checks.append((f"epoch / floor, {row['variant']}, batch {row['batch_size']}, float32", row["ratio"], TARGETS[loop_targets[row["batch_size"]]]))
     for row in report.get("pyfunc", []):
         checks.append((f"pyfunc predict / bare forward, {row['variant']}, {row['rows']:,} rows", row["ratio"], TARGETS["pyfunc_over_forward"]))
+    for row in report.get("peers", {}).get("rows", []):
+        if row["batch_size"] in (32, 256) and "jax_scan" in row["project_over_peer"]:
+            checks.append((f"loop / JAX lax.scan epoch, {row['variant']}, batch {row['batch_size']}", row["project_over_peer"]["jax_scan"], TARGETS["loop_over_jax_scan"]))
     if "tracking" in report:
         t = report["tracking"]
         checks.append(("MLflow share of a default training run", t["mlflow_share"], TARGETS["mlflow_share"]))
@@ -67,6 +72,8 @@ def table(report):
                 f"{r['samples_per_second'] / 1e6:>8.2f} M {r['floor_seconds']['median']:>7.3f} "
                 f"{r['floor_conversion_seconds']['median']:>7.3f} {r['ratio']:>5.2f}x {r['ratio_to_one_thread_floor']:>7.2f}x"
             )
+    if "peers" in report:
+        lines += ["", *peers_table(report["peers"])]
     if "evaluate" in report:
         lines += ["", "evaluation (pipeline.model.forward + pipeline.metrics.evaluate), seconds, median (min-max):"]
         lines += [f"  {r['variant']:8} {r['rows']:,} rows  {formatted(r['seconds'], 4)}" for r in report["evaluate"]]
@@ -123,3 +130,33 @@ def table(report):
             for t in report["targets"]
         ]
     return "\n".join(lines)
+
+
+def peers_table(p):
+    """The loop beside the peers: seconds per epoch, and the loop's time over each peer's."""
+    lines = ["the loop beside compiled peers (bench/peers.py), float32, same rows, batches, order, W0 and lr:"]
+    if p["missing"]:
+        lines.append(f"  not installed: {', '.join(sorted(set(p['missing'].values())))} (peers {', '.join(p['missing'])}): {p['install']}")
+    if not p["rows"]:
+        return lines
+    names = ["project", *[peer for peer in PEERS if peer not in p["missing"]]]
+    lines += [
+        f"  project = pipeline.sgd.SGD; {'; '.join(f'{k} = {PEER_LABELS[k]}' for k in names[1:])}",
+        f"  peers' gradient: {p['gradient']}; threads: " + ", ".join(f"{k} {v}" for k, v in p["threads"].items()),
+        "  per epoch, median: wall seconds, then CPU seconds of all threads; (x): the loop's best over the peer's best,",
+        "  above 1 when the peer is faster",
+        f"  {'variant':8} {'batch':>5} {'':4} " + " ".join(f"{n:>16}" for n in names),
+    ]
+    for r in p["rows"]:
+        for label, seconds, ratios in (("wall", "epoch_seconds", "project_over_peer"), ("CPU", "epoch_cpu_seconds", "project_over_peer_cpu")):
+            cells = []
+            for n in names:
+                if n not in r[seconds]:
+                    cells.append("-")
+                    continue
+                ratio = f" ({r[ratios][n]:.2f}x)" if n in r[ratios] else ""
+                cells.append(f"{r[seconds][n]['median']:.3f}{ratio}")
+            lines.append(f"  {r['variant']:8} {r['batch_size']!s:>5} {label:4} " + " ".join(f"{c:>16}" for c in cells))
+        lines += [f"    {n} failed: {error}" for n, error in r["failed"].items()]
+    lines.append(f"  not in the peers' figures: {p['extra_work']}")
+    return lines

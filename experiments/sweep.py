@@ -20,8 +20,10 @@
   environment, and registers the best job of each variant by validation accuracy (never test
   accuracy) as a version of ``handgrad-<variant>`` (pipeline.registry; the alias ``champion``
   moves to it only if it beats the version holding it), printing one line per variant. A sweep
-  stopped before (Ctrl-C, a job exiting) has its run ended FAILED when the process exits, and
-  registers nothing.
+  stopped before by a job exiting has its run ended FAILED when the process exits. Interrupted
+  (Ctrl-C, SIGTERM; pipeline.config.on_interrupt): the sweep's run and every job run still
+  RUNNING end KILLED (joblib kills its workers before they can end their own), and the stage's
+  one line says so. A sweep stopped before its end registers nothing.
 
 Each job's run is tagged ``sweep.id`` (the sweep's run id) and ``mlflow.parentRunId`` (so that
 MLflow's UI nests it under the sweep's run) by the train stage itself, from
@@ -41,6 +43,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from pipeline import tracking
+from pipeline.exits import on_interrupt
 from pipeline.tracking import schema
 
 HANDED_TO_JOBS = ("MLFLOW_TRACKING_URI", schema.EXPERIMENT_ID_VARIABLE, schema.SWEEP_RUN_VARIABLE)
@@ -58,16 +61,21 @@ class SweepCallback(Callback):
     def __init__(self):
         self.run = None  # the sweep's run, in the launching process
         self.saved_environment = {}
+        self.sweep_dir = None
+        self.cancel_on_interrupt = lambda: None
 
     def __getstate__(self):
         # Launchers ship the callbacks to the jobs' processes, which need nothing of the sweep run.
-        return {"run": None, "saved_environment": {}}
+        return {"run": None, "saved_environment": {}, "sweep_dir": None, "cancel_on_interrupt": None}
+
+    def __setstate__(self, state):
+        self.__init__()
 
     def on_multirun_start(self, config, **kwargs):
         if not config.tracking.enabled:
             return
         uri = tracking.resolve_uri(config.tracking.uri)
-        sweep_dir = config.hydra.sweep.dir
+        sweep_dir = self.sweep_dir = config.hydra.sweep.dir
         self.run = tracking.Run.create(
             uri, config.tracking.experiment, f"sweep {grid(config)}",
             params={schema.SWEEP_GRID: grid(config), schema.SWEEP_DIR: sweep_dir},
@@ -77,6 +85,7 @@ class SweepCallback(Callback):
         self.run.set_tags({schema.SWEEP_ID: self.run.run_id})
         self.run.wait()  # the sweep's run complete before any job starts
         atexit.register(self._end, "FAILED", RuntimeError("the sweep stopped before its last job ended"))
+        self.cancel_on_interrupt = on_interrupt(self._interrupted)
         self.saved_environment = {name: os.environ.get(name) for name in HANDED_TO_JOBS}
         os.environ.update(dict(zip(HANDED_TO_JOBS, (uri, self.run.experiment_id, self.run.run_id))))
         print(f"sweep {self.run.run_id} into {sweep_dir}/; {tracking.where_logged(self.run)}", flush=True)
@@ -103,8 +112,19 @@ class SweepCallback(Callback):
         register(uri, run_id)
         print(f"sweep {run_id} done; side by side: python -m experiments.compare --sweep {run_id}")
 
+    def _interrupted(self):
+        """The sweep's runs ended KILLED; the note for the stage's message."""
+        if self.run is None:
+            return None
+        run_id, sweep_dir = self.run.run_id, self.sweep_dir
+        jobs = tracking.end_sweep_jobs(self.run, "KILLED")
+        self._end("KILLED")
+        shown = ", ".join(f"{count} {status}" for status, count in sorted(jobs.items())) or "none started"
+        return f"sweep {run_id} marked KILLED, its job runs: {shown}; the finished jobs' outputs are in {sweep_dir}/"
+
     def _end(self, status, error=None):
         atexit.unregister(self._end)
+        self.cancel_on_interrupt()
         run, self.run = self.run, None
         run.end(status, error=error)
 

@@ -6,7 +6,8 @@ a misspelt key or a value of the wrong type fails while composing. The schema ho
 and ranges but no values: every value is written once, in conf/, and one missing there is an
 error naming its key, not a silent fallback. ``validated`` checks what types cannot express and
 names the key, the value and what is allowed; stages call it first thing, before reading data or
-opening an MLflow run. ``stage_app`` is ``hydra.main`` with one exit code, 2, for every config error.
+opening an MLflow run. ``stage_app`` is ``hydra.main`` with one exit code, 2, for every config error,
+one line for every failure the user can act on, and SIGTERM handled like Ctrl-C (pipeline.exits).
 """
 
 import functools
@@ -25,6 +26,8 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from hydra.types import RunMode
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from pipeline.exits import exit_if_reported, handle_interrupts, report_interrupt
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 EXIT_CONFIG_ERROR = 2
@@ -206,6 +209,8 @@ def stage_app(config_name):
     composes, so that a composition error reaches us, and as the user set it while the task runs,
     so that the task's own failures are reported as before. A ConfigError from the task (from
     ``validated``) exits 2 too. With HYDRA_FULL_ERROR=1 set by the user, Hydra's full tracebacks.
+
+    Other failures the user can act on, and Ctrl-C or SIGTERM: one line each (pipeline.exits).
     """
 
     def decorate(task):
@@ -213,26 +218,37 @@ def stage_app(config_name):
 
         @functools.wraps(task)
         def in_task(cfg):
+            handle_interrupts()  # again: a launcher's worker process runs only this
             with _environment("HYDRA_FULL_ERROR", user_setting.get("value")):
                 try:
                     return task(cfg)
                 except ConfigError as error:
                     print(error, file=sys.stderr)
                     sys.exit(EXIT_CONFIG_ERROR)
+                except Exception as error:
+                    exit_if_reported(error)
+                    raise
 
         app = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name=config_name)(in_task)
 
         @functools.wraps(task)
         def main():
+            handle_interrupts()
             user_setting["value"] = os.environ.get("HYDRA_FULL_ERROR")
-            if user_setting["value"] == "1":
-                return app()
-            with _environment("HYDRA_FULL_ERROR", "1"):
-                try:
+            try:
+                if user_setting["value"] == "1":
                     return app()
-                except COMPOSITION_ERRORS as error:
-                    print(f"invalid config: {composition_error_line(error)}", file=sys.stderr)
-                    sys.exit(EXIT_CONFIG_ERROR)
+                with _environment("HYDRA_FULL_ERROR", "1"):
+                    try:
+                        return app()
+                    except COMPOSITION_ERRORS as error:
+                        print(f"invalid config: {composition_error_line(error)}", file=sys.stderr)
+                        sys.exit(EXIT_CONFIG_ERROR)
+            except KeyboardInterrupt as interrupt:
+                sys.exit(report_interrupt(interrupt))
+            except Exception as error:  # raised outside a job: by a sweep's callback, say
+                exit_if_reported(error)
+                raise
 
         return main
 

@@ -4,8 +4,8 @@
     python -m pipeline.evaluate model=linear
 
 Computes with pipeline.metrics the test loss (the training loss), accuracy, per-class precision
-and recall and the confusion matrix, and writes them into ``train_dir`` next to W, each file
-atomically:
+and recall and the confusion matrix, and writes them into ``train_dir`` next to W, as one set (all
+five, or none):
 
     test_metrics.json   test loss, accuracy and number of digits         (dvc metrics)
     per_class.csv       digit,precision,recall,support                   (dvc plots)
@@ -19,8 +19,13 @@ run), into a new run tagged ``trained_by_run`` with the old id. With ``tracking.
 the run's model then becomes a version of ``handgrad-<variant>`` in the Model Registry
 (pipeline.registry: the alias ``champion`` moves to it if its validation accuracy is the best).
 
+Nothing is written before the MLflow store has answered (and the run is found or created).
+
 Exit status: 0 evaluated; 1 no trained W, or no test data or data not matching its provenance.json,
-or the registry refused the model (the outputs are written by then); 2 invalid config.
+or an MLflow store that does not answer or cannot be written, or an output that cannot be written,
+or the registry refused the model (the outputs are written by then); 2 invalid config, or a W.npy
+that is not a finite float (10, 784) array; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM),
+with the outputs as they were.
 """
 
 import csv
@@ -36,7 +41,7 @@ from pipeline import tracking
 from pipeline.config import ConfigError, EvaluateConfig, stage_app, validated
 from pipeline.constants import scaled
 from pipeline.data import load_split
-from pipeline.files import atomic_write, json_bytes
+from pipeline.files import WeightsError, json_bytes, read_weights, write_set
 from pipeline.idx import IDXError
 from pipeline.metrics import evaluate, most_confidently_wrong
 from pipeline.model import forward
@@ -65,6 +70,9 @@ def run(cfg):
     try:
         W, trained_run = load_training(train_dir, variant)
         images, labels, _ = load_split(cfg.data.dir, "test")
+    except WeightsError as error:
+        print(f"cannot evaluate: {error}", file=sys.stderr)
+        return 2
     except (FileNotFoundError, IDXError, ValueError) as error:
         print(f"cannot evaluate: {error}", file=sys.stderr)
         return 1
@@ -74,21 +82,18 @@ def run(cfg):
     mistakes = most_confidently_wrong(Y_hat, labels, cfg.mistakes_shown)
     predicted = Y_hat.argmax(axis=1)
     name = f"{variant}, W from {train_dir}"
-    write_outputs(
-        train_dir,
-        result,
-        labels,
-        predicted,
-        confusion_figure(result.confusion, f"{variant}: test accuracy {result.accuracy:.1%} on {len(labels):,} digits"),
-        mistakes_figure(
-            images[mistakes], labels[mistakes], predicted[mistakes],
-            Y_hat[mistakes, predicted[mistakes]] - Y_hat[mistakes, labels[mistakes]],
-            f"{variant}: the {len(mistakes)} most confidently wrong of {np.count_nonzero(predicted != labels):,} mistakes",
-        ),
+    confusion_picture = confusion_figure(result.confusion, f"{variant}: test accuracy {result.accuracy:.1%} on {len(labels):,} digits")
+    mistakes_picture = mistakes_figure(
+        images[mistakes], labels[mistakes], predicted[mistakes],
+        Y_hat[mistakes, predicted[mistakes]] - Y_hat[mistakes, labels[mistakes]],
+        f"{variant}: the {len(mistakes)} most confidently wrong of {np.count_nonzero(predicted != labels):,} mistakes",
     )
 
     params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+    # The outputs only once the run is open: a store that does not answer or takes no writes
+    # fails the stage (stage_app: one line, exit 1) with nothing written.
     with tracking.continue_run(cfg.tracking, trained_run, f"{variant} test evaluation", params, {schema.VARIANT: variant}) as mlflow_run:
+        write_outputs(train_dir, result, labels, predicted, confusion_picture, mistakes_picture)
         mlflow_run.log_metrics(mlflow_metrics(result), step=0)
         tracking.log_files(mlflow_run, [train_dir / file_name for file_name in OUTPUT_FILES], MLFLOW_ARTIFACT_DIR)
     print(summary(name, result, mlflow_run))
@@ -121,7 +126,7 @@ def load_training(train_dir, variant):
     for path in (weights, record):
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: run the train stage first (python -m pipeline.train model={variant})")
-    return np.load(weights, allow_pickle=False), json.loads(record.read_text())
+    return read_weights(weights), json.loads(record.read_text())
 
 
 def per_class_rows(result):
@@ -144,20 +149,15 @@ def csv_bytes(rows, columns):
 
 
 def write_outputs(out_dir, result, labels, predicted, confusion_picture, mistakes_picture):
-    """The five output files, each written to a temporary file and renamed into place."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """The five output files, as one set: all of them or, on a failure, none (files.write_set)."""
     pairs = np.column_stack([labels, predicted])
-    contents = {
+    write_set(out_dir, {
         "test_metrics.json": json_bytes({"test": {"loss": result.loss, "accuracy": result.accuracy, "digits": len(labels)}}),
         "per_class.csv": csv_bytes(per_class_rows(result), ("digit", "precision", "recall", "support")),
         "confusion.csv": b"actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in pairs).encode(),
-    }
-    for file_name, content in contents.items():
-        with atomic_write(out_dir / file_name) as f:
-            f.write(content)
-    for file_name, figure in (("confusion.png", confusion_picture), ("misclassified.png", mistakes_picture)):
-        with atomic_write(out_dir / file_name) as f:
-            figure.savefig(f, format="png", dpi=100)
+        "confusion.png": lambda f: confusion_picture.savefig(f, format="png", dpi=100),
+        "misclassified.png": lambda f: mistakes_picture.savefig(f, format="png", dpi=100),
+    })
 
 
 def mlflow_metrics(result):

@@ -1,12 +1,18 @@
-"""Writing outputs so that an interrupted stage never leaves a half-written file; file digests."""
+"""Writing outputs so that an interrupted stage never leaves a half-written file, nor a set of
+outputs half old and half new; file digests; reading a trained W back, checked."""
 
 import hashlib
 import json
 import math
 import os
 import secrets
+import signal
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
+
+from pipeline.constants import N_CLASSES, N_PIXELS
 
 
 @contextmanager
@@ -28,6 +34,76 @@ def atomic_write(path):
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+# The folders whose set of outputs this process has written: what an interruption leaves.
+WRITTEN_SETS = []
+
+
+def write_set(folder, contents):
+    """Write the files of ``contents`` (``{name: bytes, or a function writing into a binary
+    file}``) into ``folder`` as one set: every file to a temporary first (fsynced), then all
+    renamed into place, with SIGINT and SIGTERM held back until the last rename. A failure (a
+    full disk) or an interruption leaves the previous set as it was, never some files old and
+    some new; the temporary files are removed. An OSError names the output it was writing.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    temporaries = {}
+    try:
+        for name, content in contents.items():
+            temporaries[name] = folder / f".{name}.{secrets.token_hex(4)}.part"
+            try:
+                with open(temporaries[name], "xb") as f:
+                    content(f) if callable(content) else f.write(content)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as error:  # a write's error names no file
+                raise OSError(error.errno, error.strerror, str(folder / name)) from error
+        with _signals_held():
+            for name, temporary in temporaries.items():
+                os.replace(temporary, folder / name)
+            WRITTEN_SETS.append(folder)
+    except BaseException:
+        for temporary in temporaries.values():
+            temporary.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM wait until the block is over (then interrupt as usual)."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+class WeightsError(ValueError):
+    """A W.npy that is not a trained W; bad input, exit status 2."""
+
+    exit_status = 2
+
+
+def read_weights(path):
+    """The trained W stored at ``path``: a finite float array (N_CLASSES, N_PIXELS).
+
+    WeightsError naming the file for anything else: not a .npy, pickled objects, integers or
+    complex numbers (the model's arithmetic would cast or fail), another shape, NaN or infinity
+    (every score NaN: a silent 10% accuracy).
+    """
+    try:
+        W = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError) as error:
+        raise WeightsError(f"{path}: not a numpy array of numbers ({error})") from None
+    if not isinstance(W, np.ndarray) or W.dtype.kind != "f":
+        raise WeightsError(f"{path}: holds {getattr(W, 'dtype', type(W).__name__)} values, expected floats (the train stage writes float32 or float64)")
+    if W.shape != (N_CLASSES, N_PIXELS):
+        raise WeightsError(f"{path}: has shape {W.shape}, expected ({N_CLASSES}, {N_PIXELS}): one row of weights per digit")
+    if not np.isfinite(W).all():
+        raise WeightsError(f"{path}: {np.count_nonzero(~np.isfinite(W)):,} weights are NaN or infinite (a diverged training?)")
+    return W
 
 
 def json_bytes(value):

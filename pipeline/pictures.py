@@ -69,24 +69,29 @@ def loss_curve_figure(history, step_loss_steps, step_losses, steps_per_epoch, ti
     ``history`` rows have ``epoch``, ``train_loss`` and ``val_loss``; ``step_losses`` are the
     logged per-step losses at global steps ``step_loss_steps``. ``floor``: the least-squares
     loss (linear variant), drawn as a dashed line. ``diverged_at``: the step training stopped.
-    Non-finite values are left out (a log axis cannot place them).
+    Non-finite values are left out (a log axis cannot place them); with no positive finite loss
+    at all (a run whose loss went NaN at once) the axis stays linear and says so.
     """
     figure = Figure(figsize=(7, 4.2))
     # Fixed margins: a constrained layout costs several extra layout passes per drawing.
     axes = figure.add_axes((0.11, 0.12, 0.86, 0.8))
     epochs_of_steps = np.asarray(step_loss_steps, dtype=float) / steps_per_epoch
-    axes.plot(epochs_of_steps, _finite(step_losses), color="0.7", lw=1, label="train, per step")
+    curves = [_finite(step_losses), _finite([row["train_loss"] for row in history]), _finite([row["val_loss"] for row in history])]
+    axes.plot(epochs_of_steps, curves[0], color="0.7", lw=1, label="train, per step")
     epochs = [row["epoch"] for row in history]
-    axes.plot(epochs, _finite([row["train_loss"] for row in history]), "o-", ms=3, label="train, epoch mean")
-    axes.plot(epochs, _finite([row["val_loss"] for row in history]), "s-", ms=3, label="validation")
+    axes.plot(epochs, curves[1], "o-", ms=3, label="train, epoch mean")
+    axes.plot(epochs, curves[2], "s-", ms=3, label="validation")
     if floor is not None:
         axes.axhline(floor, color="k", ls="--", lw=1, label=f"least-squares floor {floor:.4g}")
     if diverged_at is not None:
         axes.axvline(diverged_at / steps_per_epoch, color="red", lw=1, label=f"diverged at step {diverged_at}")
-    axes.set_yscale("log")
-    plain = ticker.FuncFormatter(lambda value, _: f"{value:g}")  # 0.06, not 6×10⁻²
-    axes.yaxis.set_major_formatter(plain)
-    axes.yaxis.set_minor_formatter(plain)
+    if any(np.any(curve > 0) for curve in curves):
+        axes.set_yscale("log")
+        plain = ticker.FuncFormatter(lambda value, _: f"{value:g}")  # 0.06, not 6×10⁻²
+        axes.yaxis.set_major_formatter(plain)
+        axes.yaxis.set_minor_formatter(plain)
+    else:
+        axes.text(0.5, 0.5, "no finite positive loss to draw", transform=axes.transAxes, ha="center", va="center")
     axes.set_xlabel("epoch")
     axes.set_ylabel("loss  (mean ||ŷ − y||²)")
     axes.set_title(title)

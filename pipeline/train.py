@@ -3,8 +3,8 @@
 Reads the training split of ``data.dir`` (never the test split), holds out the validation rows,
 trains W with pipeline.sgd, records the run through pipeline.tracking, logs the trained model
 into it as an MLflow Model (pipeline.served_model; none for a diverged run), and writes, at
-stable paths in ``out_dir`` and only once training is over and its model logged (each file
-atomically):
+stable paths in ``out_dir`` and only once training is over and its model logged (as one set: all
+four, or none):
 
     W.npy            the final weights (10, 784)
     metrics.json     final train and validation loss and accuracy, epochs run, divergence, time
@@ -12,8 +12,10 @@ atomically):
     mlflow_run.json  run id, experiment id and tracking URI, for the evaluate stage
 
 Exit status: 0 trained, or diverged (a result, recorded as such); 1 diverged with
-``divergence.fatal=true``, or no data, or data not matching its provenance.json; 2 invalid
-config; 130 interrupted (Ctrl-C), leaving the previous outputs untouched and the MLflow run KILLED.
+``divergence.fatal=true``, or no data, or data not matching its provenance.json, or an MLflow
+store that does not answer or cannot be written (checked before training), or an output that
+cannot be written (full disk); 2 invalid config; 130 interrupted (Ctrl-C), 143 terminated
+(SIGTERM): the previous outputs untouched and the MLflow run KILLED.
 """
 
 import csv
@@ -21,6 +23,7 @@ import io
 import json
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +37,7 @@ from tqdm import tqdm
 from pipeline import tracking
 from pipeline.config import ConfigError, TrainConfig, stage_app, validated
 from pipeline.data import load_split, read_provenance, train_val_split
-from pipeline.files import atomic_write, json_bytes
+from pipeline.files import json_bytes, write_set
 from pipeline.idx import IDXError
 from pipeline.least_squares import linear_optimum
 from pipeline.sgd import SGD, initial_weights, loss_and_accuracy, seeded_generators
@@ -67,11 +70,7 @@ class Training:
 
 @stage_app("train")
 def main(cfg):
-    try:
-        status = run(cfg)
-    except KeyboardInterrupt:
-        print("interrupted: no outputs written, MLflow run marked KILLED", file=sys.stderr)
-        status = 130
+    status = run(cfg)  # Ctrl-C and SIGTERM: stage_app's message and exit status
     if status:  # a clean return lets a multirun go on to its next job
         sys.exit(status)
     # What a sweeper searching for the best settings maximises (conf/experiment/lr_search.yaml).
@@ -117,6 +116,7 @@ def run(cfg):
         if optimum is not None:  # in MLflow since the start, as linear/*
             metrics["linear"] = {"max_stable_lr": optimum.max_stable_lr, "least_squares_loss": optimum.loss}
         record = {"run_id": mlflow_run.run_id, "experiment_id": mlflow_run.experiment_id, "tracking_uri": mlflow_run.tracking_uri}
+        mlflow_run.wait()  # a failed MLflow write fails the stage before any output is replaced
         write_outputs(Path(cfg.out_dir), sgd.W, metrics, training.history, record)
 
     print(summary(name, metrics, training, mlflow_run, cfg.out_dir))
@@ -153,6 +153,9 @@ def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name):
     started = time.perf_counter()
     mlflow_run.log_snapshot(sgd.W, 0, templates_picture)
     steps_per_epoch = sgd.steps_per_epoch
+    # tqdm's default lock is a multiprocessing semaphore: a sweep's worker killed on Ctrl-C leaks
+    # it (a "leaked semaphore" warning). Bars in separate processes share no lock anyway.
+    tqdm.set_lock(threading.RLock())
     with tqdm(total=epochs * steps_per_epoch, desc=name, unit="step", disable=None, leave=False) as bar:
         on_steps = None if bar.disable else bar.update
         for epoch in range(1, epochs + 1):
@@ -226,17 +229,16 @@ def log_outcome(mlflow_run, sgd, training, metrics, optimum, name):
 
 
 def log_model(mlflow_run, sgd, model_fields, val, training):
-    """The trained model as the run's MLflow Model (pipeline.served_model), logged on the run's
-    writer thread after the final metrics, which are linked to it; waited for, so that a model
-    that fails to log fails the run before any output is written. Nothing for a diverged
-    training: it has nothing worth serving."""
+    """The trained model as the run's MLflow Model (pipeline.served_model), queued on the run's
+    writer thread after the final metrics, which are linked to it. The stage waits for MLflow's
+    writes before writing its outputs, so a model that fails to log fails the run before any
+    output is written. Nothing for a diverged training: it has nothing worth serving."""
     if training.diverged_at is not None:
         return
     mlflow_run.flush()
     # C order, as W.npy is written: the products, and so the scores, are then W.npy's to the last bit.
     params = {name: np.ascontiguousarray(value) for name, value in sgd.params.items()}
     mlflow_run.log_model(logged_model, params, model_fields, val.images[:EXAMPLE_DIGITS], step=training.steps)
-    mlflow_run.wait()
 
 
 # The pictures are drawn, and the model logged, on the tracking writer's thread, and only for a
@@ -272,22 +274,17 @@ def flat_numbers(metrics):
 
 
 def write_outputs(out_dir, W, metrics, history, record):
-    """The four output files, each written to a temporary file and renamed into place."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """The four output files, as one set: all of them or, on a failure, none (files.write_set)."""
     history_text = io.StringIO()
     writer = csv.DictWriter(history_text, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
-    contents = {
+    write_set(out_dir, {
+        "W.npy": lambda f: np.save(f, np.ascontiguousarray(W), allow_pickle=False),
         "metrics.json": json_bytes(metrics),
         "history.csv": history_text.getvalue().encode(),
         "mlflow_run.json": json_bytes(record),
-    }
-    with atomic_write(out_dir / "W.npy") as f:
-        np.save(f, np.ascontiguousarray(W), allow_pickle=False)
-    for file_name, content in contents.items():
-        with atomic_write(out_dir / file_name) as f:
-            f.write(content)
+    })
 
 
 def summary(name, metrics, training, mlflow_run, out_dir):

@@ -30,6 +30,8 @@ def compose_config():
     dir, job number, launcher); ``config_dir`` composes from another folder (a test's own conf/)."""
     from hydra import compose, initialize_config_dir
 
+    import pipeline.config  # noqa: F401  registers the stage schemas conf/ starts from
+
     def compose_stage(stage, overrides=(), hydra_config=False, config_dir=CONF_DIR):
         with initialize_config_dir(config_dir=str(config_dir), version_base=None):
             return compose(config_name=stage, overrides=list(overrides), return_hydra_config=hydra_config)

@@ -1,10 +1,18 @@
 """Helpers shared by several test modules (a test module never imports another one)."""
 
 import ast
+import contextlib
+import errno
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+
+import pytest
 
 from tests.paths import REPO_ROOT
 
@@ -100,3 +108,95 @@ def split_runs(runs):
     """(the sweep's own run, its jobs' runs) of a list of MLflow runs."""
     [parent] = [r for r in runs if r.data.tags.get("sweep.parent") == "true"]
     return parent, [r for r in runs if r is not parent]
+
+
+# --- processes that are interrupted, and stores that cannot be used --------------------------
+
+
+def start_stage(stage, *args, cwd=REPO_ROOT, env=None):
+    """``python -m pipeline.<stage> ...`` started in a process group of its own (as a shell runs a
+    command), SIGINT and SIGTERM at their defaults, its output in ``.output()``."""
+    log = tempfile.TemporaryFile()
+
+    def defaults():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
+
+    process = subprocess.Popen([sys.executable, "-m", f"pipeline.{stage}", *args], cwd=cwd, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=defaults,
+                               env={**os.environ, **(env or {})})
+    process.output = lambda: (log.seek(0), log.read().decode())[1]
+    return process
+
+
+def wait_until(ready, process, timeout=120):
+    """Poll ``ready()`` until true; fails if ``process`` ends first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, f"ended early ({process.returncode}):\n{process.output()}"
+        assert time.monotonic() < deadline, f"not ready after {timeout} s:\n{process.output()}"
+        time.sleep(0.02)
+
+
+def interrupt(process, signum, timeout=60):
+    """``signum`` to the process's whole group, as Ctrl-C in a terminal sends SIGINT; its exit status."""
+    try:
+        os.killpg(process.pid, signum)
+        return process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def blocked_reader(path):
+    """``path`` made a FIFO that nobody writes: a process opening it to read waits there for good.
+    Yields ``is_waiting()``, true once a reader is waiting in it (a deterministic point at which
+    to interrupt the reader)."""
+    os.mkfifo(path)
+    writer = []
+
+    def is_waiting():
+        if not writer:
+            try:  # succeeds only once the FIFO has a reader; then the reader waits for data
+                writer.append(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError as error:
+                if error.errno != errno.ENXIO:
+                    raise
+        return bool(writer)
+
+    try:
+        yield is_waiting
+    finally:
+        for fd in writer:
+            os.close(fd)
+
+
+def closed_port():
+    """A port on 127.0.0.1 on which nothing listens: connecting is refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    """``folder`` read-only for this process and its children: a read-only bind mount when run as
+    root (to whom file modes are no obstacle), else its mode without write bits."""
+    if os.geteuid() != 0:
+        mode = folder.stat().st_mode
+        folder.chmod(mode & 0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(mode)
+        return
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot make a read-only folder as root here: {mounted.stderr.strip()}")
+    try:
+        remounted = subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], capture_output=True, text=True)
+        assert remounted.returncode == 0, remounted.stderr
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

@@ -8,6 +8,7 @@ from contextlib import redirect_stdout
 import pytest
 
 from bench import cli, loop, measure
+from bench.data import benchmark_rows
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,15 @@ def test_a_child_peak_memory_is_its_own():
     finished = measure.run_command([sys.executable, "-c", "pass"], ".", None, peak_rss=True)
     assert finished.status == 0
     assert 1 << 20 < finished.peak_rss < 100 << 20
+
+
+def test_the_benchmark_rows_are_contiguous_like_the_stages_rows():
+    """Fewer rows than the packaged digits are one tile of the CSV's strided pixel columns: the
+    loop would gather them far slower than the IDX rows the stages read."""
+    for n_rows in (600, 6000):
+        images, labels, _ = benchmark_rows(n_rows)
+        assert images.shape == (n_rows, 784) and images.flags.c_contiguous
+        assert labels.shape == (n_rows,)
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ MLflow store in a temporary folder."""
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from pipeline.idx import write_idx
 from pipeline.served_model import log_model
 from pipeline.sgd import loss_and_accuracy
 from pipeline.tracking.schema import SELECTION_METRIC
+from tests.helpers import blocked_reader, closed_port, interrupt, start_stage, wait_until
 from tests.paths import REPO_ROOT
 
 # Digit c lights up the pixel block of rows 2c..2c+1; W's row c adds up that block: a perfect
@@ -238,6 +240,56 @@ def test_test_data_changed_since_its_provenance_is_refused_before_anything_is_wr
     assert capsys.readouterr().err.startswith(f"cannot evaluate: {labels_path}: changed since the download stage wrote it")
     assert sorted(p.name for p in project["train_dir"].iterdir()) == ["W.npy", "mlflow_run.json"]
     assert project["client"].get_run(project["run"].run_id).data.metrics == {}
+
+
+def nan_weights():
+    W = template_weights()
+    W[4, 100:110] = np.nan
+    return W
+
+
+@pytest.mark.parametrize(
+    "weights, problem",
+    [
+        (template_weights()[:, :700], "has shape (10, 700), expected (10, 784): one row of weights per digit"),
+        (template_weights().astype(np.int32), "holds int32 values, expected floats"),
+        (template_weights().astype(np.complex64), "holds complex64 values, expected floats"),
+        (nan_weights(), "10 weights are NaN or infinite (a diverged training?)"),
+    ],
+    ids=["shape", "integer", "complex", "nan"],
+)
+def test_weights_that_are_not_a_trained_w_exit_2_naming_the_file(project, capsys, weights, problem):
+    # Before: a matmul traceback, a casting traceback, or a silent result (complex: the imaginary
+    # part dropped; NaN: accuracy 10%, loss nan) written and logged.
+    np.save(project["train_dir"] / "W.npy", weights)
+
+    assert run_evaluate(project) == 2
+    assert capsys.readouterr().err.startswith(f"cannot evaluate: {project['train_dir'] / 'W.npy'}: {problem}")
+    assert sorted(p.name for p in project["train_dir"].iterdir()) == ["W.npy", "mlflow_run.json"]
+    assert project["client"].get_run(project["run"].run_id).data.metrics == {}
+
+
+def test_a_tracking_server_nobody_answers_on_fails_it_before_any_output_is_written(project, monkeypatch):
+    uri = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+
+    with pytest.raises(tracking.TrackingError, match=f"MLflow store {uri}: connection refused"):
+        run_evaluate(project)
+
+    assert sorted(p.name for p in project["train_dir"].iterdir()) == ["W.npy", "mlflow_run.json"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_evaluate_is_one_line_and_exit_130_like_train(project):
+    provenance = project["dir"] / "data" / PROVENANCE_FILE
+    provenance.unlink()
+    with blocked_reader(provenance) as is_waiting:
+        process = start_stage("evaluate", *project["overrides"], cwd=project["dir"], env={"PYTHONPATH": str(REPO_ROOT)})
+        wait_until(is_waiting, process)
+        assert interrupt(process, signal.SIGINT) == 130
+
+    assert process.output() == "interrupted by Ctrl-C (SIGINT): no outputs written\n"  # was a traceback
+    assert sorted(p.name for p in project["train_dir"].iterdir()) == ["W.npy", "mlflow_run.json"]
 
 
 @pytest.mark.slow

@@ -69,6 +69,20 @@ def test_loss_curve_figure_has_a_log_axis_the_floor_and_the_divergence():
     assert Image.open(png).size == (700, 420)
 
 
+@pytest.mark.parametrize("losses", [[np.nan, np.nan], [0.0, np.nan], [np.inf, -1.0]], ids=["all-nan", "zero-and-nan", "inf-and-negative"])
+def test_a_loss_curve_with_no_positive_finite_value_is_drawn_on_a_linear_axis_saying_so(losses):
+    # A run whose loss went NaN at its first steps: a log axis would raise "Data cannot be
+    # log-scaled because all values are <= 0" while the picture is saved.
+    figure = loss_curve_figure([], [0, 1], losses, steps_per_epoch=113, title="softmax lr=1e+38 bs=32", diverged_at=1)
+
+    [axes] = figure.axes
+    assert axes.get_yscale() == "linear"
+    assert [text.get_text() for text in axes.texts] == ["no finite positive loss to draw"]
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    assert Image.open(png).size == (700, 420)
+
+
 def test_confusion_figure_colours_row_shares_and_writes_the_counts():
     confusion = np.array([[3, 1, 0], [0, 2, 0], [0, 2, 2]])
     figure = confusion_figure(confusion, "softmax: test accuracy 70.0% on 10 digits")

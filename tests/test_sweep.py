@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 from pipeline import train
 from pipeline.tracking.schema import SELECTION_METRIC
-from tests.helpers import QUICK, job_folders, split_runs, sweep
+from tests.helpers import QUICK, interrupt, job_folders, split_runs, start_stage, sweep, wait_until
 
 # The linear variant diverges at the two larger rates on these digits, the softmax one does not.
 LEARNING_RATES = (0.002, 0.02, 0.5, 10)
@@ -111,6 +111,38 @@ def test_a_sweep_stopped_by_a_failing_job_ends_its_run_failed(tmp_path, mlflow_s
     assert run.data.tags["sweep.parent"] == "true"
     assert run.info.status == "FAILED"
     assert run.data.tags["error"] == "RuntimeError: the sweep stopped before its last job ended"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "launcher, signum, exit_status, how, running",
+    [("joblib", signal.SIGINT, 130, "Ctrl-C (SIGINT)", 2), ("basic", signal.SIGTERM, 143, "SIGTERM", 1)],
+)
+def test_an_interrupted_sweep_ends_its_run_and_every_running_job_killed_in_one_line(
+        launcher, signum, exit_status, how, running, data_dir, tmp_path, mlflow_store):
+    # Before: a KeyboardInterrupt traceback, "leaked semaphore" warnings, the sweep's run FAILED
+    # and the job runs RUNNING for good (joblib SIGKILLs its workers before they can end them).
+    process = start_stage("train", "-m", f"data.dir={data_dir}", "model=softmax,linear", "optim.lr=0.01,0.1",
+                          "optim.epochs=1000000", "tracking.snapshot_every=0", f"hydra/launcher={launcher}",
+                          *(["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []), cwd=tmp_path)
+
+    def jobs_started():  # the earliest moment: a job's run exists, it has logged nothing yet
+        return len([r for r in mlflow_store.runs() if "sweep.parent" not in r.data.tags]) == running
+
+    wait_until(jobs_started, process)
+    assert interrupt(process, signum) == exit_status
+
+    parent, jobs = split_runs(mlflow_store.runs())
+    assert parent.info.status == "KILLED" and "error" not in parent.data.tags
+    assert [job.info.status for job in jobs] == ["KILLED"] * running
+    output = process.output()
+    [sweep_dir] = (tmp_path / "multirun").glob("*/*")
+    assert output.splitlines()[-1] == (
+        f"interrupted by {how}: sweep {parent.info.run_id} marked KILLED, its job runs: {running} KILLED; "
+        f"the finished jobs' outputs are in {sweep_dir.relative_to(tmp_path)}/"
+    )
+    for noise in ("Traceback", "KeyboardInterrupt", "leaked semaphore", "Error"):
+        assert noise not in output
 
 
 # --- configs ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 test). Its reports module is tested through experiments.compare (test_compare)."""
 
 import subprocess
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,6 +10,8 @@ import pytest
 from mlflow import MlflowClient
 
 from pipeline import tracking
+from tests.helpers import closed_port, read_only
+from tests.http_mirror import SilentServer
 from tests.paths import REPO_ROOT
 
 LINK = "http://127.0.0.1:5000/#/experiments/{}/runs?workflowType=machine_learning"
@@ -180,6 +183,65 @@ def test_tracking_off_gives_a_run_that_records_nothing(mlflow_store):
     assert not run.enabled and run.run_id is None
     assert mlflow_store.runs() == []
     assert tracking.where_logged(run) == "MLflow off"
+
+
+# --- a store that cannot be used --------------------------------------------------------------
+
+
+def test_a_server_refusing_connections_fails_the_check_at_once_saying_how_to_run_without_it(monkeypatch):
+    uri = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    started = time.monotonic()
+
+    with pytest.raises(tracking.TrackingError) as raised:
+        tracking.start_run(settings(), "run", {}, {}).__enter__()
+
+    assert time.monotonic() - started < 3  # MLflow's defaults retry for 4 minutes
+    assert str(raised.value) == (
+        f"MLflow store {uri}: connection refused (no server listening there); run without tracking with "
+        "tracking.enabled=false, or unset MLFLOW_TRACKING_URI to log into the local store"
+    )
+    assert raised.value.exit_status == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("accept", [False, True], ids=["never-accepts", "accepts-never-answers"])
+def test_a_server_that_never_answers_fails_the_check_within_seconds(accept):
+    with SilentServer(accept) as server:
+        uri = server.url.removesuffix("/mnist/")
+        started = time.monotonic()
+        with pytest.raises(tracking.TrackingError) as raised:
+            tracking.connect(uri)
+        waited = time.monotonic() - started
+
+    assert 4 < waited < 10  # one try of 5 s (MLflow's defaults: 120 s a try, 7 retries)
+    assert str(raised.value) == (
+        f"MLflow store {uri}: no answer within 5 s; run without tracking with tracking.enabled=false, or log into "
+        "the local store with tracking.uri=sqlite:///mlflow.db"
+    )
+
+
+def test_mlflow_settings_in_the_environment_win_over_the_checks(monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    with SilentServer() as server:
+        started = time.monotonic()
+        with pytest.raises(tracking.TrackingError, match="no answer within 1 s"):
+            tracking.connect(server.url.removesuffix("/mnist/"))
+
+    assert time.monotonic() - started < 4
+
+
+def test_a_read_only_sqlite_store_is_refused_before_any_run_naming_the_file(mlflow_store):
+    tracking.connect(mlflow_store.uri, "handgrad")  # the store and its lock file exist, as after a first run
+    with read_only(mlflow_store.path.parent):
+        with pytest.raises(tracking.TrackingError) as raised:
+            tracking.start_run(settings(), "run", {}, {}).__enter__()
+
+    message = str(raised.value)
+    assert message.startswith(f"MLflow store {mlflow_store.uri}: {mlflow_store.path}")
+    assert "Read-only file system" in message or "read-only" in message
+    assert message.endswith("run without tracking with tracking.enabled=false, or unset MLFLOW_TRACKING_URI to log into the local store")
+    assert mlflow_store.runs() == []
 
 
 # --- the experiment -------------------------------------------------------------------------

@@ -6,24 +6,25 @@ of Hydra's own errors and Ctrl-C need a real process.
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hydra.core.hydra_config import HydraConfig
-
-from pathlib import Path
-
 from mlflow.entities import LoggedModelStatus
 
 from pipeline import tracking, train
 from pipeline.classifier import scores
 from pipeline.data import PROVENANCE_FILE, TRAIN_FILES
 from pipeline.idx import read_idx, write_idx
+from tests.helpers import blocked_reader, closed_port, interrupt, start_stage, wait_until
+from tests.http_mirror import SilentServer
 from tests.paths import REPO_ROOT
 
 SANE_LR = {"softmax": 0.5, "linear": 0.002}
@@ -227,13 +228,14 @@ def test_a_model_that_cannot_be_logged_fails_the_run_and_leaves_the_outputs_as_t
     (mlflow_store.path.parent / "mlruns" / "handgrad").mkdir(parents=True, exist_ok=True)
     (mlflow_store.path.parent / "mlruns" / "handgrad" / "models").write_text("in the way")
 
-    with pytest.raises(OSError):
+    # A store that takes no writes: the stage's one line (stage_app, exit 1), saying what failed.
+    with pytest.raises(tracking.TrackingError, match="mlruns/handgrad/models/m-[0-9a-f]+: Not a directory"):
         train_run(data_dir, out, "optim.epochs=1")
 
     assert [p.name for p in out.iterdir()] == ["W.npy"] and (out / "W.npy").read_bytes() == b"the previous run's weights"
     [run] = mlflow_store.runs()
     assert run.info.status == "FAILED" and run.info.end_time is not None
-    assert run.data.tags["error"].startswith(("FileExistsError", "NotADirectoryError"))
+    assert "Not a directory" in run.data.tags["error"]
     assert "final/val.accuracy" in run.data.metrics  # what training did is still recorded
 
 
@@ -337,31 +339,120 @@ def test_labels_changed_since_their_provenance_are_refused_before_any_run(data_d
 
 
 @pytest.mark.slow
-def test_ctrl_c_mid_training_kills_the_run_and_keeps_the_previous_outputs(data_dir, tmp_path, mlflow_store):
+@pytest.mark.parametrize("signum, exit_status, how", [(signal.SIGINT, 130, "Ctrl-C (SIGINT)"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_ctrl_c_or_sigterm_mid_training_kills_the_run_and_keeps_the_previous_outputs(signum, exit_status, how, data_dir, tmp_path, mlflow_store):
     out = tmp_path / "out"
     out.mkdir()
     (out / "W.npy").write_bytes(b"the previous run's weights")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.train", f"data.dir={data_dir}", f"out_dir={out}", "optim.epochs=1000000",
-         "tracking.snapshot_every=0"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        started = process.stdout.readline()
-        assert "training on 180 rows" in started, process.stderr.read()
-        time.sleep(0.5)  # well into the epochs (a million of them would take minutes)
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
-    finally:
-        process.kill()
+    process = start_stage("train", f"data.dir={data_dir}", f"out_dir={out}", "optim.epochs=1000000", "tracking.snapshot_every=0")
+    # Well into the epochs: the run has sent training losses (a million epochs would take minutes).
+    wait_until(lambda: any("train/loss" in run.data.metrics for run in mlflow_store.runs()), process)
 
-    assert process.returncode == 130
-    assert "interrupted" in process.stderr.read()
+    assert interrupt(process, signum) == exit_status
+    [run] = mlflow_store.runs()
+    assert process.output().splitlines()[-1] == f"interrupted by {how}: no outputs written; MLflow run {run.info.run_id} marked KILLED"
+    assert "Traceback" not in process.output()
     assert [p.name for p in out.iterdir()] == ["W.npy"]  # no new or half-written file
     assert (out / "W.npy").read_bytes() == b"the previous run's weights"
-    [run] = mlflow_store.runs()
     assert run.info.status == "KILLED" and run.info.end_time is not None
     assert len(mlflow_store.client.get_metric_history(run.info.run_id, "train/loss")) > 0
+
+
+@pytest.mark.slow
+def test_interrupted_before_its_run_exists_it_claims_no_killed_run(data_dir, tmp_path, mlflow_store):
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    (data / PROVENANCE_FILE).unlink()
+    with blocked_reader(data / PROVENANCE_FILE) as is_waiting:  # the first file the stage reads
+        process = start_stage("train", f"data.dir={data}", f"out_dir={tmp_path / 'out'}")
+        wait_until(is_waiting, process)
+        assert interrupt(process, signal.SIGINT) == 130
+
+    assert process.output() == "interrupted by Ctrl-C (SIGINT): no outputs written\n"
+    assert not (tmp_path / "out").exists() and mlflow_store.runs() == []
+
+
+# --- tracking store, disk, pictures -----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_tracking_server_nobody_answers_on_fails_before_training_in_one_line(data_dir, tmp_path):
+    uri = f"http://127.0.0.1:{closed_port()}"
+    started = time.monotonic()
+    result = run_stage(f"data.dir={data_dir}", f"out_dir={tmp_path / 'out'}", env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+
+    assert time.monotonic() - started < 30  # MLflow's own retries: 249 s, then a 124-line traceback
+    assert result.returncode == 1
+    assert result.stdout == ""  # not even the "training on" line
+    assert result.stderr == (
+        f"MLflow store {uri}: connection refused (no server listening there); run without tracking with "
+        "tracking.enabled=false, or unset MLFLOW_TRACKING_URI to log into the local store\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_tracking_server_that_never_answers_fails_within_seconds(data_dir, tmp_path):
+    with SilentServer(accept=True) as server:
+        uri = server.url.removesuffix("/mnist/")
+        started = time.monotonic()
+        result = run_stage(f"data.dir={data_dir}", f"out_dir={tmp_path / 'out'}", env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+
+    assert time.monotonic() - started < 40  # was: 120 s a try, over 7 minutes in all
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"MLflow store {uri}: no answer within 5 s; run without tracking with tracking.enabled=false")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_loss_that_goes_nan_at_once_is_recorded_as_diverged_and_pictured(data_dir, tmp_path, mlflow_store, train_run):
+    # lr=1e38 is a valid setting: W overflows after one step and every later loss is NaN, so the
+    # loss curve has no positive value (matplotlib's log axis refused it: exit 1, outputs half-new).
+    out = tmp_path / "out"
+    status, metrics = train_run(data_dir, out, "optim.lr=1e38")
+
+    assert status == 0
+    assert metrics["diverged"] is True and metrics["diverged_at_step"] == 1
+    [run] = mlflow_store.runs()
+    assert run.info.status == "FAILED" and "error" not in run.data.tags  # diverged, not crashed
+    assert run.data.tags["diverged"] == "true"
+    assert [a.path for a in mlflow_store.client.list_artifacts(run.info.run_id, "plots")] == ["plots/loss_curve.png"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(train.OUTPUT_FILES)
+
+
+def test_a_failing_mlflow_write_fails_the_stage_before_any_output_is_replaced(data_dir, tmp_path, mlflow_store, train_run, monkeypatch):
+    # The loss curve is the last write queued, drawn on the writer thread: the stage waits for it.
+    def unwritable(curve):
+        raise OSError(28, "No space left on device", "plots/loss_curve.png")
+
+    monkeypatch.setattr(train, "loss_curve_picture", unwritable)
+    out = tmp_path / "out"
+    with pytest.raises(tracking.TrackingError, match=f"MLflow store {mlflow_store.uri}: plots/loss_curve.png: No space left on device"):
+        train_run(data_dir, out)
+
+    assert not out.exists()
+    [run] = mlflow_store.runs()
+    assert run.info.status == "FAILED" and "No space left on device" in run.data.tags["error"]
+
+
+@pytest.mark.slow
+def test_a_full_disk_leaves_the_previous_outputs_whole_and_says_which_file(data_dir, tmp_path):
+    # A file-size limit (the kernel refusing a write, EFBIG, as a full disk does with ENOSPC) that
+    # W.npy (31 KB) and metrics.json fit in but a history.csv of 1,000 epochs (~78 KB) does not.
+    out = tmp_path / "out"
+    previous = run_stage(f"data.dir={data_dir}", f"out_dir={out}", "optim.epochs=1", "tracking.enabled=false")
+    assert previous.returncode == 0, previous.stderr
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+
+    result = run_stage(f"data.dir={data_dir}", f"out_dir={out}", "optim.epochs=1000", "optim.batch_size=1000",
+                       "tracking.enabled=false", preexec_fn=limited)
+
+    assert result.returncode == 1
+    assert result.stderr == f"{out / 'history.csv'}: File too large\n"
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # all four old, no temporary
 
 
 # --- helpers ------------------------------------------------------------------------------

@@ -10,7 +10,16 @@
 runs without any MLflow at all. Nothing here draws: the stages hand over their pictures.
 """
 
-from pipeline.tracking.runs import continue_run, flatten, git_tags, log_files, start_run, sweep_job_tags, where_logged
+from pipeline.tracking.runs import (
+    continue_run,
+    end_sweep_jobs,
+    flatten,
+    git_tags,
+    log_files,
+    start_run,
+    sweep_job_tags,
+    where_logged,
+)
 from pipeline.tracking.schema import EXPERIMENT_ID_VARIABLE, SWEEP_RUN_VARIABLE
 from pipeline.tracking.store import (
     REPO_ROOT,
@@ -30,7 +39,7 @@ from pipeline.tracking.writer import MAX_QUEUED_WRITES, DisabledRun, Run, system
 
 __all__ = [
     "EXPERIMENT_ID_VARIABLE", "MAX_QUEUED_WRITES", "REPO_ROOT", "SQLITE_PREFIX", "SWEEP_RUN_VARIABLE", "DisabledRun",
-    "Run", "TrackingError", "artifact_location", "connect", "continue_run", "ensure_experiment", "flatten",
+    "Run", "TrackingError", "artifact_location", "connect", "continue_run", "end_sweep_jobs", "ensure_experiment", "flatten",
     "git_tags", "how_to_open", "log_files", "project_root", "resolve_uri", "runs_page", "sqlite_path",
     "start_run", "store_lock", "sweep_job_tags", "system_tags", "where_logged",
 ]

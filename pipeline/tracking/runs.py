@@ -15,7 +15,7 @@ import subprocess
 from contextlib import contextmanager
 
 from pipeline.tracking import schema
-from pipeline.tracking.store import REPO_ROOT, connect, how_to_open, resolve_uri
+from pipeline.tracking.store import REPO_ROOT, connect, how_to_open, resolve_uri, store_errors
 from pipeline.tracking.writer import DisabledRun, Run
 
 
@@ -33,8 +33,9 @@ def start_run(tracking, run_name, params, tags, source=schema.SOURCE_TRAIN):
     run = Run.create(resolve_uri(tracking.uri), tracking.experiment, run_name, params, tags, source)
     try:
         yield run
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         run.end("KILLED")
+        interrupt.add_note(f"MLflow run {run.run_id} marked KILLED")
         raise
     except BaseException as error:
         run.end("FAILED", error=error)
@@ -60,12 +61,13 @@ def continue_run(tracking, trained_run, run_name, params, tags, source=schema.SO
     uri = resolve_uri(tracking.uri)
     client, _ = connect(uri)
     old_id = trained_run.get("run_id")
-    try:
-        found = client.get_run(old_id) if old_id else None
-    except MlflowException as error:
-        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
-        found = None
+    with store_errors(uri):
+        try:
+            found = client.get_run(old_id) if old_id else None
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            found = None
     if found is not None and found.info.lifecycle_stage == "active":
         run = Run(client, old_id, found.info.experiment_id, uri)
         try:
@@ -85,6 +87,22 @@ def continue_run(tracking, trained_run, run_name, params, tags, source=schema.SO
     }
     with start_run(tracking, run_name, params, {**tags, **link}, source) as run:
         yield run
+
+
+def end_sweep_jobs(sweep_run, status):
+    """End every job run of the sweep whose run is ``sweep_run`` still RUNNING (a worker process
+    killed before it could end its own) with ``status``; return how many job runs of the sweep
+    are in each status, ``{"KILLED": 2, "FINISHED": 1}``."""
+    client = sweep_run.client
+    jobs = [run for run in client.search_runs([sweep_run.experiment_id], f"tags.`{schema.SWEEP_ID}` = '{sweep_run.run_id}'")
+            if run.info.run_id != sweep_run.run_id]
+    counts = {}
+    for job in jobs:
+        if job.info.status == "RUNNING":
+            client.set_terminated(job.info.run_id, status=status)
+        final = status if job.info.status == "RUNNING" else job.info.status
+        counts[final] = counts.get(final, 0) + 1
+    return counts
 
 
 def log_files(run, paths, artifact_path):

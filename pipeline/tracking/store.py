@@ -7,9 +7,16 @@ else this repository's root), never at the current directory: runs must not land
 is deleted afterwards. Artifacts of a sqlite store go to ``mlruns/`` next to its database file,
 set explicitly when the experiment is created (MLflow's default is ``./mlruns`` of whichever
 directory first created it).
+
+The first contact with a store (``connect``) is a check that fails fast and in one line: a
+server is asked with MLflow's own HTTP settings shortened (CHECK_SETTINGS: one try, a few
+seconds; MLflow's defaults retry for minutes), and any failure to open or write the store
+becomes a TrackingError naming the URI, the cause and how to run without it.
 """
 
+import errno
 import fcntl
+import logging
 import os
 import re
 from contextlib import contextmanager
@@ -18,12 +25,22 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SQLITE_PREFIX = "sqlite:///"
 UI_ADDRESS = "http://127.0.0.1:5000"
+# MLflow's HTTP settings while a stage checks a server, unless the environment sets them: one
+# attempt, answered within a few seconds. Later requests use MLflow's defaults again.
+CHECK_SETTINGS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+}
 # MLflow 3's UI opens an experiment in its GenAI view unless told this is model training.
 RUNS_PAGE = "/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 class TrackingError(RuntimeError):
-    pass
+    """A store that cannot be used, said in one line; a stage exits with ``exit_status``."""
+
+    exit_status = 1
 
 
 def project_root():
@@ -74,8 +91,9 @@ def how_to_open(uri, experiment_id):
 
 
 def connect(uri, experiment_name=None):
-    """An MlflowClient on ``uri`` whose store is open, and the id of ``experiment_name`` (got or
-    created) when one is named.
+    """An MlflowClient on ``uri`` whose store is open and writable, and the id of
+    ``experiment_name`` (got or created) when one is named. TrackingError if the store does not
+    answer or cannot be written (see ``store_errors``).
 
     Opening a sqlite store creates or migrates its schema, and processes doing that at once
     (a ``dvc queue start -j 2`` on a new store) leave it half-migrated for good; processes racing
@@ -84,10 +102,86 @@ def connect(uri, experiment_name=None):
     """
     from mlflow import MlflowClient
 
-    with store_lock(sqlite_path(uri)):
+    # Its ERROR log prints, as a traceback, each SQLAlchemy error that reaches us anyway and that
+    # the stage reports in one line (a read-only or full store).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    database = sqlite_path(uri)
+    with store_errors(uri), store_lock(database):
+        if database is not None and database.exists() and not os.access(database, os.W_OK):
+            raise PermissionError(errno.EACCES, "the database file is read-only", str(database))
         client = MlflowClient(uri)
-        client.search_experiments(max_results=1)  # opens (creates, migrates) the store
+        with _environment(CHECK_SETTINGS):
+            client.search_experiments(max_results=1)  # opens (creates, migrates) the store
         return client, experiment_name and ensure_experiment(client, uri, experiment_name)
+
+
+@contextmanager
+def store_errors(uri):
+    """Any failure to reach, open or write the store at ``uri`` inside the block, raised again
+    as one TrackingError: ``MLflow store <uri>: <cause>; <how to run without it>``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except TrackingError:
+        raise
+    except (MlflowException, OSError) as error:
+        raise TrackingError(f"MLflow store {uri}: {store_failure(error)}; {without_store_hint(uri)}") from error
+    except Exception as error:  # sqlalchemy's errors, raised through MLflow's sqlite store
+        if type(error).__module__.split(".")[0] != "sqlalchemy":
+            raise
+        raise TrackingError(f"MLflow store {uri}: {store_failure(error)}; {without_store_hint(uri)}") from error
+
+
+def is_store_failure(error):
+    """Whether ``error`` comes from the store's disk, database or network rather than from what
+    was asked of it (an invalid artifact path, say)."""
+    causes, cause = [], error
+    while cause is not None and cause not in causes:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return any(isinstance(c, OSError) or type(c).__name__ in ("OperationalError", "ConnectionError") for c in causes)
+
+
+def store_failure(error):
+    """What went wrong, in a few words: the innermost cause of ``error``'s chain."""
+    causes = [error]
+    while (cause := causes[-1].__cause__ or causes[-1].__context__) is not None and cause not in causes:
+        causes.append(cause)
+    root = causes[-1]
+    if isinstance(root, TimeoutError) or any(type(c).__name__ in ("ReadTimeoutError", "ConnectTimeoutError") for c in causes):
+        return f"no answer within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT') or CHECK_SETTINGS['MLFLOW_HTTP_REQUEST_TIMEOUT']} s"
+    if isinstance(root, ConnectionRefusedError):
+        return "connection refused (no server listening there)"
+    if isinstance(root, OSError) and root.strerror:
+        return f"{root.filename + ': ' if root.filename else ''}{root.strerror}"
+    message = getattr(root, "message", None) or getattr(root, "orig", None) or root
+    return _first_line(message)
+
+
+def without_store_hint(uri):
+    """How to run the stage anyway: without tracking, or with the local store."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return "run without tracking with tracking.enabled=false, or unset MLFLOW_TRACKING_URI to log into the local store"
+    if sqlite_path(uri) is None:
+        return "run without tracking with tracking.enabled=false, or log into the local store with tracking.uri=sqlite:///mlflow.db"
+    return "run without tracking with tracking.enabled=false, or point MLFLOW_TRACKING_URI at another store"
+
+
+def _first_line(text):
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), type(text).__name__)
+
+
+@contextmanager
+def _environment(settings):
+    """The variables of ``settings`` set for the block where the environment does not set them."""
+    added = {name: value for name, value in settings.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from tempfile import TemporaryDirectory
 import numpy as np
 
 from pipeline.tracking import schema
-from pipeline.tracking.store import connect
+from pipeline.tracking.store import TrackingError, connect, is_store_failure, store_errors, store_failure, without_store_hint
 
 FLUSH_SECONDS = 2.0
 # MLflow's limits per log_batch call.
@@ -58,14 +58,20 @@ class Run:
         handed_id = os.environ.get(schema.EXPERIMENT_ID_VARIABLE)
         client, experiment_id = connect(uri, None if handed_id else experiment_name)
         experiment_id = handed_id or experiment_id
-        run_id = client.create_run(experiment_id, run_name=run_name, tags=system_tags(source)).info.run_id
+        # The tags with the run, not queued after it: a sweep's job killed at once must still be
+        # found by its sweep.id tag, to be ended KILLED.
+        tags = {**system_tags(source), **{key: str(value) for key, value in tags.items()}}
+        with store_errors(uri):  # a store that opens but takes no writes (read-only, full)
+            run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
         run = cls(client, run_id, experiment_id, uri)
         try:
             for batch in batches([Param(k, str(v)) for k, v in params.items()], MAX_PARAMS_OR_TAGS_PER_BATCH):
                 client.log_batch(run_id, params=batch)
-            run.set_tags(tags)
         except BaseException as error:
-            run.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED", error=error)
+            interrupted = isinstance(error, KeyboardInterrupt)
+            run.end("KILLED" if interrupted else "FAILED", error=error)
+            if interrupted:
+                error.add_note(f"MLflow run {run_id} marked KILLED")
             raise
         return run
 
@@ -134,9 +140,15 @@ class Run:
             error = error or write_error
             raise
         finally:
-            if error is not None:
-                self.client.set_tag(self.run_id, schema.ERROR, f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS])
-            self.client.set_terminated(self.run_id, status=status)
+            try:
+                if error is not None:
+                    self.client.set_tag(self.run_id, schema.ERROR, f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS])
+                self.client.set_terminated(self.run_id, status=status)
+            except Exception as end_error:
+                if not is_store_failure(end_error):
+                    raise
+                raise TrackingError(f"MLflow store {self.tracking_uri}: {store_failure(end_error)}; the run "
+                                    f"{self.run_id} could not be ended and stays RUNNING") from end_error
 
     def finish_writes(self):
         """Send what is buffered, stop the writer after every queued write, raise a failed one's
@@ -148,7 +160,9 @@ class Run:
         self._raise_failed_write()
 
     def wait(self):
-        """Block until every write queued so far is done; raise the error of one that failed."""
+        """Send what is buffered and block until every write queued so far is done; raise the
+        error of one that failed."""
+        self.flush()
         for write in self.writes:
             write.exception()  # waits, raises nothing
         self._raise_failed_write()
@@ -170,8 +184,11 @@ class Run:
         finished = [w for w in self.writes if w.done()]
         self.writes = [w for w in self.writes if not w.done()]
         for write in finished:
-            if not write.cancelled():
-                write.result()
+            if not write.cancelled() and (error := write.exception()) is not None:
+                if is_store_failure(error):  # a full disk, a store gone: one line, not a traceback
+                    raise TrackingError(f"MLflow store {self.tracking_uri}: {store_failure(error)}; "
+                                        f"{without_store_hint(self.tracking_uri)}") from error
+                raise error
 
 
 class DisabledRun:

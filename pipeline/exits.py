@@ -1,0 +1,85 @@
+"""How a stage ends when it cannot finish: one line and a documented exit status, never a
+traceback, for what the user can act on; and SIGTERM handled like Ctrl-C. Used by
+``config.stage_app``, the wrapper of every stage.
+
+- ``exit_if_reported``: an error carrying ``exit_status`` (a store that does not answer, a bad
+  input file) is printed as it is, and that is the exit status; an OSError naming a file (a full
+  disk, a read-only folder) is ``<file>: <cause>``, exit 1.
+- ``handle_interrupts``: SIGINT (Ctrl-C) and SIGTERM (``kill``, ``timeout``, SLURM, ``docker
+  stop``) raise ``Interrupted``, a KeyboardInterrupt, where the stage is: it unwinds like Ctrl-C
+  (MLflow runs end KILLED, no output is half-written).
+- ``report_interrupt``: then what only the launching process can end is ended (``on_interrupt``:
+  a sweep's runs), one line says what is left, and the exit status is 128 + the signal's
+  number: 130 for Ctrl-C, 143 for SIGTERM.
+"""
+
+import signal
+import sys
+import threading
+
+from pipeline.files import WRITTEN_SETS
+
+EXIT_INTERRUPTED = 128  # + the signal's number
+INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def exit_if_reported(error):
+    """Exit with one line for an error the user can act on; return for any other."""
+    if getattr(error, "exit_status", None) is not None:
+        print(error, file=sys.stderr)
+        sys.exit(error.exit_status)
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        print(f"{error.filename}: {error.strerror}", file=sys.stderr)
+        sys.exit(1)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM, raised wherever the stage was."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+def handle_interrupts():
+    """SIGINT and SIGTERM raise Interrupted in the main thread (signals go nowhere else)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in INTERRUPTING_SIGNALS:
+            signal.signal(signum, _raise_interrupted)
+
+
+_INTERRUPT_CLEANUPS = []
+
+
+def on_interrupt(cleanup):
+    """Have ``cleanup()`` called when the stage is interrupted, before the message: it ends what
+    only the launching process can end (a sweep's runs) and returns a note for the message, or
+    None. Returns the function that cancels it."""
+    _INTERRUPT_CLEANUPS.append(cleanup)
+    return lambda: cleanup in _INTERRUPT_CLEANUPS and _INTERRUPT_CLEANUPS.remove(cleanup)
+
+
+def report_interrupt(interrupt):
+    """Run the cleanups, print one line, return the exit status: 128 + the signal's number.
+
+    The line says what the unwinding left: whether a set of outputs was written
+    (files.write_set), then the notes added to the exception (``MLflow run <id> marked
+    KILLED``); a cleanup's notes, when there are some (a sweep's), take their place.
+    """
+    signum = getattr(interrupt, "signum", signal.SIGINT)
+    cleanup_notes = []
+    for cleanup in list(_INTERRUPT_CLEANUPS):
+        try:
+            cleanup_notes.append(cleanup())
+        except KeyboardInterrupt:  # pressed again: stop cleaning up, still no traceback
+            cleanup_notes.append("cleanup interrupted, some MLflow runs may stay RUNNING")
+    cleanup_notes = [note for note in cleanup_notes if note]
+    written = f"outputs written to {', '.join(map(str, WRITTEN_SETS))} before it" if WRITTEN_SETS else "no outputs written"
+    notes = cleanup_notes or [written, *getattr(interrupt, "__notes__", [])]
+    how = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
+    print(f"interrupted by {how}: {'; '.join(notes)}", file=sys.stderr)
+    return EXIT_INTERRUPTED + signum
