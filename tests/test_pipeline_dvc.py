@@ -71,11 +71,11 @@ class Clone:
         file.write_text(text)
 
 
-def load_model(uri, clone):
+def load_model(uri, clone, monkeypatch):
     """The pyfunc at ``uri`` in the clone's store, as a process started in the clone finds it."""
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{clone.root / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{clone.root / 'mlflow.db'}")
     return mlflow.pyfunc.load_model(uri)
 
 
@@ -134,7 +134,7 @@ def test_hydra_and_mlflow_leave_nothing_but_the_store_behind(clone):
 
 
 @pytest.mark.slow
-def test_each_variant_is_one_mlflow_run_with_training_and_test_results(clone):
+def test_each_variant_is_one_mlflow_run_with_training_and_test_results(clone, monkeypatch):
     for variant in VARIANTS:
         record = clone.first_records[variant]
         run = clone.mlflow.get_run(record["run_id"])
@@ -158,7 +158,7 @@ def test_each_variant_is_one_mlflow_run_with_training_and_test_results(clone):
         [model] = [m for m in clone.mlflow.search_logged_models([run.info.experiment_id]) if m.source_run_id == run.info.run_id]
         assert (model.model_id, model.name, model.tags["variant"]) == (output.model_id, "model", variant)
         images = real_digits()[0][:100]
-        answer = load_model(f"models:/{model.model_id}", clone).predict(images.astype(np.float32))["scores"]
+        answer = load_model(f"models:/{model.model_id}", clone, monkeypatch).predict(images.astype(np.float32))["scores"]
         W = np.load(clone.root / "results" / variant / "W.npy")
         np.testing.assert_array_equal(answer, scores({"W": W}, images, variant))
 
