@@ -1,7 +1,7 @@
 """python -m bench: how fast the pipeline runs on this machine, and how far from its floor.
 
     python -m bench                  # everything (minutes): a table, and results/bench.json
-    python -m bench --only loop      # some parts: loop peers evaluate pyfunc tracking startup dvc sweep
+    python -m bench --only loop      # some parts: loop hidden peers evaluate pyfunc tracking startup dvc sweep
     python -m bench --quick          # fewer epochs and repeats
 
 Parts (and their keys in the JSON report):
@@ -17,6 +17,10 @@ Parts (and their keys in the JSON report):
   the fastest chunk size. ``ratio``: the best epoch over the best floor (on a shared machine the
   best of several runs is the one least disturbed by other processes);
   ``ratio_to_one_thread_floor``: over the floor with BLAS on one thread, as the loop runs it.
+- ``hidden``: seconds per epoch of the hidden-layer loop (pipeline.mlp_sgd.HiddenLayerSGD, the
+  mlp variant's settings), float32, batch 256 and full, against its own floor measured in the
+  same run: the uint8 -> float pass plus the five products of every batch; and the peak RSS of a
+  training run with 256 hidden units on the 60,000 rows, tracking off.
 - ``peers``: with the ``[bench]`` extra installed (``pip install -e '.[bench]'``), the loop beside
   JAX (the epoch in one ``jit`` with ``lax.scan``; ``jit`` per step) and ``torch.compile``, float32,
   same rows, batches, order, W₀ and learning rate, epochs interleaved round by round; the loop's
@@ -45,8 +49,9 @@ into the working tree but the report; stage runs use temporary folders and a tem
 store.
 
 Modules: measure (timing), data (the rows), machine, loop (the training loop and its floor,
-evaluation), peers (JAX and torch beside the loop) and peer_models (the peers), served (the
-logged model), commands (tracking, startup, dvc, sweep), report (targets, the table), cli.
+evaluation), hidden (the hidden-layer loop, its floor and memory), peers (JAX and torch beside
+the loop) and peer_models (the peers), served (the logged model), commands (tracking, startup,
+dvc, sweep), report (targets, the table), cli.
 """
 
 from pathlib import Path

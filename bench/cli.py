@@ -12,6 +12,7 @@ import bench
 from bench import REPO_ROOT, ROWS
 from bench.commands import Workspace, dvc, startup, sweep, tracking_share
 from bench.data import benchmark_rows, train_settings
+from bench.hidden import hidden_loop, hidden_memory
 from bench.loop import evaluation, loop
 from bench.machine import machine
 from bench.peers import peers
@@ -20,7 +21,7 @@ from bench.served import served
 from pipeline.files import atomic_write
 from pipeline.model import VARIANTS
 
-PARTS = ("loop", "peers", "evaluate", "pyfunc", "tracking", "startup", "dvc", "sweep")
+PARTS = ("loop", "hidden", "peers", "evaluate", "pyfunc", "tracking", "startup", "dvc", "sweep")
 
 
 def parse_arguments(argv):
@@ -45,6 +46,8 @@ def main(argv=None):
         workspace = Workspace(folder, images, labels, origin)
         measure = {
             "loop": lambda: loop(images, labels, args.epochs or repeats, args.quick),
+            "hidden": lambda: {"loop": hidden_loop(images, labels, args.epochs or repeats, args.quick),
+                               "memory": hidden_memory(workspace)},
             "peers": lambda: peers(images, labels, {v: train_settings(v) for v in VARIANTS}, args.epochs or repeats),
             "evaluate": lambda: evaluation(images, labels, repeats),
             "pyfunc": lambda: served(workspace, images, repeats),

@@ -13,6 +13,8 @@ TARGETS = {
     "noop_repro_over_status": 1.5,
     "peak_rss_mb": 300,  # of a full-size (60,000-row) default training run
     "pyfunc_over_forward": 2.0,  # 10,000 digits through the loaded model / the bare forward pass
+    "hidden_loop_ratio": 2.0,  # the hidden-layer loop's epoch / its floor, batch 256 and full
+    "hidden_peak_rss_mb": 400,  # a 256-unit hidden layer on 60,000 rows, tracking off
     "loop_over_jax_scan": 1.0,  # best epoch of pipeline.sgd.SGD / of JAX's lax.scan epoch, batch 32 and 256
 }
 
@@ -26,6 +28,12 @@ def target_checks(report):
             checks.append((f"epoch / floor, {row['variant']}, batch {row['batch_size']}, float32", row["ratio"], TARGETS[loop_targets[row["batch_size"]]]))
     for row in report.get("pyfunc", []):
         checks.append((f"pyfunc predict / bare forward, {row['variant']}, {row['rows']:,} rows", row["ratio"], TARGETS["pyfunc_over_forward"]))
+    if "hidden" in report:
+        for row in report["hidden"]["loop"]:
+            checks.append((f"epoch / floor, {row['variant']} ({row['hidden']} hidden units), batch {row['batch_size']}, float32",
+                           row["ratio"], TARGETS["hidden_loop_ratio"]))
+        checks.append(("peak RSS (MB) of a 256-unit hidden layer on 60,000 rows, tracking off",
+                       report["hidden"]["memory"]["peak_rss_mb"], TARGETS["hidden_peak_rss_mb"]))
     for row in report.get("peers", {}).get("rows", []):
         if row["batch_size"] in (32, 256) and "jax_scan" in row["project_over_peer"]:
             checks.append((f"loop / JAX lax.scan epoch, {row['variant']}, batch {row['batch_size']}", row["project_over_peer"]["jax_scan"], TARGETS["loop_over_jax_scan"]))
@@ -72,6 +80,16 @@ def table(report):
                 f"{r['samples_per_second'] / 1e6:>8.2f} M {r['floor_seconds']['median']:>7.3f} "
                 f"{r['floor_conversion_seconds']['median']:>7.3f} {r['ratio']:>5.2f}x {r['ratio_to_one_thread_floor']:>7.2f}x"
             )
+    if "hidden" in report:
+        h = report["hidden"]
+        lines += ["", "hidden-layer loop (pipeline.mlp_sgd.HiddenLayerSGD), float32: seconds per epoch, median (min-max); floor: uint8->float",
+                  "pass + the five products of every batch (P W1ᵀ, H W2ᵀ, Δ2ᵀ H, Δ2 W2, Δ1ᵀ P); ratio: best epoch / best floor",
+                  f"  {'variant':8} {'hidden':>6} {'batch':>5} {'threads':>7} {'epoch s':>21} {'samples/s':>10} {'floor s':>7} {'ratio':>6}"]
+        for r in h["loop"]:
+            lines.append(f"  {r['variant']:8} {r['hidden']:>6} {r['batch_size']!s:>5} {r['loop_threads']:>7} {formatted(r['epoch_seconds']):>21} "
+                         f"{r['samples_per_second'] / 1e6:>8.2f} M {r['floor_seconds']['median']:>7.3f} {r['ratio']:>5.2f}x")
+        m = h["memory"]
+        lines.append(f"  peak RSS of {m['command']} on {m['rows']:,} rows: {m['peak_rss_mb']:.0f} MB ({m['seconds']:.1f} s)")
     if "peers" in report:
         lines += ["", *peers_table(report["peers"])]
     if "evaluate" in report:

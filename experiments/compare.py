@@ -8,10 +8,16 @@ Reads the runs (``mlflow.search_runs``) and their loss histories from MLflow, th
 pipeline.tracking, and writes into ``--out`` (default ``comparisons/<sweep or experiment>/``),
 each file atomically:
 
-    comparison.csv        one row per run: variant, lr, outcome, epochs, losses, accuracies, time
+    comparison.csv        one row per run: variant, the model fields it changed, lr, outcome, epochs,
+                          losses, accuracies, time
     comparison.md         the same table, readable, for a report or a pull request
-    loss_curves.png       training loss against epochs, one panel per variant, coloured by lr
-    accuracy_vs_lr.png    validation and test accuracy against the learning rate, both variants
+    loss_curves.png       training loss against epochs, one panel per model, coloured by lr
+    accuracy_vs_lr.png    validation and test accuracy against the learning rate, every model
+
+A run's model is its variant's name (model.name) plus the model fields, and the weight decay,
+that differ from that variant's own defaults in conf/ (``softmax_ce bias=False``,
+``mlp hidden=256 weight_decay=0.001``): the runs of one name with other settings are another
+model, in their own rows, panels and lines.
 
 It prints the table, and logs the four files under ``comparison/`` into the sweep's own run (or,
 for an experiment, into a run tagged ``comparison.of``), so the comparison is in MLflow's UI too.
@@ -31,14 +37,18 @@ from experiments.compare_figures import accuracy_figure, loss_curves_figure
 from pipeline import tracking
 from pipeline.files import atomic_write
 from pipeline.model import VARIANTS
+from pipeline.variants import FIELDS
 from pipeline.tracking import reports, schema
 
-TRACKING_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "tracking" / "mlflow.yaml"
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+TRACKING_CONFIG = CONF_DIR / "tracking" / "mlflow.yaml"
+# The settings a run of a variant may change, shown where they differ from the variant's own.
+SETTINGS = tuple(f"model.{field}" for field in FIELDS if field != "name") + ("optim.weight_decay",)
 ARTIFACT_DIR = schema.COMPARISON_DIR
 # The columns of comparison.csv; the terminal and Markdown tables show them formatted.
-COLUMNS = ("variant", "lr", "outcome", "epochs", "epochs_planned", "diverged_at_step", "train_loss",
+COLUMNS = ("variant", "changes", "lr", "outcome", "epochs", "epochs_planned", "diverged_at_step", "train_loss",
            "val_accuracy", "test_accuracy", "seconds", "max_stable_lr", "run_id", "run_name", "dvc_exp_name")
-WORDS = ("variant", "outcome", "run")  # left-aligned columns of the readable table
+WORDS = ("model", "outcome", "run")  # left-aligned columns of the readable table
 
 
 class NothingToCompare(Exception):
@@ -172,9 +182,41 @@ def comparison_table(runs, epochs_done):
         "dvc_exp_name": tag(runs, schema.DVC_EXP_NAME),
         "start_time": runs["start_time"],
     })
-    order = {variant: position for position, variant in enumerate(VARIANTS)}
-    table = table.sort_values(["variant", "lr", "start_time"], key=lambda c: c.map(order) if c.name == "variant" else c)
+    table.insert(1, "changes", changed_settings(runs))
+    order = {variant: position for position, variant in enumerate(VARIANTS)}  # the design's two first
+    key = table["variant"].map(lambda name: (order.get(name, len(order)), str(name)))
+    table = table.assign(order=key).sort_values(["order", "changes", "lr", "start_time"]).drop(columns="order")
     return table[list(COLUMNS)].reset_index(drop=True)
+
+
+def variant_defaults(name):
+    """The settings (SETTINGS) conf/ gives the variant ``name``: conf/model/base.yaml and
+    <name>.yaml, conf/optim/sgd.yaml and <name>.yaml. {} for a name conf/ does not have."""
+    model_file, optim_file = CONF_DIR / "model" / f"{name}.yaml", CONF_DIR / "optim" / f"{name}.yaml"
+    if not isinstance(name, str) or not model_file.is_file():
+        return {}
+    model = OmegaConf.merge(OmegaConf.load(CONF_DIR / "model" / "base.yaml"), OmegaConf.load(model_file))
+    optim = OmegaConf.merge(OmegaConf.load(CONF_DIR / "optim" / "sgd.yaml"), OmegaConf.load(optim_file) if optim_file.is_file() else {})
+    values = {**{f"model.{k}": v for k, v in model.items()}, **{f"optim.{k}": v for k, v in optim.items()}}
+    return {key: str(values.get(key)) for key in SETTINGS}
+
+
+def changed_settings(runs):
+    """Per run, ``key=value`` for each of SETTINGS its params hold with another value than its
+    variant's defaults (the key without its group: ``bias=False``); "" for none."""
+    defaults = {name: variant_defaults(name) for name in set(tag(runs, schema.VARIANT).dropna())}
+    changes = []
+    for name, (_, run) in zip(tag(runs, schema.VARIANT), runs.iterrows()):
+        own = defaults.get(name, {})
+        changed = [f"{key.split('.', 1)[1]}={run.get(f'params.{key}')}" for key in SETTINGS
+                   if own and isinstance(run.get(f"params.{key}"), str) and run.get(f"params.{key}") != own[key]]
+        changes.append(" ".join(changed))
+    return changes
+
+
+def model_label(table):
+    """A run's model: its variant's name, and what it changed (``mlp hidden=256``)."""
+    return (table["variant"].astype(str) + " " + table["changes"].fillna("")).str.strip()
 
 
 def readable(table):
@@ -183,7 +225,7 @@ def readable(table):
         return lambda value: "-" if pd.isna(value) else format(value, format_spec)
 
     return pd.DataFrame({
-        "variant": table["variant"],
+        "model": model_label(table),
         "lr": table["lr"].map(number("g")),
         "outcome": [f"DIVERGED at step {int(step):,}" if outcome == "diverged" else outcome
                     for outcome, step in zip(table["outcome"], table["diverged_at_step"])],
@@ -225,7 +267,7 @@ def stability_note(table):
     limits = table["max_stable_lr"].dropna().unique()
     if len(limits) == 0:
         return ""
-    shown = ", ".join(f"{limit:.3g}" for limit in limits)
+    shown = ", ".join(dict.fromkeys(f"{limit:.3g}" for limit in limits))  # with a bias or decay: others
     return f"linear: full-batch gradient descent is stable below lr {shown} (2/λ_max of the data)"
 
 
@@ -241,9 +283,12 @@ def write_report(out, table, losses, steps_per_epoch, title):
         "comparison.csv": table.to_csv(index=False).encode(),
         "comparison.md": (f"# {title}\n\n" + markdown(readable(table)) + (f"\n{note}\n" if note else "")).encode(),
     }
+    # The figures draw one panel (line) per model: a variant with other settings is another.
+    by_model = table.assign(variant=model_label(table))
+    models = list(dict.fromkeys(by_model["variant"]))
     figures = {
-        "loss_curves.png": loss_curves_figure(table, losses, steps_per_epoch, title, VARIANTS),
-        "accuracy_vs_lr.png": accuracy_figure(table, title, VARIANTS),
+        "loss_curves.png": loss_curves_figure(by_model, losses, steps_per_epoch, title, models),
+        "accuracy_vs_lr.png": accuracy_figure(by_model, title, models),
     }
     for name, content in contents.items():
         with atomic_write(out / name) as f:

@@ -26,9 +26,13 @@ def loss_curves_figure(table, losses, steps_per_epoch, title, variants):
     line per run coloured by its learning rate, log loss axis. ``losses``: the logged per-step
     means (run_id, step, value). A diverged run ends in a red cross at the loss that blew up."""
     variants = [v for v in variants if v in set(table["variant"])]
-    figure = Figure(figsize=(5.2 * len(variants), 4.4), layout="constrained")
+    columns = min(len(variants), 4)
+    rows = -(-len(variants) // columns)
+    figure = Figure(figsize=(5.2 * columns, 4.4 * rows), layout="constrained")
     figure.suptitle(textwrap.fill(title, 110), fontsize="medium")
-    panels = figure.subplots(1, len(variants), squeeze=False, sharey=True)[0]
+    panels = figure.subplots(rows, columns, squeeze=False, sharey=True).ravel()
+    for unused in panels[len(variants):]:
+        unused.set_visible(False)
     colour = lr_colours(table)
     for axes, variant in zip(panels, variants):
         for run in table[table["variant"] == variant].itertuples():
@@ -42,7 +46,8 @@ def loss_curves_figure(table, losses, steps_per_epoch, title, variants):
         axes.set_xlabel("epoch")
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize="x-small", ncols=2, title="× diverged", title_fontsize="x-small")
-    panels[0].set_ylabel("training loss  (mean ||ŷ − y||², per logged step)")
+    for axes in panels[::columns]:
+        axes.set_ylabel("training loss  (the model's, per logged step)")
     return figure
 
 

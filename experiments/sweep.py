@@ -147,9 +147,10 @@ def register(uri, sweep_run_id):
 
 
 def evaluation_config(config):
-    """The evaluate stage's config (conf/evaluate.yaml) for the W a job wrote: the job's data,
-    model and tracking (registering nothing), ``train_dir`` the job's ``out_dir``."""
-    evaluation = compose("evaluate", overrides=[f"model={config.model.name}"])
-    job = {key: OmegaConf.to_container(config[key], resolve=True) for key in ("data", "tracking")}
+    """The evaluate stage's config (conf/evaluate.yaml) for the parameters a job wrote: the job's
+    data, model (its overrides too: model.hidden=256) and tracking (registering nothing),
+    ``train_dir`` the job's ``out_dir``."""
+    evaluation = compose("evaluate", overrides=[f"model={config.hydra.runtime.choices.model}"])
+    job = {key: OmegaConf.to_container(config[key], resolve=True) for key in ("data", "model", "tracking")}
     job["tracking"]["register"] = False  # the sweep registers its best jobs at its end, not every job
     return OmegaConf.merge(evaluation, {**job, "train_dir": config.out_dir})

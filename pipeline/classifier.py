@@ -1,12 +1,13 @@
 """The digit classifier a logged MLflow Model runs: pixel rows in, the model table's forward pass out.
 
-This module, ``pipeline.model`` and ``pipeline.constants`` are packaged inside every logged model
-(pipeline.served_model ships them): loading the model imports them from there, so it needs
-neither this repository nor an installed handgrad. Nothing here imports the rest of the project.
+This module and the pure ones it imports (pipeline.variants, model, mlp, activations,
+constants) are packaged inside every logged model (pipeline.served_model ships them): loading the
+model imports them from there, so it needs neither this repository nor an installed handgrad.
 
-A model is a variant's fields (conf/model/<variant>.yaml: ``{"name": "softmax"}``) and its
-parameters (a dict of arrays, ``{"W": (10, 784)}`` for the single-layer variants); the forward
-pass is that variant's entry in the model table, so a new variant needs no change here.
+A model is its fields (conf/model/<name>.yaml, as pipeline.variants.plain gives them; or just the
+name of an entry of pipeline.model's table) and its parameters (a dict of arrays: W, b; W1, b1,
+W2, b2 for a hidden layer); the forward pass is the table entry pipeline.variants.build makes of
+the fields, so a new variant needs no change here.
 
 Input: a float32 tensor (B, 784), each row a digit's pixels 0..255 row by row, as MNIST stores
 them. Output: ``digit`` (B,) int64, the arg max of ``scores`` (B, 10), the model's ``ŷ``
@@ -20,7 +21,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from pipeline.constants import IMAGE_SIDE, PIXEL_MAX, scaled
-from pipeline.model import variant
+from pipeline.model import variant as variant_named
+from pipeline.variants import build
 
 PIXELS = IMAGE_SIDE * IMAGE_SIDE
 INPUT_DTYPE = np.float32  # pixels 0..255 are exact in float32
@@ -28,20 +30,20 @@ PARAMS_ARTIFACT = "params"  # the model's artifact holding the parameters, param
 
 
 def model_of(fields):
-    """The model table's entry for a variant's fields (a mapping with ``name``) or its name."""
-    return variant(variant_name(fields))
+    """The table entry of a model's fields (a mapping, pipeline.variants.build) or its name."""
+    return build(fields) if isinstance(fields, dict) else variant_named(fields)
 
 
 def variant_name(fields):
-    return fields if isinstance(fields, str) else fields["name"]
+    return fields["name"] if isinstance(fields, dict) else fields
 
 
 def scores(params, pixels, fields):
-    """``ŷ`` (B, 10) of the variant ``fields`` with parameters ``params`` (a dict of arrays) for
-    pixel rows (B, 784) 0..255: the forward pass training and evaluation use, on ``x = pixel/255``
-    in the parameters' dtype."""
-    dtype = next(iter(params.values())).dtype
-    return model_of(fields).forward(params, scaled(pixels, dtype))
+    """``ŷ`` (B, 10) of the model ``fields`` (model_of) with parameters ``params`` (a dict of
+    arrays) for pixel rows (B, 784) 0..255: the forward pass training and evaluation use, on
+    ``x = pixel/255`` in the dtype of the model's first weights."""
+    model = model_of(fields)
+    return model.forward(params, scaled(pixels, params[model.WEIGHTS[0]].dtype))
 
 
 def pixel_problem(pixels):
@@ -60,12 +62,12 @@ def pixel_problem(pixels):
 class DigitClassifier(mlflow.pyfunc.PythonModel):
     """The pyfunc: pixel rows in, ``{"digit": (B,), "scores": (B, 10)}`` out.
 
-    Pickled with the model: the variant's fields only (plain values); the parameters are read
-    from the model's artifact in ``load_context``.
+    Pickled with the model: its fields only (plain values); the parameters are read from the
+    model's artifact in ``load_context``.
     """
 
     def __init__(self, fields):
-        self.fields = dict(fields) if not isinstance(fields, str) else {"name": fields}
+        self.fields = dict(fields) if not isinstance(fields, str) else fields
         self.params = None
 
     def load_context(self, context):

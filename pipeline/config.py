@@ -13,6 +13,7 @@ one line for every failure the user can act on, and SIGTERM handled like Ctrl-C 
 import functools
 import math
 import os
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -30,6 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 from pipeline.exits import exit_if_reported, handle_interrupts, report_interrupt
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+NAME = re.compile(r"[a-z][a-z0-9_]*")
 EXIT_CONFIG_ERROR = 2
 
 
@@ -87,7 +89,16 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = one_of("softmax", "linear")
+    name: str = setting(pattern="name")  # results/<name>/: conf/model/<name>.yaml's own
+    # The names of pipeline.model's OUTPUTS and LOSSES, pipeline.activations' ACTIVATIONS and
+    # pipeline.mlp's INITS (tests/test_config.py checks they agree; importing them here would
+    # make every stage, download included, depend on the model's code).
+    output: str = one_of("softmax", "identity")
+    loss: str = one_of("squared_error", "cross_entropy")
+    bias: bool = setting()
+    hidden: Optional[int] = setting(range=(1, None, False, False), optional=True)  # null: no hidden layer
+    activation: str = one_of("relu", "sigmoid", "tanh")
+    init: str = one_of("auto", "he", "glorot")
 
 
 @dataclass
@@ -98,6 +109,7 @@ class OptimConfig:
     seed: int = in_range(low=0)
     init: str = one_of("zeros", "ones", "normal")
     init_scale: float = in_range(low=0)
+    weight_decay: float = in_range(low=0)
 
 
 @dataclass
@@ -157,6 +169,7 @@ class GradcheckConfig:
     shown: int = in_range(low=0)
     eps: float = in_range(low=0, low_open=True)
     tolerance: float = in_range(low=0)
+    weight_decay: float = in_range(low=0)
 
 
 @dataclass
@@ -324,6 +337,10 @@ def _problems(node, schema, prefix):
 
 
 def _field_problem(value, kind, rules):
+    if value is None and rules.get("optional"):
+        return None
+    if rules.get("pattern") == "name" and not (isinstance(value, str) and NAME.fullmatch(value)):
+        return "must be a name of lowercase letters, digits and _ (it names a results folder)"
     if "one_of" in rules and value not in rules["one_of"]:
         return "must be one of " + ", ".join(rules["one_of"])
     low, high, low_open, high_open = rules.get("range", (None, None, False, False))

@@ -3,9 +3,9 @@
     python -m pipeline.evaluate                  # W from results/softmax/, test split of data/mnist
     python -m pipeline.evaluate model=linear
 
-Computes with pipeline.metrics the test loss (the training loss), accuracy, per-class precision
-and recall and the confusion matrix, and writes them into ``train_dir`` next to W, as one set (all
-five, or none):
+The model is the one params.npz says it is (its model fields). Computes with pipeline.metrics
+the test loss (the training loss), accuracy, per-class precision and recall and the confusion
+matrix, and writes them into ``train_dir`` next to the parameters, as one set (all five, or none):
 
     test_metrics.json   test loss, accuracy and number of digits         (dvc metrics)
     per_class.csv       digit,precision,recall,support                   (dvc plots)
@@ -23,9 +23,9 @@ Nothing is written before the MLflow store has answered (and the run is found or
 
 Exit status: 0 evaluated; 1 no trained W, or no test data or data not matching its provenance.json,
 or an MLflow store that does not answer or cannot be written, or an output that cannot be written,
-or the registry refused the model (the outputs are written by then); 2 invalid config, or a W.npy
-that is not a finite float (10, 784) array; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM),
-with the outputs as they were.
+or the registry refused the model (the outputs are written by then); 2 invalid config, or a
+params.npz that is not the finite float parameters of its model; 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM), with the outputs as they were.
 """
 
 import csv
@@ -41,12 +41,13 @@ from pipeline import tracking
 from pipeline.config import ConfigError, EvaluateConfig, stage_app, validated
 from pipeline.constants import scaled
 from pipeline.data import load_split
-from pipeline.files import WeightsError, json_bytes, read_weights, write_set
+from pipeline.constants import N_CLASSES, N_PIXELS
+from pipeline.files import PARAMS_FILE, WeightsError, json_bytes, read_params, write_set
 from pipeline.idx import IDXError
 from pipeline.metrics import evaluate, most_confidently_wrong
-from pipeline.model import forward
 from pipeline.pictures import confusion_figure, mistakes_figure
 from pipeline.tracking import schema
+from pipeline.variants import build
 
 OUTPUT_FILES = ("test_metrics.json", "per_class.csv", "confusion.csv", "confusion.png", "misclassified.png")
 MLFLOW_ARTIFACT_DIR = schema.EVALUATION_DIR
@@ -68,7 +69,7 @@ def run(cfg):
         return 2
     variant, train_dir = cfg.model.name, Path(cfg.train_dir)
     try:
-        W, trained_run = load_training(train_dir, variant)
+        params, model, trained_run = load_training(train_dir, variant, cfg.model)
         images, labels, _ = load_split(cfg.data.dir, "test")
     except WeightsError as error:
         print(f"cannot evaluate: {error}", file=sys.stderr)
@@ -77,11 +78,11 @@ def run(cfg):
         print(f"cannot evaluate: {error}", file=sys.stderr)
         return 1
 
-    Y_hat = forward(W, scaled(images, W.dtype), variant)
-    result = evaluate(Y_hat, labels, variant)
+    Z, Y_hat = model.predict(params, scaled(images, params[model.WEIGHTS[0]].dtype))
+    result = evaluate(Y_hat, labels, model, logits=Z)
     mistakes = most_confidently_wrong(Y_hat, labels, cfg.mistakes_shown)
     predicted = Y_hat.argmax(axis=1)
-    name = f"{variant}, W from {train_dir}"
+    name = f"{variant}, trained in {train_dir}"
     confusion_picture = confusion_figure(result.confusion, f"{variant}: test accuracy {result.accuracy:.1%} on {len(labels):,} digits")
     mistakes_picture = mistakes_figure(
         images[mistakes], labels[mistakes], predicted[mistakes],
@@ -120,13 +121,23 @@ def register(mlflow_run):
     return 0
 
 
-def load_training(train_dir, variant):
-    """W (k, n) and the training's MLflow run record (run_id may be None: not tracked)."""
-    weights, record = train_dir / "W.npy", train_dir / "mlflow_run.json"
+def load_training(train_dir, variant, model_fields):
+    """The trained parameters, the model they are for (params.npz's own model fields, else
+    ``model_fields``) and the training's MLflow run record (run_id may be None: not tracked).
+    WeightsError for parameters that are not that model's (files.read_params checks the rest)."""
+    weights, record = train_dir / PARAMS_FILE, train_dir / "mlflow_run.json"
     for path in (weights, record):
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: run the train stage first (python -m pipeline.train model={variant})")
-    return read_weights(weights), json.loads(record.read_text())
+    params, fields = read_params(weights)
+    try:
+        model = build(fields or model_fields)
+    except (ValueError, KeyError) as error:
+        raise WeightsError(f"{weights}: its model fields describe no model ({error})") from None
+    shapes, expected = {key: P.shape for key, P in params.items()}, model.parameter_shapes(N_PIXELS, N_CLASSES)
+    if shapes != expected:
+        raise WeightsError(f"{weights}: holds {shapes}, expected {expected} for the model {model.name}")
+    return params, model, json.loads(record.read_text())
 
 
 def per_class_rows(result):

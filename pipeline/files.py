@@ -1,18 +1,24 @@
 """Writing outputs so that an interrupted stage never leaves a half-written file, nor a set of
-outputs half old and half new; file digests; reading a trained W back, checked."""
+outputs half old and half new; file digests; a model's parameters as one file, and reading them
+(or an older W.npy) back, checked."""
 
 import hashlib
+import io
 import json
 import math
 import os
 import secrets
 import signal
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.constants import N_CLASSES, N_PIXELS
+
+PARAMS_FILE = "params.npz"  # every parameter of a trained model, and its model fields
+MODEL_KEY = "_model"  # the entry of PARAMS_FILE holding the model fields, as JSON text
 
 
 @contextmanager
@@ -104,6 +110,51 @@ def read_weights(path):
     if not np.isfinite(W).all():
         raise WeightsError(f"{path}: {np.count_nonzero(~np.isfinite(W)):,} weights are NaN or infinite (a diverged training?)")
     return W
+
+
+def params_writer(params, model_fields):
+    """A function writing ``params`` (name -> array) and ``model_fields`` (conf's model.*) into a
+    binary file as one ``.npz``, byte for byte the same for the same arrays (no zip timestamps):
+    ``np.load`` reads it, the fields under MODEL_KEY. For write_set."""
+    entries = {**params, MODEL_KEY: np.array(json.dumps(dict(model_fields), sort_keys=True))}
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
+            for name, array in entries.items():
+                content = io.BytesIO()
+                np.lib.format.write_array(content, np.ascontiguousarray(array), allow_pickle=False)
+                archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), content.getvalue())
+
+    return write
+
+
+def write_params(path, params, model_fields):
+    """``params_writer``'s file at ``path``, atomically."""
+    with atomic_write(path) as f:
+        params_writer(params, model_fields)(f)
+
+
+def read_params(path):
+    """``(params, model fields)`` from a file of ``params_writer`` (fields None if it has none).
+
+    WeightsError naming the file for anything but finite float arrays: not an .npz, pickled
+    objects, integers, NaN or infinity (a diverged training). Their shapes are the model's to
+    check (the caller knows it).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            params = {name: stored[name] for name in stored.files if name != MODEL_KEY}
+            fields = json.loads(stored[MODEL_KEY].item()) if MODEL_KEY in stored.files else None
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, AttributeError) as error:
+        raise WeightsError(f"{path}: not a file of parameters ({error})") from None
+    if not params:
+        raise WeightsError(f"{path}: holds no parameters")
+    for name, P in params.items():
+        if P.dtype.kind != "f":
+            raise WeightsError(f"{path}: {name} holds {P.dtype} values, expected floats (the train stage writes float32 or float64)")
+        if not np.isfinite(P).all():
+            raise WeightsError(f"{path}: {np.count_nonzero(~np.isfinite(P)):,} values of {name} are NaN or infinite (a diverged training?)")
+    return params, fields
 
 
 def json_bytes(value):

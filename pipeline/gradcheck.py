@@ -2,21 +2,27 @@
 
     python -m pipeline.gradcheck                        # softmax, W (10, 784), a batch of 4
     python -m pipeline.gradcheck model=linear
+    python -m pipeline.gradcheck model=mlp              # W1, b1, W2, b2
+    python -m pipeline.gradcheck model=softmax_ce model.bias=false weight_decay=0
     python -m pipeline.gradcheck n_inputs=3 n_outputs=2 batch_size=1 shown=6
 
-On a random MNIST-like batch, every entry of the gradient of every parameter of the variant
-(``∂L/∂W``) is compared with its central difference; a few entries are printed side by side, and
-the command exits non-zero when the relative error ``max|a − n| / max(|a| + |n|)`` over all
-entries exceeds ``tolerance``.
+On a random MNIST-like batch, in float64, every entry of the gradient of every parameter of the
+variant (W, b; W1, b1, W2, b2) of the loss plus weight decay's penalty ``λΣ||W||²`` is compared
+with its central difference; a few entries of each are printed side by side, and the command
+exits non-zero when the relative error ``max|a − n| / max(|a| + |n|)`` of any parameter exceeds
+``tolerance``.
 """
 
 import sys
 
 import numpy as np
 
-from pipeline.config import GradcheckConfig, stage_app, validated
+from pipeline.config import ConfigError, GradcheckConfig, stage_app, validated
 from pipeline.metrics import one_hot
 from pipeline.model import variant as variant_named
+from pipeline.mlp_sgd import initial_params
+from pipeline.sgd import one_blas_thread
+from pipeline.variants import build
 
 
 def numeric_partials(f, W, eps, entries):
@@ -61,11 +67,21 @@ def random_problem(seed, batch_size, n_inputs, n_outputs):
     return W, X, Y
 
 
-def batch_loss(X, Y, variant, params=None, key="W"):
-    """``P ↦ L`` on a fixed batch, with ``params[key] = P`` and the other parameters fixed: the
-    function whose gradient ``loss_and_grad`` returns under ``key``."""
+def batch_loss(X, Y, variant, params=None, key="W", weight_decay=0.0):
+    """``P ↦ L (+ λΣ||W||²)`` on a fixed batch, with ``params[key] = P`` and the other parameters
+    fixed: the function whose gradient ``loss_and_grad`` returns under ``key``."""
     model = variant_named(variant)
-    return lambda P: model.objective({**(params or {}), key: P}, X, Y)
+    return lambda P: model.objective({**(params or {}), key: P}, X, Y, weight_decay)
+
+
+def random_params(model, W, seed):
+    """Every parameter of ``model``, float64: a one-layer model's W is ``W`` (random_problem's),
+    a hidden layer's weights are drawn as for training (He or Glorot); biases N(0, 0.1²), so that
+    none sits at the symmetric point 0."""
+    rng = np.random.default_rng([seed, 1])
+    params = initial_params(model, "zeros", 0.0, W.shape[1], np.float64, rng, n_classes=W.shape[0])
+    params.update({"W": W} if "W" in params else {})
+    return {key: rng.normal(0.0, 0.1, P.shape) if key.startswith("b") else P for key, P in params.items()}
 
 
 def worst_entry(analytic, numeric):
@@ -97,20 +113,29 @@ def comparison_table(analytic, numeric, entries, key="W"):
 def main(cfg):
     validated(cfg, GradcheckConfig)
     name = cfg.model.name
-    model = variant_named(name)
+    try:
+        model = build(cfg.model)
+    except ValueError as error:
+        raise ConfigError(f"invalid config: {error}") from None
     W, X, Y = random_problem(cfg.seed, cfg.batch_size, cfg.n_inputs, cfg.n_outputs)
-    params = {"W": W}
-    _, analytic = model.loss_and_grad(params, X, Y)
-    numeric = {key: numeric_grad(batch_loss(X, Y, model, params, key), P, cfg.eps) for key, P in params.items()}
-    error = relative_error(*(np.concatenate([g[key].ravel() for key in params]) for g in (analytic, numeric)))
+    params = random_params(model, W, cfg.seed)
+    _, analytic = model.loss_and_grad(params, X, Y, cfg.weight_decay)
+    # Two forward passes per entry, each of a few tiny products: BLAS threads only wait for each
+    # other there (and for any thread another process holds).
+    with one_blas_thread():
+        numeric = {key: numeric_grad(batch_loss(X, Y, model, params, key, cfg.weight_decay), P, cfg.eps) for key, P in params.items()}
+    errors = {key: relative_error(analytic[key], numeric[key]) for key in params}
+    error = max(errors.values())
 
     shapes = ", ".join(f"{key} {P.shape}" for key, P in params.items())
     print(f"gradient check: model={name}, {shapes}, batch {cfg.batch_size}, "
-          f"eps {cfg.eps:g}, seed {cfg.seed}")
+          f"weight decay {cfg.weight_decay:g}, eps {cfg.eps:g}, seed {cfg.seed}")
     for key in params:
         entries = shown_entries(analytic[key], numeric[key], cfg.shown, np.random.default_rng(cfg.seed))
         print(comparison_table(analytic[key], numeric[key], entries, key))
+        print(f"{key}: relative error over its {params[key].size} entries: {errors[key]:.2e}")
     verdict = "OK" if error <= cfg.tolerance else "FAILED"
+    # Over all entries: the largest of the parameters' errors, each relative to its own scale.
     print(f"relative error over all {sum(P.size for P in params.values())} entries: {error:.2e} "
           f"(tolerance {cfg.tolerance:g}): {verdict}")
     if verdict == "FAILED":

@@ -16,6 +16,13 @@ sums one least-squares problem per output row ``w_c`` of W, all with the same He
   is above the exact minimum by ~1e-9 of it (measured on the packaged data against
   ``np.linalg.lstsq``, which takes 5-30x longer).
 
+With a bias (``z = Wx + b``) the same holds for the augmented input ``x̃ = (x, 1)`` and
+``W̃ = (W | b)``: the bias is one more column of weights whose input is always 1. Weight decay
+``λ||W||²`` adds ``λD`` to the Gram matrix (D: the identity, except 0 for the bias column, which
+is not penalised): the Hessian is ``2(X̃ᵀX̃/N + λD)`` and the minimum the ridge regression
+``W̃ᵀ = (X̃ᵀX̃/N + λD)⁻¹ X̃ᵀY/N``. The floor reported is the data term of that minimum, the loss the
+training curve shows; its penalty is reported beside it.
+
 Pure numpy on the uint8 images; pixels are scaled to [0, 1] as in training.
 """
 
@@ -33,22 +40,28 @@ RIDGE = 1e-12
 
 @dataclass(frozen=True)
 class LinearOptimum:
-    max_stable_lr: float  # 2 / λ_max of the Hessian (2/N) XᵀX
+    max_stable_lr: float  # 2 / λ_max of the Hessian 2(X̃ᵀX̃/N + λD)
     W: np.ndarray  # the least-squares fit (k, n), float64 (with the tiny ridge)
-    loss: float  # its loss on the training rows: the floor of the linear variant's loss
+    loss: float  # its data loss on the training rows: the floor of the linear variant's loss
+    b: np.ndarray | None = None  # its bias (k,), for a variant with one
+    penalty: float = 0.0  # λ||W||² of the fit, with weight decay
 
 
-def gram_matrices(images, labels, n_classes=N_CLASSES):
-    """``(XᵀX / N, XᵀY / N)`` in float64, with ``X = images / 255``, accumulated chunk by chunk.
+def gram_matrices(images, labels, n_classes=N_CLASSES, bias=False):
+    """``(XᵀX / N, XᵀY / N)`` in float64, with ``X = images / 255`` (and a last column of ones
+    with ``bias``), accumulated chunk by chunk.
 
     Raw pixel values are integers below 256, so every product and partial sum is exact in float64
     until the final scaling.
     """
     n_rows, n_inputs = images.shape
+    n_inputs += bias
     XtX = np.zeros((n_inputs, n_inputs))
     XtY = np.zeros((n_inputs, n_classes))
     for start in range(0, n_rows, CHUNK_ROWS):
         P = images[start : start + CHUNK_ROWS].astype(np.float64)
+        if bias:  # the constant input 1, as a pixel of value 255
+            P = np.hstack([P, np.full((len(P), 1), float(PIXEL_MAX))])
         XtX += P.T @ P
         XtY += P.T @ one_hot(labels[start : start + CHUNK_ROWS], n_classes, np.float64)
     return XtX / (PIXEL_MAX**2 * n_rows), XtY / (PIXEL_MAX * n_rows)
@@ -75,14 +88,21 @@ def largest_eigenvalue(A, tolerance=1e-7, max_iterations=10_000):
     raise ArithmeticError(f"power iteration did not converge in {max_iterations} iterations")
 
 
-def linear_optimum(images, labels, variant, n_classes=N_CLASSES):
+def linear_optimum(images, labels, variant, n_classes=N_CLASSES, weight_decay=0.0):
     """The largest stable full-batch learning rate and the least-squares fit of ``variant``, a
-    pipeline.model.Variant whose ``is_least_squares`` (ŷ = Wx under squared error)."""
+    pipeline.model.Variant whose ``is_least_squares`` (ŷ = Wx (+ b) under squared error), with
+    weight decay ``λ = weight_decay``."""
     if not variant.is_least_squares:
         raise ValueError(f"variant {variant.name!r} is not a least-squares problem (ŷ = Wx, squared error)")
-    gram, XtY = gram_matrices(images, labels, n_classes)
+    gram, XtY = gram_matrices(images, labels, n_classes, variant.bias)
+    if weight_decay:  # λD: every weight but the bias column
+        gram = gram + weight_decay * np.diag(np.r_[np.ones(images.shape[1]), np.zeros(int(variant.bias))])
     gram_max = largest_eigenvalue(gram)
     hessian_max = 2 * gram_max
-    W = np.ascontiguousarray(np.linalg.solve(gram + RIDGE * gram_max * np.eye(len(gram)), XtY).T)
-    floor, _ = loss_and_accuracy(W, images, labels, variant)
-    return LinearOptimum(max_stable_lr=2 / hessian_max, W=W, loss=floor)
+    fit = np.ascontiguousarray(np.linalg.solve(gram + RIDGE * gram_max * np.eye(len(gram)), XtY).T)
+    params = {"W": np.ascontiguousarray(fit[:, : images.shape[1]])}
+    if variant.bias:
+        params["b"] = fit[:, -1].copy()
+    floor, _ = loss_and_accuracy(params, images, labels, variant)
+    return LinearOptimum(max_stable_lr=2 / hessian_max, W=params["W"], loss=floor, b=params.get("b"),
+                         penalty=variant.penalty(params, weight_decay))

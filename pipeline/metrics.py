@@ -60,12 +60,12 @@ def ratio(numerator, denominator):
     return np.divide(numerator, denominator, out=out, where=denominator != 0)
 
 
-def evaluate(Y_hat, labels, variant):
+def evaluate(Y_hat, labels, variant, logits=None):
     """Loss, accuracy, confusion matrix and per-class precision/recall of the predictions ``Ŷ``.
 
     ``Y_hat`` (B, k) is ``pipeline.model.forward(W, X, variant)`` on the test inputs;
     ``labels`` (B,) integers in 0..k-1; ``variant`` (a name or a pipeline.model.Variant) scores
-    them with its loss.
+    them with its loss, from the ``logits`` Z too when given (cross-entropy: ``log_softmax(Z)``).
     """
     classes = Y_hat.shape[1]
     if len(labels) == 0:
@@ -74,7 +74,7 @@ def evaluate(Y_hat, labels, variant):
     correct = np.diag(confusion)
     support = confusion.sum(axis=1)
     return Evaluation(
-        loss=variant_named(variant).loss.value(Y_hat, one_hot(labels, classes, Y_hat.dtype)),
+        loss=variant_named(variant).loss.value(Y_hat, one_hot(labels, classes, Y_hat.dtype), logits),
         accuracy=float(correct.sum() / len(labels)),
         confusion=confusion,
         precision=ratio(correct, confusion.sum(axis=0)),
@@ -83,21 +83,24 @@ def evaluate(Y_hat, labels, variant):
     )
 
 
-def loss_and_accuracy(W, images, labels, variant, chunk_rows=1024):
-    """Mean loss ``L`` and accuracy of W on uint8 ``images`` (N, n) with ``labels`` (N,).
+def loss_and_accuracy(params, images, labels, variant, chunk_rows=1024):
+    """Mean loss ``L`` (the data term, no weight decay) and accuracy of ``params`` (a dict of
+    arrays; an array is ``{"W": W}``) on uint8 ``images`` (N, n) with ``labels`` (N,).
 
-    Chunk by chunk (no float copy of all rows), with the variant's ``forward`` and loss on
+    Chunk by chunk (no float copy of all rows), with the variant's ``predict`` and loss on
     ``X = images / 255``; a row counts as right when the arg max of ``ŷ`` is its label.
     """
     if len(images) == 0:
         raise ValueError("cannot evaluate on zero rows")
     variant = variant_named(variant)
+    params = params if isinstance(params, dict) else {"W": params}
+    dtype, classes = params[variant.WEIGHTS[0]].dtype, params[variant.WEIGHTS[-1]].shape[0]
     sum_of_losses, correct = 0.0, 0
     for start in range(0, len(images), chunk_rows):
-        X = scaled(images[start : start + chunk_rows], W.dtype)
+        X = scaled(images[start : start + chunk_rows], dtype)
         y = labels[start : start + chunk_rows]
-        Y_hat = variant.forward({"W": W}, X)
-        sum_of_losses += variant.loss.value(Y_hat, one_hot(y, W.shape[0], W.dtype)) * len(y)
+        Z, Y_hat = variant.predict(params, X)
+        sum_of_losses += variant.loss_value(Z, Y_hat, one_hot(y, classes, dtype)) * len(y)
         correct += int(np.count_nonzero(Y_hat.argmax(axis=1) == y))
     return sum_of_losses / len(images), correct / len(images)
 

@@ -55,6 +55,32 @@ def templates_image(W, zoom=4, columns=5):
     return np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
 
 
+def heatmap_image(A, zoom=4):
+    """A matrix as an RGB uint8 picture, one ``zoom``x``zoom`` block per entry: TEMPLATE_COLORMAP
+    over [-max|a|, max|a|] (0 white), non-finite entries grey. For W₂ (k, m): row c is how each
+    hidden unit pushes digit c's score."""
+    A = np.asarray(A, dtype=np.float64)
+    finite = np.isfinite(A)
+    scale = np.max(np.abs(A[finite]), initial=0.0)
+    scaled_values = np.where(finite, A / scale if scale > 0 else 0.0, 0.0)
+    levels = np.round((scaled_values + 1) / 2 * (COLOUR_LEVELS - 1)).astype(np.intp)
+    rgb = _template_colours()[levels]
+    rgb[~finite] = round(GAP_GREY * 255)
+    return np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
+
+
+HIDDEN_UNITS_SHOWN = 100  # rows of W₁ pictured: enough to see the kinds of templates
+
+
+def parameter_images(params):
+    """The pictures of a model's weight matrices, {image key: RGB array}: a single layer's W as
+    ten digit templates (``templates_image``); a hidden layer's W1 as the templates of its first
+    HIDDEN_UNITS_SHOWN units, ten to a row, and W2 as a heat map. Biases are not pictured."""
+    if "W" in params:
+        return {"W": templates_image(params["W"])}
+    return {"W1": templates_image(params["W1"][:HIDDEN_UNITS_SHOWN], zoom=2, columns=10), "W2": heatmap_image(params["W2"])}
+
+
 @functools.cache
 def _template_colours():
     """TEMPLATE_COLORMAP as a (COLOUR_LEVELS, 3) uint8 table: indexing it is far cheaper than
@@ -93,7 +119,7 @@ def loss_curve_figure(history, step_loss_steps, step_losses, steps_per_epoch, ti
     else:
         axes.text(0.5, 0.5, "no finite positive loss to draw", transform=axes.transAxes, ha="center", va="center")
     axes.set_xlabel("epoch")
-    axes.set_ylabel("loss  (mean ||ŷ − y||²)")
+    axes.set_ylabel("loss  (the variant's, mean over rows)")
     axes.set_title(title)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small")

@@ -8,8 +8,8 @@
 ``images``: a file, a folder (its pictures, IDX and .npy files) or a glob pattern, or a list of
 them (``'images=[a.png,b.jpg]'``). Pictures are made MNIST-like first (pipeline.digits: cropped,
 scaled into 20x20, centred by mass); IDX files and .npy arrays are MNIST inputs already.
-``trained``: a folder the train stage wrote (W.npy; its variant is the folder's name, or
-``variant=...``), an MLflow run id (the model logged with that run), or an MLflow model URI
+``trained``: a folder the train stage wrote (params.npz, which names its model; an older
+folder's W.npy is taken to be of the variant its name, or ``variant=...``, says), an MLflow run id (the model logged with that run), or an MLflow model URI
 (``models:/<name>@<alias>``, ``models:/<name>/<version>``, ``models:/<model id>``, ``runs:/...``)
 looked up in ``tracking.uri``. Either way the prediction is the project's own forward pass.
 
@@ -32,6 +32,7 @@ from omegaconf import OmegaConf
 from pipeline import classifier, tracking
 from pipeline.config import ConfigError, PredictConfig, stage_app, validated
 from pipeline.digits import DigitError, read_digits
+from pipeline.files import PARAMS_FILE, WeightsError, read_params, read_weights
 from pipeline.model import VARIANTS
 from pipeline.tracking import schema
 
@@ -119,14 +120,24 @@ def load_predictor(trained, variant, tracking_cfg):
 
 
 def folder_predictor(folder, variant):
-    weights = folder / "W.npy"
-    if not weights.is_file():
-        raise ModelNotFound(f"{weights} not found: train first (python -m pipeline.train), or name a run or model")
-    variant = variant or folder.name
-    if variant not in VARIANTS:
+    """The model of a folder the train stage wrote: params.npz and the model fields in it; or an
+    older folder's W.npy, of the variant ``variant`` or the folder's name."""
+    weights = folder / PARAMS_FILE
+    try:
+        if weights.is_file():
+            params, fields = read_params(weights)
+            model = fields or variant or folder.name
+        else:
+            weights = folder / "W.npy"
+            if not weights.is_file():
+                raise ModelNotFound(f"{folder / PARAMS_FILE} not found: train first (python -m pipeline.train), or name a run or model")
+            params, model = {"W": read_weights(weights)}, variant or folder.name
+    except WeightsError as error:
+        raise ModelNotFound(str(error)) from None
+    if not isinstance(model, dict) and model not in VARIANTS:
         raise ModelNotFound(f"{folder}: cannot tell its variant from the folder's name; add variant=<{'|'.join(VARIANTS)}>")
-    params = {"W": np.load(weights, allow_pickle=False)}  # what the train stage writes
-    return (lambda pixels: classifier.scores(params, pixels, {"name": variant})), f"{variant} W from {weights}"
+    name = classifier.variant_name(model)
+    return (lambda pixels: classifier.scores(params, pixels, model)), f"{name} {', '.join(params)} from {weights}"
 
 
 def load_pyfunc(uri, store):

@@ -5,8 +5,9 @@ thread), as a LoggedModel the run's Models column shows, loadable with
 ``mlflow.pyfunc.load_model`` and servable with ``mlflow models serve``:
 
     MLmodel              flavor python_function, the signature, the input example
-    python_model.pkl     the pipeline.classifier.DigitClassifier: the variant's fields only
-    artifacts/params.npz the trained parameters, one array per name ({"W": (10, 784)} today)
+    python_model.pkl     the pipeline.classifier.DigitClassifier: the model's fields only
+    artifacts/params.npz the trained parameters, one array per name ({"W": (10, 784)}, or with
+                         "b"; "W1", "b1", "W2", "b2" for a hidden layer)
     code/pipeline/       the modules the prediction runs (CODE_MODULES), so loading it needs
                          neither this repository nor an installed handgrad
     requirements.txt     numpy, pinned to the version that trained it (and mlflow)
@@ -32,7 +33,7 @@ from pipeline.tracking import schema
 
 # Every module the prediction imports, shipped with the model; a test loads a model in a process
 # that cannot see this repository, so a missing one fails there.
-CODE_MODULES = ("__init__.py", "constants.py", "model.py", "classifier.py")
+CODE_MODULES = ("__init__.py", "activations.py", "classifier.py", "constants.py", "mlp.py", "model.py", "variants.py")
 # MLflow's notes on every log: that a Python object is pickled (it holds plain values here), that
 # the input example is checked; and the progress bar of loading the model back to check it.
 QUIET_LOGGERS = ("mlflow.pyfunc", "mlflow.models")
@@ -44,8 +45,8 @@ def log_model(run, params, fields, example, tracking_uri=None, step=0):
     URI, or None.
 
     ``run``: a run id, the project's tracking.Run (nothing is logged when it is disabled), or
-    None for MLflow's active run. ``fields``: the variant's config (``{"name": "softmax"}``) or its
-    name. ``example``: a few real digits, uint8 pixel rows (n, 784), stored as the input example.
+    None for MLflow's active run. ``fields``: the model's fields (pipeline.variants.plain of
+    conf's model) or the name of an entry of pipeline.model's table. ``example``: a few real digits, uint8 pixel rows (n, 784), stored as the input example.
     ``step``: the run's metrics at this step are linked to the model (the final ones, when the
     train stage logs it). The run's status is left as it is. Raises ValueError for non-finite
     parameters (a diverged training has nothing worth serving).
@@ -69,7 +70,8 @@ def log_model(run, params, fields, example, tracking_uri=None, step=0):
     # Created here so it lands in the run's experiment, not the one the environment names.
     logged = client.create_logged_model(
         experiment_id, name=schema.LOGGED_MODEL, source_run_id=run_id, model_type="pyfunc",
-        tags={schema.VARIANT: variant_name(fields)}, params={f"model.{k}": str(v) for k, v in model.fields.items()},
+        tags={schema.VARIANT: variant_name(fields)},
+        params={f"model.{k}": str(v) for k, v in (fields.items() if isinstance(fields, dict) else [("name", fields)])},
     )
     with TemporaryDirectory() as folder, quiet():
         params_file = Path(folder) / "params.npz"

@@ -35,6 +35,8 @@ CHUNK_ROWS = 256
 # their work, even when another process holds the other core.
 PARALLEL_ROWS = 8192
 INITS = ("zeros", "ones", "normal")
+# The weights that multiply the raw pixels P = 255·X: their step carries the 1/255 (see above).
+INPUT_WEIGHTS = ("W", "W1")
 # BLAS on one thread for the products here, small (B x 784 x 10): split over threads, each product
 # waits for any thread another process has descheduled, which on a shared machine costs far more
 # than it saves (python -m pipeline.bench); and idle OpenBLAS threads spin after each call, on the
@@ -92,27 +94,35 @@ class SGD:
     batch loss stops training before that batch's update.
     """
 
-    def __init__(self, images, labels, W, variant, lr, batch_size, shuffle_rng, divergence_factor):
-        if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != W.shape[1]:
-            raise ValueError(f"images must be uint8 (N, {W.shape[1]}), got {images.dtype} {images.shape}")
+    def __init__(self, images, labels, params, variant, lr, batch_size, shuffle_rng, divergence_factor, weight_decay=0.0):
+        params = params if isinstance(params, dict) else {"W": params}
+        self.variant = variant_named(variant)
+        first, last = self.variant.WEIGHTS[0], self.variant.WEIGHTS[-1]
+        n_inputs, n_classes, dtype = params[first].shape[1], params[last].shape[0], params[first].dtype
+        if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != n_inputs:
+            raise ValueError(f"images must be uint8 (N, {n_inputs}), got {images.dtype} {images.shape}")
         if len(labels) != len(images) or len(images) == 0:
             raise ValueError(f"need as many labels as images, at least one: got {len(labels)} and {len(images)}")
-        # Column-major W, and the gradient buffers made like it: OpenBLAS writes Δᵀ P into a
-        # column-major (k, n) array faster, and ``W -= gradient`` runs at memory speed only when
+        # Column-major weights, and the gradient buffers made like them: OpenBLAS writes Δᵀ P into
+        # a column-major (k, n) array faster, and ``W -= gradient`` runs at memory speed only when
         # both have the same layout.
-        self.images, self.labels, self.W = images, labels, np.asfortranarray(W)
-        self.params = {"W": self.W}  # the same array: updates to W are seen through it
-        self.variant, self.lr, self.rng = variant_named(variant), lr, shuffle_rng
+        self.params = {key: np.asfortranarray(P) if P.ndim == 2 else P.copy() for key, P in params.items()}
+        self.W = self.params.get("W")  # the same array: updates to W are seen through it
+        self.images, self.labels = images, labels
+        self.lr, self.rng, self.weight_decay = lr, shuffle_rng, weight_decay
         self.n_rows = len(images)
         self.batch_size = min(batch_size, self.n_rows)
         self.shuffle = self.batch_size < self.n_rows
         self.divergence_factor = divergence_factor
         self.loss_limit = np.inf  # set by the first batch
-        self.targets = one_hot(labels, W.shape[0], W.dtype)
+        self.targets = one_hot(labels, n_classes, dtype)
         halves = 2 if self.batch_size >= PARALLEL_ROWS else 1
-        self.buffers = [Buffers(min(self.batch_size, CHUNK_ROWS), self.W) for _ in range(halves)]
+        self.buffers = [self.make_buffers(min(self.batch_size, CHUNK_ROWS)) for _ in range(halves)]
         self.helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sgd-half") if halves == 2 else None
         self.predicted = np.empty(self.n_rows, dtype=np.intp)
+
+    def make_buffers(self, rows):
+        return Buffers(rows, self.params)
 
     @property
     def steps_per_epoch(self):
@@ -155,13 +165,14 @@ class SGD:
         middle = (start + stop) // 2
         second_half = self.helper.submit(self._rows_loss_and_gradient, self.buffers[1], order, middle, stop)
         loss_sum = self._rows_loss_and_gradient(self.buffers[0], order, start, middle) + second_half.result()
-        self.buffers[0].gradient += self.buffers[1].gradient
+        for key, gradient in self.buffers[0].gradients.items():
+            gradient += self.buffers[1].gradients[key]
         return loss_sum / (stop - start)
 
     def _rows_loss_and_gradient(self, buffers, order, start, stop):
         """``Σ_b L_b`` over rows ``start:stop`` (of ``order``), and ``Δᵀ P`` summed over them into
         ``buffers.gradient``."""
-        params, variant = self.params, self.variant
+        params, variant, bias_gradient = self.params, self.variant, buffers.gradients.get("b")
         loss_sum = 0.0
         for chunk_start in range(start, stop, buffers.rows):
             chunk_stop = min(chunk_start + buffers.rows, stop)
@@ -175,8 +186,7 @@ class SGD:
                 raw = self.images[chunk_start:chunk_stop]
                 targets = self.targets[chunk_start:chunk_stop]
             np.copyto(pixels, raw)  # uint8 -> float: P = 255·X
-            Z = variant.logits(params, pixels, out=Z)
-            Z *= 1 / PIXEL_MAX
+            Z = variant.logits(params, pixels, out=Z, scale=1 / PIXEL_MAX)  # X Wᵀ (+ b)
             predicted = np.argmax(Z, axis=1, out=self.predicted[chunk_start:chunk_stop])
             rows_loss, delta = variant.loss_sum_and_delta(Z, targets, out=G, argmax=predicted)
             loss_sum += rows_loss
@@ -185,19 +195,35 @@ class SGD:
             np.matmul(delta.T, pixels, out=buffers.gradient if first else partial)
             if not first:
                 buffers.gradient += partial
+            if bias_gradient is not None:  # Σ_b δ_b, as the product 1ᵀ Δ
+                accumulate(bias_gradient, delta, first)
         return loss_sum
 
     def _apply_gradient(self, batch_rows):
-        """``W ← W − (lr / (255·B)) · Δᵀ P``, i.e. ``W − lr · ∂L/∂W``."""
-        gradient = self.buffers[0].gradient
-        gradient *= self.lr / (PIXEL_MAX * batch_rows)
-        self.W -= gradient
+        """``W ← W − (lr / (255·B)) · Δᵀ P``, i.e. ``W − lr · ∂L/∂W``; with weight decay first
+        ``W ← (1 − 2·lr·λ) W`` (the step along ``2λW``); ``b ← b − (lr / B) Σ_b δ_b``."""
+        gradients = self.buffers[0].gradients
+        for key, gradient in gradients.items():
+            if self.weight_decay and key in self.variant.WEIGHTS:
+                self.params[key] *= 1 - 2 * self.lr * self.weight_decay
+            gradient *= self.lr / ((PIXEL_MAX if key in INPUT_WEIGHTS else 1) * batch_rows)
+            self.params[key] -= gradient
+
+
+def accumulate(total, Delta, first):
+    """``total = Σ_b Δ_b`` (first chunk of a batch) or ``total += Σ_b Δ_b``, rows summed by BLAS."""
+    ones = np.ones((1, len(Delta)), dtype=Delta.dtype)
+    if first:
+        np.matmul(ones, Delta, out=total[None, :])
+    else:
+        total += (ones @ Delta)[0]
 
 
 class Buffers:
     """Preallocated arrays for chunks of up to ``rows`` rows, and views of them for fewer."""
 
-    def __init__(self, rows, W):
+    def __init__(self, rows, params):
+        W = params["W"]
         k, n = W.shape
         self.rows = rows
         self.raw = np.empty((rows, n), dtype=np.uint8)
@@ -205,7 +231,8 @@ class Buffers:
         self.Z = np.empty((rows, k), dtype=W.dtype)
         self.G = np.empty((rows, k), dtype=W.dtype)
         self.targets = np.empty((rows, k), dtype=W.dtype)
-        self.gradient = np.empty_like(W)
+        self.gradients = {key: np.empty_like(P) for key, P in params.items()}
+        self.gradient = self.gradients["W"]
         self.partial = np.empty_like(W)
         self.full = self._slice(rows)
 
@@ -216,7 +243,7 @@ class Buffers:
         return (self.raw[:rows], self.pixels[:rows], self.Z[:rows], self.G[:rows], self.targets[:rows], self.partial)
 
 
-def loss_and_accuracy(W, images, labels, variant, chunk_rows=CHUNK_ROWS * 4):
+def loss_and_accuracy(params, images, labels, variant, chunk_rows=CHUNK_ROWS * 4):
     """pipeline.metrics.loss_and_accuracy with BLAS on one thread, as the loop runs."""
     with one_blas_thread():
-        return metrics.loss_and_accuracy(W, images, labels, variant, chunk_rows)
+        return metrics.loss_and_accuracy(params, images, labels, variant, chunk_rows)

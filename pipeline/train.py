@@ -6,7 +6,7 @@ into it as an MLflow Model (pipeline.served_model; none for a diverged run), and
 stable paths in ``out_dir`` and only once training is over and its model logged (as one set: all
 four, or none):
 
-    W.npy            the final weights (10, 784)
+    params.npz       the final parameters (W, b; W1, b1, W2, b2) and the model's fields
     metrics.json     final train and validation loss and accuracy, epochs run, divergence, time
     history.csv      one row per epoch, for ``dvc plots``
     mlflow_run.json  run id, experiment id and tracking URI, for the evaluate stage
@@ -37,13 +37,15 @@ from tqdm import tqdm
 from pipeline import tracking
 from pipeline.config import ConfigError, TrainConfig, stage_app, validated
 from pipeline.data import load_split, read_provenance, train_val_split
-from pipeline.files import json_bytes, write_set
+from pipeline.files import PARAMS_FILE, json_bytes, params_writer, write_set
 from pipeline.idx import IDXError
 from pipeline.least_squares import linear_optimum
-from pipeline.sgd import SGD, initial_weights, loss_and_accuracy, seeded_generators
+from pipeline.mlp_sgd import initial_params, trainer
+from pipeline.sgd import loss_and_accuracy, seeded_generators
 from pipeline.tracking import schema
+from pipeline.variants import build, plain
 
-OUTPUT_FILES = ("W.npy", "metrics.json", "history.csv", "mlflow_run.json")
+OUTPUT_FILES = (PARAMS_FILE, "metrics.json", "history.csv", "mlflow_run.json")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
 PROGRESS_UPDATES_PER_EPOCH = 10
 EXAMPLE_DIGITS = 3  # validation digits stored as the logged model's input example
@@ -82,6 +84,7 @@ def run(cfg):
     started = time.perf_counter()
     try:
         validated(cfg, TrainConfig)
+        model = built(cfg.model)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
@@ -92,11 +95,11 @@ def run(cfg):
         print(f"cannot train: {error}", file=sys.stderr)
         return 1
 
-    variant, optim = cfg.model.name, cfg.optim
+    optim = cfg.optim
     init_rng, shuffle_rng = seeded_generators(optim.seed)
-    W = initial_weights(optim.init, optim.init_scale, train.images.shape[1], np.dtype(cfg.dtype), init_rng)
-    sgd = SGD(train.images, train.labels, W, variant, optim.lr, optim.batch_size, shuffle_rng, cfg.divergence.factor)
-    optimum = linear_optimum(train.images, train.labels, sgd.variant) if sgd.variant.is_least_squares else None
+    initial = initial_params(model, optim.init, optim.init_scale, train.images.shape[1], cfg.dtype, init_rng)
+    sgd = trainer(train.images, train.labels, initial, model, optim.lr, optim.batch_size, shuffle_rng, cfg.divergence.factor, optim.weight_decay)
+    optimum = linear_optimum(train.images, train.labels, model, weight_decay=optim.weight_decay) if model.is_least_squares else None
 
     name = run_name(cfg)
     params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
@@ -109,18 +112,26 @@ def run(cfg):
         print(f"{name}: training on {len(train.labels):,} rows, validating on {len(val.labels):,}, "
               f"{optim.epochs} epochs of {sgd.steps_per_epoch:,} steps; {where}", flush=True)
 
-        training = fit(sgd, val, optim.epochs, cfg.tracking, mlflow_run, name)
-        metrics = final_metrics(sgd, train, val, training, started)
+        training = fit(sgd, val, optim.epochs, cfg.tracking, mlflow_run, name, optim.weight_decay)
+        metrics = final_metrics(sgd, train, val, training, started, optim.weight_decay)
         log_outcome(mlflow_run, sgd, training, metrics, optimum, name)
-        log_model(mlflow_run, sgd, OmegaConf.to_container(cfg.model, resolve=True), val, training)
+        log_model(mlflow_run, sgd, plain(cfg.model), val, training)
         if optimum is not None:  # in MLflow since the start, as linear/*
             metrics["linear"] = {"max_stable_lr": optimum.max_stable_lr, "least_squares_loss": optimum.loss}
         record = {"run_id": mlflow_run.run_id, "experiment_id": mlflow_run.experiment_id, "tracking_uri": mlflow_run.tracking_uri}
         mlflow_run.wait()  # a failed MLflow write fails the stage before any output is replaced
-        write_outputs(Path(cfg.out_dir), sgd.W, metrics, training.history, record)
+        write_outputs(Path(cfg.out_dir), sgd.params, plain(cfg.model), metrics, training.history, record)
 
     print(summary(name, metrics, training, mlflow_run, cfg.out_dir))
     return 1 if metrics["diverged"] and cfg.divergence.fatal else 0
+
+
+def built(model_fields):
+    """The table entry of conf's model fields; ConfigError for a combination the pieces refuse."""
+    try:
+        return build(model_fields)
+    except ValueError as error:
+        raise ConfigError(f"invalid config: {error}") from None
 
 
 def load_training_data(data):
@@ -147,11 +158,11 @@ def run_tags(cfg, provenance, sha256):
     return tags
 
 
-def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name):
+def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name, weight_decay=0.0):
     """Run the epochs, logging as it goes; stops early if the loss diverges."""
     training = Training()
     started = time.perf_counter()
-    mlflow_run.log_snapshot(sgd.W, 0, templates_picture)
+    mlflow_run.log_snapshot(sgd.params, 0, parameters_pictures)
     steps_per_epoch = sgd.steps_per_epoch
     # tqdm's default lock is a multiprocessing semaphore: a sweep's worker killed on Ctrl-C leaks
     # it (a "leaked semaphore" warning). Bars in separate processes share no lock anyway.
@@ -171,7 +182,7 @@ def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name):
                 training.steps = training.diverged_at
                 break
             training.steps += len(result.step_losses)
-            val_loss, val_accuracy = loss_and_accuracy(sgd.W, val.images, val.labels, sgd.variant)
+            val_loss, val_accuracy = loss_and_accuracy(sgd.params, val.images, val.labels, sgd.variant)
             row = {"epoch": epoch, "train_loss": result.loss, "train_accuracy": result.accuracy,
                    "val_loss": val_loss, "val_accuracy": val_accuracy, "seconds": time.perf_counter() - epoch_started}
             training.history.append(row)
@@ -180,8 +191,10 @@ def fit(sgd, val, epochs, tracking_cfg, mlflow_run, name):
                  schema.VAL_ACCURACY: val_accuracy, schema.EPOCH_SECONDS: row["seconds"]},
                 step=epoch,
             )
+            if weight_decay:  # the penalty λ||W||², beside the data term train/loss_epoch
+                mlflow_run.log_metrics({schema.TRAIN_PENALTY: sgd.variant.penalty(sgd.params, weight_decay)}, step=epoch)
             if tracking_cfg.snapshot_every and epoch % tracking_cfg.snapshot_every == 0 and epoch < epochs:
-                mlflow_run.log_snapshot(sgd.W, epoch, templates_picture)
+                mlflow_run.log_snapshot(sgd.params, epoch, parameters_pictures)
             bar.set_postfix(loss=f"{result.loss:.4f}", val_acc=f"{val_accuracy:.3f}", refresh=False)
     training.seconds = time.perf_counter() - started
     return training
@@ -195,10 +208,11 @@ def window_means(step_losses, window, first_step):
     return (first_step + starts + counts - 1).tolist(), means.tolist()
 
 
-def final_metrics(sgd, train, val, training, started):
-    """metrics.json: exact losses and accuracies of the final W, how training went, its cost."""
-    train_loss, train_accuracy = loss_and_accuracy(sgd.W, train.images, train.labels, sgd.variant)
-    val_loss, val_accuracy = loss_and_accuracy(sgd.W, val.images, val.labels, sgd.variant)
+def final_metrics(sgd, train, val, training, started, weight_decay=0.0):
+    """metrics.json: exact losses and accuracies of the final W, how training went, its cost.
+    With weight decay, ``train.penalty`` (λ||W||²) beside the data term ``train.loss``."""
+    train_loss, train_accuracy = loss_and_accuracy(sgd.params, train.images, train.labels, sgd.variant)
+    val_loss, val_accuracy = loss_and_accuracy(sgd.params, val.images, val.labels, sgd.variant)
     metrics = {
         "train": {"loss": train_loss, "accuracy": train_accuracy},
         "val": {"loss": val_loss, "accuracy": val_accuracy},
@@ -208,6 +222,8 @@ def final_metrics(sgd, train, val, training, started):
         "diverged_at_step": training.diverged_at,
         "seconds": {"train": training.seconds, "total": time.perf_counter() - started},
     }
+    if weight_decay:
+        metrics["train"]["penalty"] = sgd.variant.penalty(sgd.params, weight_decay)
     return metrics
 
 
@@ -221,7 +237,7 @@ def log_outcome(mlflow_run, sgd, training, metrics, optimum, name):
         tags[schema.DIVERGED_AT_STEP] = training.diverged_at
         mlflow_run.end_status = "FAILED"
     mlflow_run.set_tags(tags)
-    mlflow_run.log_snapshot(sgd.W, len(training.history) + diverged, templates_picture)  # the epoch it stopped in
+    mlflow_run.log_snapshot(sgd.params, len(training.history) + diverged, parameters_pictures)  # the epoch it stopped in
     curve = {"history": training.history, "step_loss_steps": training.logged_steps, "step_losses": training.logged_losses,
              "steps_per_epoch": sgd.steps_per_epoch, "title": name,
              "floor": optimum.loss if optimum else None, "diverged_at": training.diverged_at}
@@ -236,7 +252,7 @@ def log_model(mlflow_run, sgd, model_fields, val, training):
     if training.diverged_at is not None:
         return
     mlflow_run.flush()
-    # C order, as W.npy is written: the products, and so the scores, are then W.npy's to the last bit.
+    # C order, as params.npz is written: the products, and so the scores, are then its to the last bit.
     params = {name: np.ascontiguousarray(value) for name, value in sgd.params.items()}
     mlflow_run.log_model(logged_model, params, model_fields, val.images[:EXAMPLE_DIGITS], step=training.steps)
 
@@ -253,11 +269,12 @@ def logged_model(run_id, *args, **kwargs):
     return log_model(run_id, *args, **kwargs)
 
 
-def templates_picture(W):
-    """W's rows as digit templates, an RGB array (pipeline.pictures.templates_image)."""
-    from pipeline.pictures import templates_image
+def parameters_pictures(params):
+    """Each weight matrix as a picture, {image key: RGB array} (pipeline.pictures.parameter_images):
+    W's rows or W1's as digit templates, W2 as a heat map."""
+    from pipeline.pictures import parameter_images
 
-    return templates_image(W)
+    return parameter_images(params)
 
 
 def loss_curve_picture(curve):
@@ -273,14 +290,14 @@ def flat_numbers(metrics):
     return {k: v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def write_outputs(out_dir, W, metrics, history, record):
+def write_outputs(out_dir, params, model_fields, metrics, history, record):
     """The four output files, as one set: all of them or, on a failure, none (files.write_set)."""
     history_text = io.StringIO()
     writer = csv.DictWriter(history_text, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     write_set(out_dir, {
-        "W.npy": lambda f: np.save(f, np.ascontiguousarray(W), allow_pickle=False),
+        PARAMS_FILE: params_writer(params, model_fields),
         "metrics.json": json_bytes(metrics),
         "history.csv": history_text.getvalue().encode(),
         "mlflow_run.json": json_bytes(record),

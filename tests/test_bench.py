@@ -66,6 +66,24 @@ def test_a_child_peak_memory_is_its_own():
     assert 1 << 20 < finished.peak_rss < 100 << 20
 
 
+@pytest.mark.slow
+def test_the_hidden_layer_loop_is_timed_against_its_floor_and_its_memory_measured(tmp_path):
+    path = tmp_path / "bench.json"
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        cli.main(["--only", "hidden", "--quick", "--epochs", "2", "--rows", "600", "--json", str(path)])
+    data = json.loads(path.read_text())
+    rows = data["hidden"]["loop"]
+    assert [(r["variant"], r["hidden"], r["batch_size"]) for r in rows] == [("mlp", 128, 256), ("mlp", 128, "full")]
+    for r in rows:
+        assert len(r["epoch_seconds"]["samples"]) == 2 and r["floor_seconds"]["min"] > 0
+        assert r["ratio"] == pytest.approx(r["epoch_seconds"]["min"] / r["floor_seconds"]["min"])
+    memory = data["hidden"]["memory"]
+    assert memory["rows"] == 600 and "model.hidden=256" in memory["command"] and 50 < memory["peak_rss_mb"] < 2000
+    assert [t["what"] for t in data["targets"]][-1].startswith("peak RSS (MB) of a 256-unit hidden layer")
+    assert "hidden-layer loop" in printed.getvalue()
+
+
 def test_the_benchmark_rows_are_contiguous_like_the_stages_rows():
     """Fewer rows than the packaged digits are one tile of the CSV's strided pixel columns: the
     loop would gather them far slower than the IDX rows the stages read."""

@@ -60,7 +60,7 @@ def test_the_table_is_what_every_job_logged_and_wrote(swept, store, tmp_path, ca
         assert row.train_loss == pytest.approx(metrics["train"]["loss"], rel=1e-12)
         assert row.val_accuracy == metrics["val"]["accuracy"]
         assert row.test_accuracy == json.loads((folder / "test_metrics.json").read_text())["test"]["accuracy"]
-        assert row.seconds == (run.info.end_time - run.info.start_time) / 1000
+        assert row.seconds == pytest.approx((run.info.end_time - run.info.start_time) / 1000, abs=1e-9)
         assert (row.max_stable_lr > 0) == (row.variant == "linear")
     diverged = table[table["outcome"] == "diverged"]
     assert list(diverged["variant"]) == ["linear"] and diverged["diverged_at_step"].iloc[0] >= 0
@@ -69,7 +69,8 @@ def test_the_table_is_what_every_job_logged_and_wrote(swept, store, tmp_path, ca
     assert printed.startswith(f"sweep {parent.info.run_id} (finished): ")
     assert "DIVERGED at step" in printed and "linear: full-batch gradient descent is stable below lr" in printed
     markdown = (out / "comparison.md").read_text().splitlines()
-    assert markdown[2] == "| variant | lr | outcome | epochs | train loss | val acc | test acc | seconds | run |"
+    assert markdown[2] == "| model | lr | outcome | epochs | train loss | val acc | test acc | seconds | run |"
+    assert table["changes"].isna().all()  # each run with its variant's own settings (empty in the CSV)
     assert len([line for line in markdown if line.startswith("| softmax") or line.startswith("| linear")]) == 4
     assert all((out / name).read_bytes().startswith(PNG_SIGNATURE) for name in ("loss_curves.png", "accuracy_vs_lr.png"))
 
@@ -187,3 +188,17 @@ def test_loss_curves_draw_every_logged_point_coloured_by_lr(store):
     diverged = losses[losses["run_id"] == table[table["outcome"] == "diverged"]["run_id"].iloc[0]]
     assert cross.get_ydata()[0] == diverged["value"].iloc[-1]
     assert to_rgba(cross.get_color()) == to_rgba("red")
+
+
+def test_a_run_shows_its_variant_and_the_settings_it_changed():
+    runs = pd.DataFrame({
+        "tags.variant": ["mlp", "mlp", "softmax_ce", "softmax", "old"],
+        "params.model.hidden": ["128", "256", "None", "None", np.nan],
+        "params.model.bias": ["True", "True", "False", "False", np.nan],
+        "params.model.activation": ["relu", "tanh", "relu", "relu", np.nan],
+        "params.optim.weight_decay": ["0.0", "0.001", "0.0", "0.0", np.nan],
+    })
+    assert compare.changed_settings(runs) == ["", "hidden=256 activation=tanh weight_decay=0.001", "bias=False", "", ""]
+    table = pd.DataFrame({"variant": runs["tags.variant"], "changes": compare.changed_settings(runs)})
+    assert list(compare.model_label(table)) == ["mlp", "mlp hidden=256 activation=tanh weight_decay=0.001",
+                                                "softmax_ce bias=False", "softmax", "old"]

@@ -2,6 +2,7 @@
 infinity refused, and one exit code (2) for every config error of every stage app."""
 
 import copy
+import dataclasses
 import math
 import os
 import shutil
@@ -95,7 +96,13 @@ def test_a_value_missing_from_conf_is_an_error_naming_its_key(tmp_path, compose_
         ("optim.epochs=0", "optim.epochs=0: must be >= 1"),
         ("optim.init=gaussian", "optim.init='gaussian': must be one of zeros, ones, normal"),
         ("dtype=float16", "dtype='float16': must be one of float32, float64"),
-        ("model.name=logistic", "model.name='logistic': must be one of softmax, linear"),
+        ("model.name=Logistic/2", "model.name='Logistic/2': must be a name of lowercase letters, digits and _ (it names a results folder)"),
+        ("model.output=sigmoid", "model.output='sigmoid': must be one of softmax, identity"),
+        ("model.loss=hinge", "model.loss='hinge': must be one of squared_error, cross_entropy"),
+        ("model.activation=swish", "model.activation='swish': must be one of relu, sigmoid, tanh"),
+        ("model.hidden=0", "model.hidden=0: must be >= 1"),
+        ("model.init=xavier", "model.init='xavier': must be one of auto, he, glorot"),
+        ("optim.weight_decay=-0.1", "optim.weight_decay=-0.1: must be >= 0"),
         ("data.val_fraction=1", "data.val_fraction=1.0: must be in (0, 1)"),
         ("data.source=web", "data.source='web': must be one of auto, mirrors, packaged"),
         ("data.retries=11", "data.retries=11: must be in [0, 10]"),
@@ -138,9 +145,9 @@ def test_the_float_settings_are_the_ones_expected():
     """So that the test above cannot pass by finding no float at all."""
     assert {key for stage, key in FLOAT_KEYS if stage == "train"} == {
         "data.connect_timeout", "data.read_timeout", "data.backoff", "data.val_fraction",
-        "data.packaged_test_fraction", "optim.lr", "optim.init_scale", "divergence.factor",
+        "data.packaged_test_fraction", "optim.lr", "optim.init_scale", "optim.weight_decay", "divergence.factor",
     }
-    assert {key for stage, key in FLOAT_KEYS if stage == "gradcheck"} == {"eps", "tolerance"}
+    assert {key for stage, key in FLOAT_KEYS if stage == "gradcheck"} == {"eps", "tolerance", "weight_decay"}
 
 
 def test_a_range_check_message_keeps_the_range_after_finite(compose_config):
@@ -185,13 +192,22 @@ COMMAND_LINE_ERRORS = [
     ("train", "optim.lrr=0.1", "invalid config: optim.lrr: Key 'lrr' not in 'OptimConfig'"),
     ("train", "optim.batch_size=abc",
      "invalid config: optim.batch_size: Value 'abc' of type 'str' could not be converted to Integer"),
-    ("train", "model=logistic", "invalid config: model=logistic: no such option, conf/model/ has linear, softmax"),
+    ("train", "model=logistic", "invalid config: model=logistic: no such option, conf/model/ has base, linear, mlp, softmax, softmax_ce"),
     ("train", "optim.lr=nan", "invalid config: optim.lr=nan: must be a finite number > 0"),
+    ("train", "model.activation=swish", "invalid config: model.activation='swish': must be one of relu, sigmoid, tanh"),
+    ("train", "optim.weight_decay=nan", "invalid config: optim.weight_decay=nan: must be a finite number >= 0"),
+    ("train", "optim.weight_decay=-1", "invalid config: optim.weight_decay=-1.0: must be >= 0"),
+    ("train", "model.hidden=0", "invalid config: model.hidden=0: must be >= 1"),
+    ("train", "model.hidden=1.5", "invalid config: model.hidden: Value '1.5' of type 'float' could not be converted to Integer"),
+    ("train", "model.hidden=wide", "invalid config: model.hidden: Value 'wide' of type 'str' could not be converted to Integer"),
+    ("train", "model.output=identity model.loss=cross_entropy",
+     "invalid config: model.loss=cross_entropy, model.output=identity: variant 'softmax': cross-entropy is defined after a softmax output only"),
+    ("gradcheck", "model=mlp model.activation=swish", "invalid config: model.activation='swish': must be one of relu, sigmoid, tanh"),
     ("train", "optim.lr=[1", "invalid config: optim.lr=[1: no viable alternative at input '[1'"),
     ("evaluate", "mistakes_shownn=3", "invalid config: mistakes_shownn: Key 'mistakes_shownn' not in 'EvaluateConfig'"),
     ("evaluate", "mistakes_shown=many",
      "invalid config: mistakes_shown: Value 'many' of type 'str' could not be converted to Integer"),
-    ("evaluate", "model=logistic", "invalid config: model=logistic: no such option, conf/model/ has linear, softmax"),
+    ("evaluate", "model=logistic", "invalid config: model=logistic: no such option, conf/model/ has base, linear, mlp, softmax, softmax_ce"),
     ("evaluate", "mistakes_shown=0", "invalid config: mistakes_shown=0: must be in [1, 200]"),
     ("download", "data.retry=1", "invalid config: data.retry: Key 'retry' not in 'DataConfig'"),
     ("download", "data.backoff=soon",
@@ -200,7 +216,7 @@ COMMAND_LINE_ERRORS = [
     ("download", "data.backoff=inf", "invalid config: data.backoff=inf: must be a finite number >= 0"),
     ("gradcheck", "epss=1e-6", "invalid config: epss: Key 'epss' not in 'GradcheckConfig'"),
     ("gradcheck", "seed=abc", "invalid config: seed: Value 'abc' of type 'str' could not be converted to Integer"),
-    ("gradcheck", "model=logistic", "invalid config: model=logistic: no such option, conf/model/ has linear, softmax"),
+    ("gradcheck", "model=logistic", "invalid config: model=logistic: no such option, conf/model/ has base, linear, mlp, softmax, softmax_ce"),
     ("gradcheck", "eps=nan", "invalid config: eps=nan: must be a finite number > 0"),
 ]
 
@@ -223,12 +239,29 @@ def assert_refused(result, line, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(("stage", "override", "line"), COMMAND_LINE_ERRORS)
 def test_every_config_error_of_every_stage_app_exits_2_in_one_line(stage, override, line, tmp_path):
-    assert_refused(run_app(stage, tmp_path, override), line, tmp_path)
+    assert_refused(run_app(stage, tmp_path, *override.split()), line, tmp_path)
 
 
 def test_a_composition_error_exits_2_in_one_line(tmp_path):
     stage, override, line = COMMAND_LINE_ERRORS[0]
     assert_refused(run_app(stage, tmp_path, override), line, tmp_path)
+
+
+def test_a_bad_model_field_exits_2_in_one_line_naming_it(tmp_path):
+    stage, override, line = next(error for error in COMMAND_LINE_ERRORS if error[1] == "model.hidden=1.5")
+    assert_refused(run_app(stage, tmp_path, override), line, tmp_path)
+
+
+def test_the_schema_offers_exactly_the_pieces_of_the_model_table():
+    """config.py names the pieces without importing them (every stage imports config.py)."""
+    from pipeline.activations import ACTIVATIONS
+    from pipeline.config import ModelConfig
+    from pipeline.mlp import INITS
+    from pipeline.model import LOSSES, OUTPUTS
+
+    rules = {f.name: f.metadata.get("one_of") for f in dataclasses.fields(ModelConfig)}
+    assert (rules["output"], rules["loss"], rules["activation"], rules["init"]) == (
+        tuple(OUTPUTS), tuple(LOSSES), tuple(ACTIVATIONS), INITS)
 
 
 @pytest.mark.slow

@@ -59,3 +59,17 @@ def test_the_training_loop_is_referenced():
     """The loop that trains, not only the reference implementation, is pointed at."""
     named = {r["name"] for r in REFERENCES if r["path"] == "pipeline/sgd.py"}
     assert {"SGD._rows_loss_and_gradient", "SGD._batch_loss_and_gradient", "SGD._apply_gradient"} <= named
+
+
+def test_every_new_piece_is_referenced():
+    """Cross-entropy, the bias, weight decay, the hidden layer and its activations (§11-14)."""
+    named = {(r["path"], r["name"]) for r in REFERENCES}
+    assert {
+        ("pipeline/model.py", "CrossEntropy.loss_sum_and_delta"), ("pipeline/model.py", "log_softmax"),
+        ("pipeline/model.py", "Variant.penalty"), ("pipeline/model.py", "Variant.decayed"),
+        ("pipeline/mlp.py", "Network.hidden_layer"), ("pipeline/mlp.py", "Network.hidden_delta"),
+        ("pipeline/mlp.py", "Network.gradients"), ("pipeline/mlp.py", "Network.initial_params"),
+        ("pipeline/activations.py", "ReLU.backward"), ("pipeline/activations.py", "Sigmoid.backward"),
+        ("pipeline/activations.py", "Tanh.backward"), ("pipeline/mlp_sgd.py", "HiddenLayerSGD._rows_loss_and_gradient"),
+        ("pipeline/least_squares.py", "linear_optimum"), ("pipeline/sgd.py", "accumulate"),
+    } <= named

@@ -14,11 +14,12 @@ from matplotlib.image import imread
 
 from pipeline import evaluate, tracking
 from pipeline.data import PROVENANCE_FILE, TEST_FILES
-from pipeline.files import file_sha256
+from pipeline.files import file_sha256, read_params, write_params
 from pipeline.idx import write_idx
 from pipeline.served_model import log_model
 from pipeline.sgd import loss_and_accuracy
 from pipeline.tracking.schema import SELECTION_METRIC
+from pipeline.variants import build
 from tests.helpers import blocked_reader, closed_port, interrupt, start_stage, wait_until
 from tests.paths import REPO_ROOT
 
@@ -26,7 +27,9 @@ from tests.paths import REPO_ROOT
 # template classifier, so a test digit is misclassified exactly when its label disagrees with
 # the block it lights up.
 DIGITS = np.tile(np.arange(10), 4)  # 40 test digits, 4 of each
-MISLABELLED = {3: 5, 17: 2, 28: 0}  # row: the label it is given instead of DIGITS[row]
+MISLABELLED = {3: 5, 17: 2, 28: 0}
+SOFTMAX_FIELDS = {"name": "softmax", "output": "softmax", "loss": "squared_error", "bias": False, "hidden": None,
+                  "activation": "relu", "init": "auto"}  # row: the label it is given instead of DIGITS[row]
 
 
 def synthetic_test_split(data_dir):
@@ -64,7 +67,7 @@ def project(tmp_path, mlflow_store, monkeypatch, compose_config):
     images, labels = synthetic_test_split(tmp_path / "data")
     train_dir = tmp_path / "results" / "softmax"
     train_dir.mkdir(parents=True)
-    np.save(train_dir / "W.npy", template_weights())
+    write_params(train_dir / "params.npz", {"W": template_weights()}, SOFTMAX_FIELDS)
     overrides = [f"data.dir={tmp_path / 'data'}", f"train_dir={train_dir}"]
     cfg = compose_config("evaluate", overrides)
     with tracking.start_run(cfg.tracking, "softmax lr=0.5 bs=32", {"optim.lr": 0.5}, {"variant": "softmax"}) as run:
@@ -99,7 +102,7 @@ def test_outputs_hold_the_known_answers(project):
     metrics = json.loads((train_dir / "test_metrics.json").read_text())["test"]
     assert metrics["accuracy"] == 37 / 40 and metrics["digits"] == 40
     # The training's own measure of loss and accuracy gives the same numbers.
-    W = np.load(train_dir / "W.npy")
+    W = read_params(train_dir / "params.npz")[0]["W"]
     training_loss, training_accuracy = loss_and_accuracy(W, project["images"], project["labels"], "softmax")
     assert metrics["loss"] == pytest.approx(training_loss, rel=1e-6)
     assert metrics["accuracy"] == training_accuracy
@@ -125,6 +128,22 @@ def test_outputs_hold_the_known_answers(project):
     assert confusion_png.shape[2] == 4 and confusion_png.shape[:2] == (560, 640)
     assert mistakes_png.shape[1] == 1040  # 8 columns of 1.3 inches at 100 dpi
     assert not list(train_dir.glob(".*.part"))
+
+
+def test_the_model_is_the_one_its_params_file_names(project):
+    """A hidden-layer network under cross-entropy, whatever model= the evaluate config holds: its
+    test loss is the training's (from the logits), its accuracy its own forward pass's."""
+    fields = {**SOFTMAX_FIELDS, "name": "mlp", "loss": "cross_entropy", "bias": True, "hidden": 6}
+    model = build(fields)
+    params = model.initial_params(784, 10, np.dtype(np.float32), np.random.default_rng(0))
+    params["b2"] += np.arange(10, dtype=np.float32)  # far from uniform: a large loss
+    write_params(project["train_dir"] / "params.npz", params, fields)
+    assert run_evaluate(project) == 0
+
+    metrics = json.loads((project["train_dir"] / "test_metrics.json").read_text())["test"]
+    training_loss, training_accuracy = loss_and_accuracy(params, project["images"], project["labels"], model)
+    assert metrics["loss"] == pytest.approx(training_loss, rel=1e-6) and metrics["loss"] > 5
+    assert metrics["accuracy"] == training_accuracy
 
 
 def test_logs_into_the_training_run_and_keeps_its_status(project):
@@ -220,17 +239,17 @@ def test_runs_without_mlflow_when_tracking_is_off(project, capsys):
 
 
 def test_bad_config_fails_before_anything_is_read_or_written(project, capsys):
-    assert run_evaluate(project, "mistakes_shown=0", "model.name=logistic") == 2
+    assert run_evaluate(project, "mistakes_shown=0", "model.name=Logistic") == 2
     error = capsys.readouterr().err
     assert "mistakes_shown=0: must be in [1, 200]" in error
-    assert "model.name='logistic': must be one of softmax, linear" in error
+    assert "model.name='Logistic': must be a name of lowercase letters" in error
     assert not (project["train_dir"] / "test_metrics.json").exists()
 
 
 def test_missing_weights_say_which_stage_to_run(project, capsys):
-    (project["train_dir"] / "W.npy").unlink()
+    (project["train_dir"] / "params.npz").unlink()
     assert run_evaluate(project) == 1
-    assert f"{project['train_dir'] / 'W.npy'} not found: run the train stage first" in capsys.readouterr().err
+    assert f"{project['train_dir'] / 'params.npz'} not found: run the train stage first" in capsys.readouterr().err
 
 
 def test_test_data_changed_since_its_provenance_is_refused_before_anything_is_written(project, capsys):
@@ -238,7 +257,7 @@ def test_test_data_changed_since_its_provenance_is_refused_before_anything_is_wr
     write_idx(labels_path, DIGITS.astype(np.uint8))  # a valid file, with other labels
     assert run_evaluate(project) == 1
     assert capsys.readouterr().err.startswith(f"cannot evaluate: {labels_path}: changed since the download stage wrote it")
-    assert sorted(p.name for p in project["train_dir"].iterdir()) == ["W.npy", "mlflow_run.json"]
+    assert sorted(p.name for p in project["train_dir"].iterdir()) == ["mlflow_run.json", "params.npz"]
     assert project["client"].get_run(project["run"].run_id).data.metrics == {}
 
 
@@ -251,21 +270,21 @@ def nan_weights():
 @pytest.mark.parametrize(
     "weights, problem",
     [
-        (template_weights()[:, :700], "has shape (10, 700), expected (10, 784): one row of weights per digit"),
-        (template_weights().astype(np.int32), "holds int32 values, expected floats"),
-        (template_weights().astype(np.complex64), "holds complex64 values, expected floats"),
-        (nan_weights(), "10 weights are NaN or infinite (a diverged training?)"),
+        (template_weights()[:, :700], "holds {'W': (10, 700)}, expected {'W': (10, 784)} for the model softmax"),
+        (template_weights().astype(np.int32), "W holds int32 values, expected floats"),
+        (template_weights().astype(np.complex64), "W holds complex64 values, expected floats"),
+        (nan_weights(), "10 values of W are NaN or infinite (a diverged training?)"),
     ],
     ids=["shape", "integer", "complex", "nan"],
 )
-def test_weights_that_are_not_a_trained_w_exit_2_naming_the_file(project, capsys, weights, problem):
+def test_parameters_that_are_not_a_trained_model_exit_2_naming_the_file(project, capsys, weights, problem):
     # Before: a matmul traceback, a casting traceback, or a silent result (complex: the imaginary
     # part dropped; NaN: accuracy 10%, loss nan) written and logged.
-    np.save(project["train_dir"] / "W.npy", weights)
+    write_params(project["train_dir"] / "params.npz", {"W": weights}, SOFTMAX_FIELDS)
 
     assert run_evaluate(project) == 2
-    assert capsys.readouterr().err.startswith(f"cannot evaluate: {project['train_dir'] / 'W.npy'}: {problem}")
-    assert sorted(p.name for p in project["train_dir"].iterdir()) == ["W.npy", "mlflow_run.json"]
+    assert capsys.readouterr().err.startswith(f"cannot evaluate: {project['train_dir'] / 'params.npz'}: {problem}")
+    assert sorted(p.name for p in project["train_dir"].iterdir()) == ["mlflow_run.json", "params.npz"]
     assert project["client"].get_run(project["run"].run_id).data.metrics == {}
 
 
@@ -276,7 +295,7 @@ def test_a_tracking_server_nobody_answers_on_fails_it_before_any_output_is_writt
     with pytest.raises(tracking.TrackingError, match=f"MLflow store {uri}: connection refused"):
         run_evaluate(project)
 
-    assert sorted(p.name for p in project["train_dir"].iterdir()) == ["W.npy", "mlflow_run.json"]
+    assert sorted(p.name for p in project["train_dir"].iterdir()) == ["mlflow_run.json", "params.npz"]
 
 
 @pytest.mark.slow
@@ -289,7 +308,7 @@ def test_ctrl_c_during_evaluate_is_one_line_and_exit_130_like_train(project):
         assert interrupt(process, signal.SIGINT) == 130
 
     assert process.output() == "interrupted by Ctrl-C (SIGINT): no outputs written\n"  # was a traceback
-    assert sorted(p.name for p in project["train_dir"].iterdir()) == ["W.npy", "mlflow_run.json"]
+    assert sorted(p.name for p in project["train_dir"].iterdir()) == ["mlflow_run.json", "params.npz"]
 
 
 @pytest.mark.slow
@@ -300,6 +319,6 @@ def test_command_line_prints_the_result_and_leaves_no_hydra_files(project):
     )
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip().splitlines()[-1]
-    assert line.startswith(f"softmax, W from {project['train_dir']}: test accuracy 92.5%, test loss ")
+    assert line.startswith(f"softmax, trained in {project['train_dir']}: test accuracy 92.5%, test loss ")
     assert f"on 40 digits; MLflow run {project['run'].run_id}: mlflow ui --backend-store-uri sqlite:///" in line
     assert sorted(p.name for p in project["dir"].iterdir()) == ["data", "mlflow.db", "mlflow.db.lock", "mlruns", "results"]

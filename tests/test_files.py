@@ -1,6 +1,7 @@
 """Outputs written atomically, one by one or as a set, as strict JSON; a trained W read back,
 checked."""
 
+import re
 import resource
 import signal
 import subprocess
@@ -9,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline.files import WeightsError, atomic_write, json_bytes, read_weights, write_set
+from pipeline.files import WeightsError, atomic_write, json_bytes, read_params, read_weights, write_params, write_set
 from tests.paths import REPO_ROOT
 
 
@@ -126,3 +127,32 @@ def test_anything_but_a_finite_float_10_by_784_w_is_refused_naming_the_file(tmp_
 
     assert str(raised.value).startswith(f"{path}: {problem}")
     assert raised.value.exit_status == 2
+
+
+def test_params_round_trip_byte_for_byte_the_same_file(tmp_path):
+    params = {"W1": np.arange(6, dtype=np.float32).reshape(2, 3), "b1": np.array([0.5, -1.0])}
+    fields = {"name": "mlp", "hidden": 2, "bias": True}
+    write_params(tmp_path / "a.npz", params, fields)
+    write_params(tmp_path / "b.npz", params, fields)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()  # no timestamps
+    read, read_fields = read_params(tmp_path / "a.npz")
+    assert read_fields == fields and list(read) == ["W1", "b1"]
+    for key in params:
+        assert read[key].dtype == params[key].dtype
+        np.testing.assert_array_equal(read[key], params[key])
+    with np.load(tmp_path / "a.npz") as plain:  # an ordinary .npz
+        np.testing.assert_array_equal(plain["W1"], params["W1"])
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"W": np.ones((2, 2), dtype=np.int64)}, "W holds int64 values, expected floats"),
+    ({"W1": np.ones(3), "b1": np.array([1.0, np.nan])}, "1 values of b1 are NaN or infinite (a diverged training?)"),
+    ({}, "holds no parameters"),
+])
+def test_params_that_are_not_a_trained_model_are_refused_naming_the_file(tmp_path, params, message):
+    write_params(tmp_path / "p.npz", params, {"name": "x"})
+    with pytest.raises(WeightsError, match=re.escape(f"{tmp_path / 'p.npz'}: {message}")):
+        read_params(tmp_path / "p.npz")
+    (tmp_path / "q.npz").write_bytes(b"not a zip")
+    with pytest.raises(WeightsError, match="q.npz: not a file of parameters"):
+        read_params(tmp_path / "q.npz")

@@ -14,7 +14,7 @@ from pipeline.gradcheck import (
     shown_entries,
     worst_entry,
 )
-from pipeline.model import loss_and_grad
+from pipeline.model import VARIANTS
 from tests.paths import REPO_ROOT
 
 ROW = re.compile(r"^\s*W\[(\d+), (\d+)\]\s+(\S+)\s+(\S+)\s+(\S+)(  <- largest \|a - n\|)?$")
@@ -95,13 +95,15 @@ def test_command_passes_and_prints_real_gradients(variant):
     result = run_gradcheck(f"model={variant}", "shown=5")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == f"gradient check: model={variant}, W (10, 784), batch 4, eps 1e-06, seed 0"
+    assert lines[0] == f"gradient check: model={variant}, W (10, 784), batch 4, weight decay 0.001, eps 1e-06, seed 0"
 
-    rows = [ROW.match(line) for line in lines[2:-1]]
+    rows = [ROW.match(line) for line in lines[2:-2]]
     assert all(rows) and len(rows) in (5, 6)
     assert sum(bool(row[6]) for row in rows) == 1
+    assert lines[-2].startswith("W: relative error over its 7840 entries: ")
     W, X, Y = random_problem(0, 4, 784, 10)
-    _, analytic = loss_and_grad(W, X, Y, variant)
+    _, analytic = VARIANTS[variant].loss_and_grad({"W": W}, X, Y, weight_decay=0.001)
+    analytic = analytic["W"]
     for row in rows:
         i, j, printed_analytic, printed_numeric = int(row[1]), int(row[2]), float(row[3]), float(row[4])
         assert printed_analytic == pytest.approx(analytic[i, j], rel=1e-9)
@@ -128,3 +130,28 @@ def test_command_rejects_a_bad_config_by_name():
     assert result.returncode == 2
     assert result.stderr == "invalid config: eps=0.0: must be > 0\n"
     assert result.stdout == ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides, keys", [
+    (["model=softmax_ce"], ["W", "b"]),
+    (["model=linear", "model.bias=true", "weight_decay=0.1"], ["W", "b"]),
+    (["model=mlp", "model.hidden=16"], ["W1", "b1", "W2", "b2"]),
+    (["model=mlp", "model.hidden=16", "model.activation=sigmoid", "model.bias=false"], ["W1", "W2"]),
+    (["model=mlp", "model.hidden=16", "model.activation=tanh", "model.loss=squared_error"], ["W1", "b1", "W2", "b2"]),
+])
+def test_command_checks_every_parameter_of_any_variant(overrides, keys):
+    result = run_gradcheck(*overrides, "shown=2")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    checked = [line.split(":")[0] for line in lines if ": relative error over its " in line]
+    assert checked == keys
+    errors = [float(line.rsplit(" ", 1)[1]) for line in lines if ": relative error over its " in line]
+    assert max(errors) < 1e-7 and max(errors) > 0  # compared for real, not trivially equal
+    assert SUMMARY.match(lines[-1])[4] == "OK"
+
+
+def test_command_refuses_cross_entropy_without_a_softmax():
+    result = run_gradcheck("model=linear", "model.loss=cross_entropy")
+    assert result.returncode == 2
+    assert "cross-entropy is defined after a softmax output only" in result.stderr

@@ -8,17 +8,17 @@ from tests.helpers import imported_modules, module_path, project_modules
 
 # Bottom to top. A module may import its own layer (without a cycle) and any layer below.
 LAYERS = (
-    ("pure math and constants", {"pipeline.constants", "pipeline.model", "pipeline.metrics", "pipeline.least_squares", "pipeline.sgd"}),
-    ("file formats, data, config, pictures", {"pipeline.digits", "pipeline.files", "pipeline.idx", "pipeline.data", "pipeline.mirrors",
-                                              "pipeline.config", "pipeline.exits", "pipeline.pictures"}),
+    ("pure math and constants", {"pipeline.constants", "pipeline.model", "pipeline.activations", "pipeline.mlp", "pipeline.metrics",
+                                 "pipeline.least_squares", "pipeline.sgd", "pipeline.mlp_sgd", "pipeline.variants"}),
+    ("file formats, data, config, pictures", {"pipeline.digits", "pipeline.files", "pipeline.idx", "pipeline.data", "pipeline.mirrors", "pipeline.config", "pipeline.exits", "pipeline.pictures"}),
     ("the MLflow adapter", {"pipeline.tracking", "pipeline.tracking.schema", "pipeline.tracking.store", "pipeline.tracking.writer",
                             "pipeline.tracking.runs", "pipeline.tracking.reports", "pipeline.classifier", "pipeline.served_model",
                             "pipeline.registry"}),
     ("stages", {"pipeline.download", "pipeline.train", "pipeline.evaluate", "pipeline.gradcheck", "pipeline.seed_example",
                 "pipeline.predict"}),
     ("orchestration", {"experiments.sweep", "experiments.compare", "experiments.compare_figures", "experiments.ui",
-                       "bench", "bench.cli", "bench.commands", "bench.data", "bench.loop", "bench.machine", "bench.measure", "bench.peer_models", "bench.peers", "bench.report",
-                       "bench.served",
+                       "bench", "bench.cli", "bench.commands", "bench.data", "bench.hidden", "bench.loop", "bench.machine", "bench.measure",
+                       "bench.peer_models", "bench.peers", "bench.report", "bench.served",
                        "bench.__main__"}),
 )
 # Package markers with no code: in no layer, imported by nothing.

@@ -110,7 +110,7 @@ def test_most_confidently_wrong_of_perfect_predictions_is_empty():
 class AbsoluteError:
     """A loss that is not the squared error: evaluation must score with the variant's own."""
 
-    def value(self, Y_hat, Y):
+    def value(self, Y_hat, Y, Z=None):
         return float(np.mean(np.sum(np.abs(Y_hat - Y), axis=-1)))
 
 

@@ -5,7 +5,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from pipeline.gradcheck import batch_loss, numeric_grad, numeric_partials, random_problem, relative_error
-from pipeline.model import IDENTITY, SOFTMAX, SQUARED_ERROR, VARIANTS, Variant, loss_and_grad, softmax, softmax_jvp, variant
+from pipeline.model import (
+    CROSS_ENTROPY, IDENTITY, LOSSES, OUTPUTS, SOFTMAX, SQUARED_ERROR, VARIANTS, Variant, log_softmax, loss_and_grad, softmax, softmax_jvp,
+    variant,
+)
 
 EPS = 1e-6
 TOLERANCE = 1e-7
@@ -243,3 +246,81 @@ def test_bad_input_names_the_problem(W, X, Y, variant, message):
 def test_integer_weights_are_refused_rather_than_rounding_inputs():
     with pytest.raises(ValueError, match="W must be a floating-point array, got dtype int64"):
         loss_and_grad(np.zeros((2, 3), dtype=np.int64), [[0.5, 0.9, 0.2]], [[1.0, 0.0]], "linear")
+
+
+# --- cross-entropy, the bias, weight decay --------------------------------------------------
+
+CE = Variant("ce", output=SOFTMAX, loss=CROSS_ENTROPY)
+CE_BIAS = Variant("ce+b", output=SOFTMAX, loss=CROSS_ENTROPY, bias=True)
+ENTRIES = [VARIANTS["softmax"], VARIANTS["linear"], CE, CE_BIAS,
+           Variant("linear+b", output=IDENTITY, loss=SQUARED_ERROR, bias=True),
+           Variant("softmax+b", output=SOFTMAX, loss=SQUARED_ERROR, bias=True)]
+
+
+def with_bias(model, W, seed):
+    return {"W": W, **({"b": np.random.default_rng(seed).normal(0, 1, W.shape[0])} if model.bias else {})}
+
+
+@pytest.mark.parametrize("model", ENTRIES, ids=lambda m: m.name)
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+@pytest.mark.parametrize("seed, batch_size, n_inputs, n_outputs, weight_scale", [(0, 1, 3, 2, 1), (2, 5, 4, 3, 100), (3, 7, 6, 10, 1)])
+def test_every_parameter_matches_central_differences(model, weight_decay, seed, batch_size, n_inputs, n_outputs, weight_scale):
+    W, X, Y = random_problem(seed, batch_size, n_inputs, n_outputs)
+    params = with_bias(model, W * weight_scale, seed)
+    L, grads = model.loss_and_grad(params, X, Y, weight_decay)
+    assert set(grads) == set(params)
+    assert L == pytest.approx(model.objective(params, X, Y, weight_decay), rel=1e-12)
+    for key, P in params.items():
+        numeric = numeric_grad(batch_loss(X, Y, model, params, key, weight_decay), P, EPS)
+        assert relative_error(grads[key], numeric) < TOLERANCE, key
+
+
+def test_cross_entropy_delta_is_the_softmax_jacobian_times_its_loss_gradient():
+    """``δ = J_Sᵀ g`` with ``g = ∂L/∂ŷ = −y/ŷ`` collapses to ``ŷ − y`` (docs §11)."""
+    rng = np.random.default_rng(20)
+    Z, Y = rng.normal(size=(5, 4)) * 3, one_hot_rows(rng, 5, 4)
+    S = softmax(Z)
+    chained = softmax_jvp(S, -Y / S)
+    loss_sum, Delta = CE.loss_sum_and_delta(Z.copy(), Y)
+    np.testing.assert_allclose(Delta, S - Y, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(chained, S - Y, rtol=0, atol=1e-12)
+    assert loss_sum == pytest.approx(-np.sum(Y * np.log(S)), rel=1e-13)
+
+
+def test_cross_entropy_is_finite_where_a_probability_underflows():
+    """Logits 1e4 apart: ŷ of the right class is exactly 0 in float64, log ŷ would be −inf."""
+    Z = np.array([[1e4, 0.0, -1e4], [0.0, 0.0, 0.0]])
+    Y = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    assert softmax(Z)[0, 2] == 0.0
+    expected = (2e4 + np.log(3)) / 2  # row 0: −(−2e4) (+ log(1 + e^-1e4 + ...) = 0); row 1: log 3
+    assert CROSS_ENTROPY.value(softmax(Z), Y, Z) == pytest.approx(expected, rel=1e-15)
+    loss_sum, Delta = CE.loss_sum_and_delta(Z.copy(), Y)
+    assert loss_sum == pytest.approx(2 * expected, rel=1e-15)
+    assert np.all(np.isfinite(Delta))
+    np.testing.assert_allclose(log_softmax(Z)[1], -np.log(3) * np.ones(3), rtol=1e-15)
+
+
+def test_cross_entropy_needs_a_softmax():
+    with pytest.raises(ValueError, match="cross-entropy is defined after a softmax output only"):
+        Variant("bad", output=IDENTITY, loss=CROSS_ENTROPY)
+
+
+def test_the_bias_gradient_is_the_mean_delta_and_the_penalty_skips_it():
+    W, X, Y = random_problem(21, 6, 5, 3)
+    params = with_bias(CE_BIAS, W, 21)
+    _, plain = CE_BIAS.loss_and_grad(params, X, Y)
+    _, decayed = CE_BIAS.loss_and_grad(params, X, Y, weight_decay=0.5)
+    np.testing.assert_allclose(plain["b"], (softmax(X @ W.T + params["b"]) - Y).mean(axis=0), rtol=1e-13)
+    np.testing.assert_array_equal(decayed["b"], plain["b"])
+    np.testing.assert_allclose(decayed["W"], plain["W"] + 2 * 0.5 * W, rtol=1e-14)
+    assert CE_BIAS.penalty(params, 0.5) == pytest.approx(0.5 * np.sum(W**2), rel=1e-14)
+
+
+def test_the_pieces_are_named_as_conf_names_them():
+    assert OUTPUTS == {"softmax": SOFTMAX, "identity": IDENTITY}
+    assert LOSSES == {"squared_error": SQUARED_ERROR, "cross_entropy": CROSS_ENTROPY}
+
+
+def test_a_bias_of_the_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match=r"b must be \(2,\) to match W \(2, 3\), got shape \(3,\)"):
+        CE_BIAS.loss_and_grad({"W": W23, "b": np.zeros(3)}, X43, np.eye(2)[[0, 1, 0, 1]])

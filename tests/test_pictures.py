@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.pictures import confusion_figure, loss_curve_figure, mistakes_figure, templates_image, tile_templates
+from pipeline.pictures import (
+    confusion_figure, heatmap_image, loss_curve_figure, mistakes_figure, parameter_images, templates_image, tile_templates,
+)
 
 
 def weights_with_a_mark_per_digit():
@@ -110,3 +112,26 @@ def test_mistakes_figure_pastes_each_digit_under_its_label():
     png = io.BytesIO()
     figure.savefig(png, format="png", dpi=100)
     assert Image.open(png).size[0] == 8 * 130
+
+
+def test_parameter_images_picture_each_weight_matrix():
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(10, 784))
+    one_layer = parameter_images({"W": W, "b": rng.normal(size=10)})
+    assert list(one_layer) == ["W"]  # W as ever; a bias is not pictured
+    np.testing.assert_array_equal(one_layer["W"], templates_image(W))
+    W1, W2 = rng.normal(size=(128, 784)), rng.normal(size=(10, 128))
+    hidden = parameter_images({"W1": W1, "b1": np.zeros(128), "W2": W2, "b2": np.zeros(10)})
+    assert list(hidden) == ["W1", "W2"]
+    # The first 100 hidden units' templates, ten to a row, 2 screen pixels per weight.
+    np.testing.assert_array_equal(hidden["W1"], templates_image(W1[:100], zoom=2, columns=10))
+    assert hidden["W1"].shape == (2 * (10 * 29 - 1), 2 * (10 * 29 - 1), 3)
+    assert hidden["W2"].shape == (4 * 10, 4 * 128, 3) and hidden["W2"].dtype == np.uint8
+
+
+def test_heatmap_image_is_white_at_zero_and_red_blue_at_the_extremes():
+    image = heatmap_image(np.array([[0.0, 2.0, -2.0, np.nan]]), zoom=1)
+    white, red, blue, grey = image[0]
+    assert tuple(white) == (247, 247, 247) or min(white) > 240
+    assert red[0] > red[2] and blue[2] > blue[0]
+    assert tuple(grey) == (153, 153, 153)

@@ -25,7 +25,7 @@ from tests.paths import REPO_ROOT
 
 VARIANTS = ("softmax", "linear")
 STAGES = ("download", *(f"{stage}@{variant}" for stage in ("train", "evaluate") for variant in VARIANTS))
-TRAIN_OUTPUTS = ("W.npy", "metrics.json", "history.csv", "mlflow_run.json")
+TRAIN_OUTPUTS = ("params.npz", "metrics.json", "history.csv", "mlflow_run.json")
 EVALUATE_OUTPUTS = ("test_metrics.json", "per_class.csv", "confusion.csv", "confusion.png", "misclassified.png")
 DATA_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
               "t10k-labels-idx1-ubyte.gz", "provenance.json")
@@ -115,7 +115,7 @@ def test_first_repro_runs_every_stage_and_writes_every_output(clone):
     for variant in VARIANTS:
         results = clone.root / "results" / variant
         assert {p.name for p in results.iterdir()} >= {*TRAIN_OUTPUTS, *EVALUATE_OUTPUTS}
-        assert np.load(results / "W.npy", allow_pickle=False).shape == (10, 784)
+        assert np.load(results / "params.npz", allow_pickle=False)["W"].shape == (10, 784)
         history = (results / "history.csv").read_text().splitlines()
         assert history[0].startswith("epoch,train_loss,") and len(history) == 1 + 10
         assert len((results / "confusion.csv").read_text().splitlines()) == 1 + 1000

@@ -11,19 +11,23 @@ from hydra import compose, initialize_config_dir
 from pipeline import predict
 from pipeline.digits import read_digits
 from pipeline.idx import write_idx
+from pipeline.files import write_params
 from pipeline.registry import register_best
 from pipeline.classifier import scores
+from pipeline.variants import build
 from tests.model_helpers import logged_run, real_digits, trained_params
 from tests.paths import CONF_DIR, REPO_ROOT
 
 DRAWN_DIR = REPO_ROOT / "tests" / "digits"
+SOFTMAX_FIELDS = {"name": "softmax", "output": "softmax", "loss": "squared_error", "bias": False, "hidden": None,
+                  "activation": "relu", "init": "auto"}
 
 
 @pytest.fixture
 def trained_dir(tmp_path):
     folder = tmp_path / "results" / "softmax"
     folder.mkdir(parents=True)
-    np.save(folder / "W.npy", trained_params()["W"])
+    write_params(folder / "params.npz", trained_params(), SOFTMAX_FIELDS)
     return folder
 
 
@@ -41,11 +45,27 @@ def test_drawn_digits_through_a_folders_w(trained_dir, capsys):
     assert run_predict(f"images={DRAWN_DIR}", f"trained={trained_dir}") == 0
     out = capsys.readouterr().out.splitlines()
     files = sorted(p for p in DRAWN_DIR.iterdir() if p.suffix in (".png", ".jpg"))
-    assert out[0] == f"10 images, softmax W from {trained_dir}/W.npy"
+    assert out[0] == f"10 images, softmax W from {trained_dir}/params.npz"
     images = np.concatenate([read_digits(f) for f in files])
     assert out[1:] == expected_lines([str(f) for f in files], images, "softmax")
     first = out[1].split()
     assert first[0] == f"{files[0]}:" and first[2].startswith("(") and len(out[1].split(", ")) == 3
+
+
+def test_a_folder_of_any_variant_answers_with_its_own_forward_pass(tmp_path, capsys):
+    fields = {**SOFTMAX_FIELDS, "name": "mlp", "loss": "cross_entropy", "bias": True, "hidden": 7, "activation": "tanh"}
+    model = build(fields)
+    params = model.initial_params(784, 10, np.dtype(np.float32), np.random.default_rng(0))
+    folder = tmp_path / "multirun" / "3"  # a sweep job's folder: its name says nothing
+    folder.mkdir(parents=True)
+    write_params(folder / "params.npz", params, fields)
+    assert run_predict(f"images={DRAWN_DIR}", f"trained={folder}") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"10 images, mlp W1, b1, W2, b2 from {folder}/params.npz"
+    files = sorted(p for p in DRAWN_DIR.iterdir() if p.suffix in (".png", ".jpg"))
+    images = np.concatenate([read_digits(f) for f in files]).reshape(10, -1)
+    S = model.forward(params, images.astype(np.float32) / np.float32(255))
+    assert out[1:] == [predict.line(str(f), row, 3) for f, row in zip(files, S)]
 
 
 def test_an_idx_file_and_the_variant_named_explicitly(tmp_path, trained_dir, capsys):

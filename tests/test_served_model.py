@@ -32,18 +32,40 @@ def model_folder(model_uri):
     return mlflow.artifacts.download_artifacts(model_uri)
 
 
-@pytest.mark.parametrize("variant", ["softmax", "linear"])
+MLP_FIELDS = {"name": "mlp", "output": "softmax", "loss": "cross_entropy", "bias": True, "hidden": 12,
+              "activation": "relu", "init": "auto"}
+
+
+def mlp_params():
+    """A hidden-layer network fitted for a few full-batch steps: better than chance, any fit will do."""
+    from pipeline.mlp_sgd import trainer
+    from pipeline.sgd import seeded_generators
+    from pipeline.variants import build
+
+    model = build(MLP_FIELDS)
+    images, labels = real_digits()
+    params = model.initial_params(784, 10, np.dtype(np.float32), np.random.default_rng(0))
+    sgd = trainer(images[:4000], labels[:4000], params, model, 0.5, 100, seeded_generators(0)[1], 1e6)
+    for _ in range(3):
+        sgd.run_epoch()
+    return sgd.params
+
+
+@pytest.mark.parametrize("variant", ["softmax", "linear", "mlp"])
 def test_the_loaded_model_predicts_exactly_the_forward_pass(mlflow_store, variant):
     run_id = new_run(mlflow_store)
-    model_uri = log_model(run_id, trained_params(), variant, real_digits()[0][:3], mlflow_store.uri)
+    params, variant = (mlp_params(), MLP_FIELDS) if variant == "mlp" else (trained_params(), variant)
+    model_uri = log_model(run_id, params, variant, real_digits()[0][:3], mlflow_store.uri)
     images, labels = real_digits()
     unseen = images[4000:]
-    expected = scores(trained_params(), unseen, variant)
+    expected = scores(params, unseen, variant)
     for uri in (model_uri, f"runs:/{run_id}/model"):
         answer = mlflow.pyfunc.load_model(uri).predict(unseen.astype(np.float32))
         np.testing.assert_array_equal(answer["scores"], expected)
         np.testing.assert_array_equal(answer["digit"], expected.argmax(axis=1))
     assert np.mean(expected.argmax(axis=1) == labels[4000:]) > 0.75  # a real model on unseen real digits
+    tags = mlflow_store.client.get_logged_model(model_uri.removeprefix("models:/")).tags
+    assert tags["variant"] == (variant["name"] if isinstance(variant, dict) else variant)
 
 
 def test_the_run_lists_the_model_and_keeps_its_status(mlflow_store, logged):
@@ -56,12 +78,16 @@ def test_the_run_lists_the_model_and_keeps_its_status(mlflow_store, logged):
     assert model.params == {"model.name": "softmax"}
 
 
-def test_the_variants_fields_are_what_the_model_keeps(mlflow_store):
-    # As the train stage logs it: conf/model/<variant>.yaml's fields, not just a name.
+def test_the_models_fields_are_what_the_model_keeps(mlflow_store):
+    # As the train stage logs it: conf/model/<name>.yaml's fields, not just a name.
+    fields = {**MLP_FIELDS, "name": "linear", "output": "identity", "loss": "squared_error", "bias": False, "hidden": None}
     run_id = new_run(mlflow_store)
-    model_uri = log_model(run_id, trained_params(), {"name": "linear"}, real_digits()[0][:3], mlflow_store.uri)
+    model_uri = log_model(run_id, trained_params(), fields, real_digits()[0][:3], mlflow_store.uri)
     model = mlflow.pyfunc.load_model(model_uri)
-    assert model.unwrap_python_model().fields == {"name": "linear"}
+    assert model.unwrap_python_model().fields == fields
+    assert mlflow_store.client.get_logged_model(model_uri.removeprefix("models:/")).params == {
+        "model.name": "linear", "model.output": "identity", "model.loss": "squared_error", "model.bias": "False",
+        "model.hidden": "None", "model.activation": "relu", "model.init": "auto"}
     pixels = real_digits()[0][4000:4100]
     np.testing.assert_array_equal(model.predict(pixels.astype(np.float32))["scores"], scores(trained_params(), pixels, "linear"))
 

@@ -79,7 +79,7 @@ def test_parallel_jobs_on_a_new_store_all_land_complete_in_one_experiment(data_d
         overrides = [f"data.dir={data_dir}", *QUICK, f"model={run.data.params['model.name']}",
                      f"optim.lr={run.data.params['optim.lr']}", f"out_dir={tmp_path / 'alone'}", "tracking.enabled=false"]
         assert train.run(compose_config("train", overrides)) == 0
-        assert (folder / "W.npy").read_bytes() == (tmp_path / "alone" / "W.npy").read_bytes()
+        assert (folder / "params.npz").read_bytes() == (tmp_path / "alone" / "params.npz").read_bytes()
 
     assert outcomes[("linear", 10)] and not outcomes[("linear", 0.002)] and not any(outcomes[("softmax", lr)] for lr in LEARNING_RATES)
     assert not (tmp_path / "results").exists()  # the DVC pipeline's outputs are never a sweep's

@@ -139,16 +139,19 @@ def test_buffered_metrics_are_all_written_in_batches(mlflow_store):
 
 def test_a_weight_snapshot_is_the_array_at_that_moment_and_its_picture_at_that_step(mlflow_store, tmp_path):
     W = np.arange(7840, dtype=np.float32).reshape(10, 784)
+    b = np.arange(10, dtype=np.float32)
     picture = np.zeros((6, 8, 3), dtype=np.uint8)
     picture[:, :4, 0] = 255  # left half red
     drawn_from = []
     with tracking.start_run(settings(), "run", {}, {}) as run:
-        run.log_snapshot(W, epoch=3, draw=lambda drawn: drawn_from.append(drawn.copy()) or picture)
+        run.log_snapshot({"W": W, "b": b}, epoch=3, draw=lambda drawn: drawn_from.append(drawn["W"].copy()) or {"W": picture})
         W += 1  # training goes on while the snapshot is written
+        b += 1
 
     folder = mlflow_store.client.download_artifacts(run.run_id, "", str(tmp_path / "download"))
     saved = np.load(f"{folder}/weights/W_epoch_0003.npy", allow_pickle=False)
     np.testing.assert_array_equal(saved, W - 1)
+    np.testing.assert_array_equal(np.load(f"{folder}/weights/b_epoch_0003.npy", allow_pickle=False), b - 1)
     [drawn] = drawn_from
     np.testing.assert_array_equal(drawn, W - 1)  # the picture is of the snapshot, too
     assert saved.dtype == np.float32

@@ -22,6 +22,7 @@ from mlflow.entities import LoggedModelStatus
 from pipeline import tracking, train
 from pipeline.classifier import scores
 from pipeline.data import PROVENANCE_FILE, TRAIN_FILES
+from pipeline.files import read_params
 from pipeline.idx import read_idx, write_idx
 from tests.helpers import blocked_reader, closed_port, interrupt, start_stage, wait_until
 from tests.http_mirror import SilentServer
@@ -68,8 +69,10 @@ def test_both_variants_reduce_the_loss_at_a_sane_lr(variant, data_dir, tmp_path,
     assert metrics["val"]["accuracy"] >= 0.8
     assert metrics["epochs"] == 4 and metrics["steps"] == 4 * 6  # 180 rows in batches of 32
     assert metrics["diverged"] is False and metrics["diverged_at_step"] is None
-    W = np.load(out / "W.npy", allow_pickle=False)
-    assert W.shape == (10, 784) and W.dtype == np.float32
+    params, fields = read_params(out / "params.npz")
+    assert list(params) == ["W"] and params["W"].shape == (10, 784) and params["W"].dtype == np.float32
+    assert fields == {"name": variant, "output": {"softmax": "softmax", "linear": "identity"}[variant], "loss": "squared_error",
+                      "bias": False, "hidden": None, "activation": "relu", "init": "auto"}
     assert json.loads((out / "mlflow_run.json").read_text()) == {"run_id": None, "experiment_id": None, "tracking_uri": None}
 
 
@@ -88,7 +91,7 @@ def test_the_same_config_gives_bitwise_identical_weights(dtype, data_dir, tmp_pa
     for name, seed in (("first", 3), ("again", 3), ("other seed", 4)):
         out = tmp_path / name
         assert train_run(data_dir, out, f"dtype={dtype}", f"optim.seed={seed}", "optim.epochs=2", "tracking.enabled=false")[0] == 0
-        runs[name] = np.load(out / "W.npy")
+        runs[name] = read_params(out / "params.npz")[0]["W"]
 
     assert runs["first"].dtype == np.dtype(dtype)
     assert runs["first"].tobytes() == runs["again"].tobytes()
@@ -150,7 +153,7 @@ def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_pat
     assert artifacts("weights") == [f"weights/W_epoch_{e:04d}.npy" for e in (0, 2, 4)]
     folder = mlflow_store.client.download_artifacts(run.info.run_id, "weights", str(tmp_path / "download"))
     final = np.load(f"{folder}/W_epoch_0004.npy", allow_pickle=False)
-    np.testing.assert_array_equal(final, np.load(out / "W.npy"))
+    np.testing.assert_array_equal(final, read_params(out / "params.npz")[0]["W"])
     assert not np.load(f"{folder}/W_epoch_0000.npy", allow_pickle=False).any()  # zeros at the start
     pictures = [p for p in artifacts("images") if p.endswith(".png")]
     assert sorted(int(p.split("+step+")[1].split("+")[0]) for p in pictures) == [0, 2, 4]
@@ -181,7 +184,7 @@ def test_divergence_is_a_result_recorded_as_such(data_dir, tmp_path, mlflow_stor
     assert metrics["diverged"] is True
     step = metrics["diverged_at_step"]
     assert 0 < step < 24 and metrics["steps"] == step and metrics["epochs"] == step // 6
-    assert np.load(out / "W.npy").shape == (10, 784)
+    assert read_params(out / "params.npz")[0]["W"].shape == (10, 784)
     [run] = mlflow_store.runs()
     assert run.info.status == "FAILED"
     assert run.data.tags["diverged"] == "true" and run.data.tags["diverged_at_step"] == str(step)
@@ -189,12 +192,14 @@ def test_divergence_is_a_result_recorded_as_such(data_dir, tmp_path, mlflow_stor
     assert run.outputs.model_outputs == []  # nothing worth serving
 
 
-@pytest.mark.parametrize("variant", ["softmax", "linear"])
-def test_a_run_logs_its_model_which_answers_as_the_written_parameters_do(variant, data_dir, tmp_path, mlflow_store, train_run):
+@pytest.mark.parametrize("overrides", [("model=softmax", "optim.lr=0.5"), ("model=linear", "optim.lr=0.002"),
+                                       ("model=softmax_ce",), ("model=mlp", "model.hidden=12")])
+def test_a_run_logs_its_model_which_answers_as_the_written_parameters_do(overrides, data_dir, tmp_path, mlflow_store, train_run):
     import mlflow
 
     out = tmp_path / "out"
-    status, metrics = train_run(data_dir, out, f"model={variant}", f"optim.lr={SANE_LR[variant]}", "optim.epochs=2")
+    status, metrics = train_run(data_dir, out, *overrides, "optim.epochs=2")
+    params, fields = read_params(out / "params.npz")
 
     assert status == 0
     [run] = mlflow_store.runs()
@@ -202,14 +207,14 @@ def test_a_run_logs_its_model_which_answers_as_the_written_parameters_do(variant
     assert output.step == metrics["steps"]
     [model] = mlflow_store.client.search_logged_models([run.info.experiment_id])  # what the Models column lists
     assert (model.model_id, model.source_run_id, model.name, model.status) == (output.model_id, run.info.run_id, "model", LoggedModelStatus.READY)
-    assert model.tags["variant"] == variant and model.params == {"model.name": variant}
+    assert model.tags["variant"] == fields["name"] and model.params == {f"model.{k}": str(v) for k, v in fields.items()}
     # The final metrics are the model's too (its page shows them): the validation accuracy the registry picks by.
     linked = {m.key: m.value for m in model.metrics}
     assert linked["final/val.accuracy"] == metrics["val"]["accuracy"] and linked["final/train.loss"] == metrics["train"]["loss"]
 
     test_images = read_idx(data_dir / "t10k-images-idx3-ubyte.gz").reshape(-1, 784)
     answer = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(test_images.astype(np.float32))
-    expected = scores({"W": np.load(out / "W.npy")}, test_images, variant)
+    expected = scores(params, test_images, fields)
     np.testing.assert_array_equal(answer["scores"], expected)
     np.testing.assert_array_equal(answer["digit"], expected.argmax(axis=1))
     # Its input example: real digits of the training file (validation rows), never test digits.
@@ -222,7 +227,7 @@ def test_a_run_logs_its_model_which_answers_as_the_written_parameters_do(variant
 def test_a_model_that_cannot_be_logged_fails_the_run_and_leaves_the_outputs_as_they_were(data_dir, tmp_path, mlflow_store, train_run):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "W.npy").write_bytes(b"the previous run's weights")
+    (out / "params.npz").write_bytes(b"the previous run's weights")
     client, _ = tracking.connect(mlflow_store.uri, "handgrad")
     # The experiment's logged models go to mlruns/handgrad/models/: a file there makes every model's upload fail.
     (mlflow_store.path.parent / "mlruns" / "handgrad").mkdir(parents=True, exist_ok=True)
@@ -232,11 +237,54 @@ def test_a_model_that_cannot_be_logged_fails_the_run_and_leaves_the_outputs_as_t
     with pytest.raises(tracking.TrackingError, match="mlruns/handgrad/models/m-[0-9a-f]+: Not a directory"):
         train_run(data_dir, out, "optim.epochs=1")
 
-    assert [p.name for p in out.iterdir()] == ["W.npy"] and (out / "W.npy").read_bytes() == b"the previous run's weights"
+    assert [p.name for p in out.iterdir()] == ["params.npz"] and (out / "params.npz").read_bytes() == b"the previous run's weights"
     [run] = mlflow_store.runs()
     assert run.info.status == "FAILED" and run.info.end_time is not None
     assert "Not a directory" in run.data.tags["error"]
     assert "final/val.accuracy" in run.data.metrics  # what training did is still recorded
+
+
+def test_a_hidden_layer_run_snapshots_and_pictures_every_parameter(data_dir, tmp_path, mlflow_store, train_run):
+    out = tmp_path / "out"
+    status, metrics = train_run(data_dir, out, "model=mlp", "model.hidden=12", "optim.epochs=2", "optim.weight_decay=0.001")
+
+    assert status == 0
+    params, fields = read_params(out / "params.npz")
+    assert {key: P.shape for key, P in params.items()} == {"W1": (12, 784), "b1": (12,), "W2": (10, 12), "b2": (10,)}
+    assert fields["hidden"] == 12 and fields["name"] == "mlp"
+    [run] = mlflow_store.runs()
+    assert run.data.params["model.hidden"] == "12" and run.data.tags["variant"] == "mlp"
+    artifacts = sorted(a.path for a in mlflow_store.client.list_artifacts(run.info.run_id, "weights"))
+    assert artifacts == [f"weights/{key}_epoch_{e:04d}.npy" for key in ("W1", "W2", "b1", "b2") for e in (0, 1, 2)]
+    folder = mlflow_store.client.download_artifacts(run.info.run_id, "weights", str(tmp_path / "download"))
+    for key, P in params.items():
+        np.testing.assert_array_equal(np.load(f"{folder}/{key}_epoch_0002.npy"), P)
+    pictures = sorted(a.path for a in mlflow_store.client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png"))
+    assert sorted({p.split("/")[1].split("+step+")[0] for p in pictures}) == ["W1", "W2"]
+    # Weight decay: its penalty beside the data term, per epoch and at the end.
+    penalty = sum(0.001 * float(np.vdot(params[key], params[key])) for key in ("W1", "W2"))
+    assert metrics["train"]["penalty"] == pytest.approx(penalty, rel=1e-5)
+    history = mlflow_store.client.get_metric_history(run.info.run_id, "train/penalty")
+    assert sorted(m.step for m in history) == [1, 2]
+    assert run.data.metrics["final/train.penalty"] == pytest.approx(penalty, rel=1e-5)
+
+
+def test_a_hidden_layer_that_blows_up_is_a_recorded_divergence(data_dir, tmp_path, mlflow_store, train_run):
+    out = tmp_path / "out"
+    status, metrics = train_run(data_dir, out, "model=mlp", "model.hidden=8", "model.loss=squared_error",
+                                "model.output=identity", "optim.lr=1000")
+
+    assert status == 0 and metrics["diverged"] is True
+    [run] = mlflow_store.runs()
+    assert run.info.status == "FAILED" and run.data.tags["diverged"] == "true"
+    assert set(read_params(out / "params.npz")[0]) == {"W1", "b1", "W2", "b2"}
+
+
+def test_no_weight_decay_logs_no_penalty(data_dir, tmp_path, train_run):
+    status, metrics = train_run(data_dir, tmp_path, "model=softmax_ce", "optim.epochs=1", "tracking.enabled=false")
+
+    assert status == 0 and "penalty" not in metrics["train"]
+    assert set(read_params(tmp_path / "params.npz")[0]) == {"W", "b"}
 
 
 def test_divergence_can_be_made_fatal(data_dir, tmp_path, train_run):
@@ -287,13 +335,19 @@ def test_tags_say_which_sweep_job_and_dvc_experiment_a_run_belongs_to(monkeypatc
         ("optim.lr=0", "optim.lr=0.0: must be > 0"),
         ("optim.lr=-1", "optim.lr=-1.0: must be > 0"),
         ("optim.batch_size=0", "optim.batch_size=0: must be >= 1"),
-        ("model.name=quadratic", "model.name='quadratic': must be one of softmax, linear"),
+        ("model.name=Quadratic", "model.name='Quadratic': must be a name of lowercase letters, digits and _"),
+        ("model.activation=swish", "model.activation='swish': must be one of relu, sigmoid, tanh"),
+        ("model.hidden=0", "model.hidden=0: must be >= 1"),
+        ("optim.weight_decay=nan", "optim.weight_decay=nan: must be a finite number >= 0"),
+        ("model.output=identity", None),  # with the default model's cross-entropy below
         ("dtype=float16", "dtype='float16': must be one of float32, float64"),
     ],
 )
 def test_a_bad_value_fails_before_any_data_or_run(override, message, tmp_path, mlflow_store, capsys, train_run):
     out = tmp_path / "out"
-    status, _ = train_run(tmp_path / "no data here", out, override)
+    if message is None:  # a combination the model's pieces refuse
+        override, message = [override, "model.loss=cross_entropy"], "cross-entropy is defined after a softmax output only"
+    status, _ = train_run(tmp_path / "no data here", out, *([override] if isinstance(override, str) else override))
 
     assert status == 2
     assert message in capsys.readouterr().err
@@ -305,7 +359,7 @@ def test_a_bad_value_fails_before_any_data_or_run(override, message, tmp_path, m
     "override, message, exit_status",
     [
         ("optim.lrate=0.1", "optim.lrate: Key 'lrate' not in 'OptimConfig'", 2),  # Hydra's own composition error
-        ("model=quadratic", "model=quadratic: no such option, conf/model/ has linear, softmax", 2),
+        ("model=quadratic", "model=quadratic: no such option, conf/model/ has base, linear, mlp, softmax, softmax_ce", 2),
         ("optim.batch_size=abc", "optim.batch_size: Value 'abc' of type 'str' could not be converted to Integer", 2),
         ("optim.lr=0", "optim.lr=0.0: must be > 0", 2),
     ],
@@ -343,7 +397,7 @@ def test_labels_changed_since_their_provenance_are_refused_before_any_run(data_d
 def test_ctrl_c_or_sigterm_mid_training_kills_the_run_and_keeps_the_previous_outputs(signum, exit_status, how, data_dir, tmp_path, mlflow_store):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "W.npy").write_bytes(b"the previous run's weights")
+    (out / "params.npz").write_bytes(b"the previous run's weights")
     process = start_stage("train", f"data.dir={data_dir}", f"out_dir={out}", "optim.epochs=1000000", "tracking.snapshot_every=0")
     # Well into the epochs: the run has sent training losses (a million epochs would take minutes).
     wait_until(lambda: any("train/loss" in run.data.metrics for run in mlflow_store.runs()), process)
@@ -352,8 +406,8 @@ def test_ctrl_c_or_sigterm_mid_training_kills_the_run_and_keeps_the_previous_out
     [run] = mlflow_store.runs()
     assert process.output().splitlines()[-1] == f"interrupted by {how}: no outputs written; MLflow run {run.info.run_id} marked KILLED"
     assert "Traceback" not in process.output()
-    assert [p.name for p in out.iterdir()] == ["W.npy"]  # no new or half-written file
-    assert (out / "W.npy").read_bytes() == b"the previous run's weights"
+    assert [p.name for p in out.iterdir()] == ["params.npz"]  # no new or half-written file
+    assert (out / "params.npz").read_bytes() == b"the previous run's weights"
     assert run.info.status == "KILLED" and run.info.end_time is not None
     assert len(mlflow_store.client.get_metric_history(run.info.run_id, "train/loss")) > 0
 
@@ -437,7 +491,7 @@ def test_a_failing_mlflow_write_fails_the_stage_before_any_output_is_replaced(da
 @pytest.mark.slow
 def test_a_full_disk_leaves_the_previous_outputs_whole_and_says_which_file(data_dir, tmp_path):
     # A file-size limit (the kernel refusing a write, EFBIG, as a full disk does with ENOSPC) that
-    # W.npy (31 KB) and metrics.json fit in but a history.csv of 1,000 epochs (~78 KB) does not.
+    # params.npz (31 KB) and metrics.json fit in but a history.csv of 1,000 epochs (~78 KB) does not.
     out = tmp_path / "out"
     previous = run_stage(f"data.dir={data_dir}", f"out_dir={out}", "optim.epochs=1", "tracking.enabled=false")
     assert previous.returncode == 0, previous.stderr

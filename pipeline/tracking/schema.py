@@ -17,6 +17,7 @@ SOURCE_COMPARE = "experiments.compare"
 TRAIN_LOSS = "train/loss"  # the mean of every tracking.log_every steps, at the later step
 TRAIN_LOSS_EPOCH = "train/loss_epoch"
 TRAIN_ACCURACY = "train/accuracy"
+TRAIN_PENALTY = "train/penalty"  # weight decay's λ||W||², per epoch, beside the data term
 VAL_LOSS = "val/loss"
 VAL_ACCURACY = "val/accuracy"  # one per epoch: its last step is the epochs completed
 # What the registry chooses a run's model by: the validation accuracy's last point (the final W's,
@@ -73,8 +74,8 @@ COMPARISON_OF = "comparison.of"
 ERROR = "error"
 
 # --- artifacts ----------------------------------------------------------------------------------
-WEIGHTS_DIR = "weights"  # W_epoch_<epoch>.npy
-WEIGHTS_IMAGE_KEY = "W"
+WEIGHTS_DIR = "weights"  # <parameter>_epoch_<epoch>.npy: W_epoch_0001.npy, b1_epoch_0001.npy, ...
+WEIGHTS_IMAGE_KEY = "W"  # a one-layer model's W; a hidden layer's pictures are keyed W1 and W2
 LOSS_CURVE = "plots/loss_curve.png"
 PROVENANCE = "data/provenance.json"
 EVALUATION_DIR = "evaluation"

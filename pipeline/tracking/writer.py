@@ -103,17 +103,20 @@ class Run:
             self._write(self.client.log_batch, self.run_id, metrics=batch)
         self.last_flush = time.monotonic()
 
-    def log_snapshot(self, W, epoch, draw):
-        """W at ``epoch`` as ``weights/W_epoch_<epoch>.npy``, and ``draw(W)`` (the stage's picture
-        of W, an RGB array) as image key ``W`` at step ``epoch``: the UI's step slider."""
-        self._write(self._log_snapshot, np.array(W, order="C"), epoch, draw)
+    def log_snapshot(self, params, epoch, draw):
+        """Each parameter at ``epoch`` as ``weights/<name>_epoch_<epoch>.npy`` (``params``: a dict
+        of arrays, or W alone), and ``draw(params)`` (the stage's pictures, {image key: RGB array})
+        at step ``epoch``: the UI's step slider."""
+        params = params if isinstance(params, dict) else {"W": params}
+        self._write(self._log_snapshot, {key: np.array(P, order="C") for key, P in params.items()}, epoch, draw)
 
-    def _log_snapshot(self, W, epoch, draw):
+    def _log_snapshot(self, params, epoch, draw):
         with TemporaryDirectory() as folder:
-            path = Path(folder) / f"W_epoch_{epoch:04d}.npy"
-            np.save(path, W, allow_pickle=False)
-            self.client.log_artifact(self.run_id, str(path), artifact_path=schema.WEIGHTS_DIR)
-        self.client.log_image(self.run_id, draw(W), key=schema.WEIGHTS_IMAGE_KEY, step=epoch)
+            for key, P in params.items():
+                np.save(Path(folder) / f"{key}_epoch_{epoch:04d}.npy", P, allow_pickle=False)
+            self.client.log_artifacts(self.run_id, folder, artifact_path=schema.WEIGHTS_DIR)
+        for key, image in draw(params).items():
+            self.client.log_image(self.run_id, image, key=key, step=epoch)
 
     def log_figure(self, draw, artifact_file):
         """``draw()`` (the stage's matplotlib Figure) saved as ``artifact_file``, a .png path."""
@@ -210,7 +213,7 @@ class DisabledRun:
     def flush(self):
         pass
 
-    def log_snapshot(self, W, epoch, draw):
+    def log_snapshot(self, params, epoch, draw):
         pass
 
     def log_figure(self, draw, artifact_file):
