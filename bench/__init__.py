@@ -1,7 +1,7 @@
 """python -m bench: how fast the pipeline runs on this machine, and how far from its floor.
 
     python -m bench                  # everything (minutes): a table, and results/bench.json
-    python -m bench --only loop      # some parts: loop hidden peers evaluate tracking startup dvc sweep
+    python -m bench --only loop      # some parts: loop hidden peers evaluate pyfunc tracking startup dvc sweep
     python -m bench --quick          # fewer epochs and repeats
 
 Parts (and their keys in the JSON report):
@@ -26,6 +26,12 @@ Parts (and their keys in the JSON report):
   same rows, batches, order, W₀ and learning rate, epochs interleaved round by round; the loop's
   best epoch over each peer's. Without it, says how to install them. See bench/peers.py.
 - ``evaluate``: what the evaluate stage computes on 10,000 rows: ``forward`` and ``evaluate``.
+- ``pyfunc``: the MLflow Model a training run logs (pipeline.served_model), for each variant:
+  seconds to log it, to load it (in this process; in a fresh one, with MLflow's import), and to
+  predict 10,000 digits (float32 pixel rows) through the loaded pyfunc against the bare forward
+  pass (``pipeline.classifier.scores``: pixel/255 and the model table's forward) on the same rows,
+  timed by turns; ``ratio``: the median over the turns of pyfunc over forward (the machine's
+  drift cancels in each turn). In the workspace's temporary MLflow store.
 - ``tracking``: a default training run (``python -m pipeline.train``: softmax, batch 32, 10
   epochs) on the same 60,000 rows with tracking on and off, against an existing MLflow store in a
   temporary folder: wall time, MLflow's share of it, the part of that share that is MLflow's
@@ -44,8 +50,8 @@ store.
 
 Modules: measure (timing), data (the rows), machine, loop (the training loop and its floor,
 evaluation), hidden (the hidden-layer loop, its floor and memory), peers (JAX and torch beside
-the loop) and peer_models (the peers), commands (tracking, startup, dvc, sweep), report (targets,
-the table), cli.
+the loop) and peer_models (the peers), served (the logged model), commands (tracking, startup,
+dvc, sweep), report (targets, the table), cli.
 """
 
 from pathlib import Path

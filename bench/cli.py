@@ -17,10 +17,11 @@ from bench.loop import evaluation, loop
 from bench.machine import machine
 from bench.peers import peers
 from bench.report import table, target_checks
+from bench.served import served
 from pipeline.files import atomic_write
 from pipeline.model import VARIANTS
 
-PARTS = ("loop", "hidden", "peers", "evaluate", "tracking", "startup", "dvc", "sweep")
+PARTS = ("loop", "hidden", "peers", "evaluate", "pyfunc", "tracking", "startup", "dvc", "sweep")
 
 
 def parse_arguments(argv):
@@ -49,6 +50,7 @@ def main(argv=None):
                                "memory": hidden_memory(workspace)},
             "peers": lambda: peers(images, labels, {v: train_settings(v) for v in VARIANTS}, args.epochs or repeats),
             "evaluate": lambda: evaluation(images, labels, repeats),
+            "pyfunc": lambda: served(workspace, images, repeats),
             "tracking": lambda: tracking_share(workspace, repeats=1 if args.quick else 2),
             "startup": lambda: startup(workspace, repeats=2 if args.quick else 3),
             "dvc": lambda: dvc(workspace, repeats=2 if args.quick else 3),

@@ -12,6 +12,7 @@ TARGETS = {
     "joblib_over_sequential": 0.6,
     "noop_repro_over_status": 1.5,
     "peak_rss_mb": 300,  # of a full-size (60,000-row) default training run
+    "pyfunc_over_forward": 2.0,  # 10,000 digits through the loaded model / the bare forward pass
     "hidden_loop_ratio": 2.0,  # the hidden-layer loop's epoch / its floor, batch 256 and full
     "hidden_peak_rss_mb": 400,  # a 256-unit hidden layer on 60,000 rows, tracking off
     "loop_over_jax_scan": 1.0,  # best epoch of pipeline.sgd.SGD / of JAX's lax.scan epoch, batch 32 and 256
@@ -25,6 +26,8 @@ def target_checks(report):
     for row in report.get("loop", []):
         if row["dtype"] == "float32" and row["batch_size"] in loop_targets:
             checks.append((f"epoch / floor, {row['variant']}, batch {row['batch_size']}, float32", row["ratio"], TARGETS[loop_targets[row["batch_size"]]]))
+    for row in report.get("pyfunc", []):
+        checks.append((f"pyfunc predict / bare forward, {row['variant']}, {row['rows']:,} rows", row["ratio"], TARGETS["pyfunc_over_forward"]))
     if "hidden" in report:
         for row in report["hidden"]["loop"]:
             checks.append((f"epoch / floor, {row['variant']} ({row['hidden']} hidden units), batch {row['batch_size']}, float32",
@@ -92,6 +95,18 @@ def table(report):
     if "evaluate" in report:
         lines += ["", "evaluation (pipeline.model.forward + pipeline.metrics.evaluate), seconds, median (min-max):"]
         lines += [f"  {r['variant']:8} {r['rows']:,} rows  {formatted(r['seconds'], 4)}" for r in report["evaluate"]]
+    if "pyfunc" in report:
+        lines += ["", "the logged MLflow Model (pipeline.served_model), seconds, median (min-max): log (first of the variant; again),",
+                  "load (in this process; in a fresh one: import mlflow.pyfunc + load), predict float32 pixel rows through the",
+                  "pyfunc against the bare forward pass (pixel/255 and the model table's forward) on the same rows:"]
+        for r in report["pyfunc"]:
+            cold = r["cold_load_seconds"]
+            lines += [
+                f"  {r['variant']:8} log {r['log_seconds']['first']:.2f}; {formatted(r['log_seconds']['again'], 2)}   load {formatted(r['load_seconds'], 3)}; "
+                f"fresh process {formatted(cold['import'], 2)} + {formatted(cold['load'], 2)}",
+                f"  {'':8} {r['rows']:,} rows: pyfunc {formatted(r['pyfunc_seconds'], 4)}, forward {formatted(r['forward_seconds'], 4)}: "
+                f"{r['ratio']:.2f}x (median of the turns; fastest over fastest {r['fastest_ratio']:.2f}x)",
+            ]
     if "tracking" in report:
         t = report["tracking"]
         lines += ["", f"default training run on {t['rows']:,} rows ({t['command']}):"]

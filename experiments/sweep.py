@@ -18,10 +18,13 @@
   accuracy, and prints the job's one line: its number, run, validation and test accuracy (the
   stages print nothing in a sweep's jobs).
 - after the last job (``on_multirun_end``): ends the sweep's run FINISHED, restores the
-  environment and prints the one link to the sweep's runs. A sweep stopped before by a job
-  exiting has its run ended FAILED when the process exits. Interrupted (Ctrl-C, SIGTERM;
-  pipeline.config.on_interrupt): the sweep's run and every job run still RUNNING end KILLED
-  (joblib kills its workers before they can end their own), and the stage's one line says so.
+  environment, prints the one link to the sweep's runs, and registers the best job of each variant by validation accuracy (never test
+  accuracy) as a version of ``handgrad-<variant>`` (pipeline.registry; the alias ``champion``
+  moves to it only if it beats the version holding it), printing one line per variant. A sweep
+  stopped before by a job exiting has its run ended FAILED when the process exits. Interrupted
+  (Ctrl-C, SIGTERM; pipeline.config.on_interrupt): the sweep's run and every job run still
+  RUNNING end KILLED (joblib kills its workers before they can end their own), and the stage's
+  one line says so. A sweep stopped before its end registers nothing.
 
 Each job's run is tagged ``sweep.id`` (the sweep's run id) and ``mlflow.parentRunId`` (so that
 MLflow's UI nests it under the sweep's run) by the train stage itself, from
@@ -110,6 +113,7 @@ class SweepCallback(Callback):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        register(uri, run_id)
         its_runs = f"tags.`{schema.SWEEP_ID}` = '{run_id}'"
         print(f"sweep {run_id} done: {tracking.how_to_open(uri, experiment_id, search=its_runs)}")
         print(f"side by side: python -m experiments.compare --sweep {run_id}")
@@ -141,12 +145,28 @@ def job_line(config):
     test_accuracy = f"{json.loads(test.read_text())['test']['accuracy']:.1%}" if test.exists() else "-"
     outcome = f"DIVERGED at step {metrics['diverged_at_step']:,}" if metrics["diverged"] else f"val {metrics['val']['accuracy']:.1%}"
     return f"#{config.hydra.job.num} {run_name(config)}: {outcome}, test {test_accuracy}"
+def register(uri, sweep_run_id):
+    """The best job of each variant of the sweep as a registered model version, one line each."""
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.registry import register_best
+
+    try:
+        registrations = register_best(uri, sweep_run_id=sweep_run_id)
+    except MlflowException as error:
+        print(f"sweep {sweep_run_id}: registering its best models failed: {error.message.splitlines()[0]}", file=sys.stderr)
+        return
+    for registration in registrations:
+        print(f"registered {registration}")
+    if not registrations:
+        print(f"sweep {sweep_run_id}: nothing registered, no job finished with a model")
 
 
 def evaluation_config(config):
     """The evaluate stage's config (conf/evaluate.yaml) for the parameters a job wrote: the job's
-    data, model (its overrides too: model.hidden=256) and tracking, ``train_dir`` the job's
-    ``out_dir``."""
+    data, model (its overrides too: model.hidden=256) and tracking (registering nothing),
+    ``train_dir`` the job's ``out_dir``."""
     evaluation = compose("evaluate", overrides=[f"model={config.hydra.runtime.choices.model}"])
     job = {key: OmegaConf.to_container(config[key], resolve=True) for key in ("data", "model", "tracking")}
+    job["tracking"]["register"] = False  # the sweep registers its best jobs at its end, not every job
     return OmegaConf.merge(evaluation, {**job, "train_dir": config.out_dir})

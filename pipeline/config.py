@@ -119,6 +119,7 @@ class TrackingConfig:
     experiment: str = setting()
     log_every: int = in_range(low=1)
     snapshot_every: int = in_range(low=0)
+    register: bool = setting()
 
 
 @dataclass

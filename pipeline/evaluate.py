@@ -17,14 +17,18 @@ All of it goes into the MLflow run of the training that produced W (its id is in
 mlflow_run.json), without changing that run's status; if the run is gone (a deleted database or
 run), into a new run tagged ``trained_by_run`` with the old id: the test loss and accuracy, the
 precision and recall per digit as one table, the test files as the run's testing dataset. It
-ends with one line: the variant, the test accuracy and the link that opens the run.
+ends with one line: the variant, the test accuracy and the link that opens the run. With
+``tracking.register=true``,
+the run's model then becomes a version of ``handgrad-<variant>`` in the Model Registry
+(pipeline.registry: the alias ``champion`` moves to it if its validation accuracy is the best).
 
 Nothing is written before the MLflow store has answered (and the run is found or created).
 
 Exit status: 0 evaluated; 1 no trained W, or no test data or data not matching its provenance.json,
-or an MLflow store that does not answer or cannot be written, or an output that cannot be written;
-2 invalid config, or a params.npz that is not the finite float parameters of its model; 130 interrupted (Ctrl-C),
-143 terminated (SIGTERM), with the outputs as they were.
+or an MLflow store that does not answer or cannot be written, or an output that cannot be written,
+or the registry refused the model (the outputs are written by then); 2 invalid config, or a
+params.npz that is not the finite float parameters of its model; 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM), with the outputs as they were.
 """
 
 import csv
@@ -102,6 +106,26 @@ def run(cfg, quiet=False):
         tracking.log_files(mlflow_run, [train_dir / file_name for file_name in OUTPUT_FILES], MLFLOW_ARTIFACT_DIR)
     if not quiet:
         print(summary(name, result, mlflow_run))
+    if cfg.tracking.register and mlflow_run.enabled:
+        return register(mlflow_run)
+    return 0
+
+
+def register(mlflow_run):
+    """The run's model as a version of ``handgrad-<variant>``, said in a line; the exit status."""
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.registry import register_best
+
+    try:
+        registrations = register_best(mlflow_run.tracking_uri, run_ids=[mlflow_run.run_id])
+    except MlflowException as error:
+        print(f"cannot register run {mlflow_run.run_id}: {error.message.splitlines()[0]}", file=sys.stderr)
+        return 1
+    for registration in registrations:
+        print(f"registered {registration}")
+    if not registrations:
+        print(f"not registered: run {mlflow_run.run_id} has no logged model (trained with tracking off, diverged, or gone)")
     return 0
 
 

@@ -21,6 +21,7 @@ model that cannot be found (the message says which and where it looked).
 """
 
 import glob
+import os
 import re
 import sys
 from pathlib import Path
@@ -28,15 +29,17 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from pipeline import served_model, tracking
+from pipeline import classifier, tracking
 from pipeline.config import ConfigError, PredictConfig, stage_app, validated
 from pipeline.digits import DigitError, read_digits
 from pipeline.files import PARAMS_FILE, WeightsError, read_params, read_weights
 from pipeline.model import VARIANTS
+from pipeline.tracking import schema
 
 # What a folder's files are taken to be images by; a file named explicitly may be anything.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".npy", ".gz", ".idx"}
 RUN_ID = re.compile(r"[0-9a-f]{32}")
+PROGRESS_BAR_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 class ModelNotFound(LookupError):
@@ -106,14 +109,14 @@ def load_predictor(trained, variant, tracking_cfg):
     if folder.is_dir():
         return folder_predictor(folder, variant)
     if RUN_ID.fullmatch(trained):
-        uri = f"runs:/{trained}/{served_model.MODEL_NAME}"
+        uri = f"runs:/{trained}/{schema.LOGGED_MODEL}"
     elif ":/" in trained:
         uri = trained
     else:
         raise ModelNotFound(f"trained={trained}: no such folder, and neither a run id nor a model URI (models:/<name>@<alias>)")
     store = tracking.resolve_uri(tracking_cfg.uri)
     model = load_pyfunc(uri, store)
-    return (lambda pixels: model.predict(pixels.astype(served_model.INPUT_DTYPE))["scores"]), f"model {uri} from {store}"
+    return (lambda pixels: model.predict(pixels.astype(classifier.INPUT_DTYPE))["scores"]), f"model {uri} from {store}"
 
 
 def folder_predictor(folder, variant):
@@ -133,8 +136,8 @@ def folder_predictor(folder, variant):
         raise ModelNotFound(str(error)) from None
     if not isinstance(model, dict) and model not in VARIANTS:
         raise ModelNotFound(f"{folder}: cannot tell its variant from the folder's name; add variant=<{'|'.join(VARIANTS)}>")
-    name = served_model.variant_name(model)
-    return (lambda pixels: served_model.scores(params, pixels, model)), f"{name} {', '.join(params)} from {weights}"
+    name = classifier.variant_name(model)
+    return (lambda pixels: classifier.scores(params, pixels, model)), f"{name} {', '.join(params)} from {weights}"
 
 
 def load_pyfunc(uri, store):
@@ -144,12 +147,19 @@ def load_pyfunc(uri, store):
 
     mlflow.set_tracking_uri(store)
     mlflow.set_registry_uri(store)
+    progress_bar = os.environ.get(PROGRESS_BAR_VARIABLE)
+    os.environ[PROGRESS_BAR_VARIABLE] = "false"  # a bar per file read, in the way of the answers
     try:
         return mlflow.pyfunc.load_model(uri)
     except MlflowException as error:
         raise ModelNotFound(f"{uri}: {error.message.splitlines()[0]} (looked in {store})") from None
     except OSError as error:  # a run or model whose artifacts are gone
         raise ModelNotFound(f"{uri}: cannot read the model's files ({error}; store {store})") from None
+    finally:
+        if progress_bar is None:
+            del os.environ[PROGRESS_BAR_VARIABLE]
+        else:
+            os.environ[PROGRESS_BAR_VARIABLE] = progress_bar
 
 
 def line(name, scores, top):

@@ -1,10 +1,10 @@
 """The MLflow Model Registry: the best model of each variant as a version of ``handgrad-<variant>``.
 
-    register_best(uri, sweep_run_id="...")     # the end of a sweep (pipeline.sweep's callback)
-    register_best(uri, run_ids=[...])          # the pipeline's own runs (results/*/mlflow_run.json)
+    register_best(uri, sweep_run_id="...")     # the end of a sweep (experiments.sweep's callback)
+    register_best(uri, run_ids=[...])          # the pipeline's own runs (evaluate, tracking.register)
 
 Among the given runs that FINISHED with a logged model (pipeline.served_model), the one with
-the highest validation accuracy (metric SELECTION_METRIC; never the test accuracy, which would
+the highest validation accuracy (schema.SELECTION_METRIC; never the test accuracy, which would
 make the test split a selection criterion) of each variant (tag ``variant``) becomes a version of
 the registered model ``handgrad-<variant>``, tagged with that accuracy; a run already
 registered is not registered twice. The alias ``champion`` moves to it only when it beats the
@@ -19,11 +19,10 @@ from mlflow.exceptions import MlflowException
 
 from pipeline.tracking import schema
 
-PROJECT = "handgrad"
-ALIAS = "champion"
-SELECTION_METRIC = schema.VAL_ACCURACY  # per epoch; its latest value is the final W's
-ACCURACY_TAG = "val_accuracy"
-SWEEP_TAG = schema.SWEEP_ID
+PROJECT = schema.REGISTERED_MODEL_PREFIX.rstrip("-")
+ALIAS = schema.CHAMPION_ALIAS
+SELECTION_METRIC = schema.SELECTION_METRIC
+ACCURACY_TAG = schema.SELECTION_TAG
 
 
 @dataclass(frozen=True)
@@ -33,14 +32,19 @@ class Registration:
     run_id: str
     val_accuracy: float
     champion: bool  # whether the alias points to this version now
+    holder: tuple = None  # (version, val accuracy) of the version keeping the alias, when not this one
 
     def __str__(self):
-        verdict = f"now @{ALIAS}" if self.champion else f"@{ALIAS} stays on a better version"
+        if self.champion:
+            verdict = f"now @{ALIAS}"
+        else:
+            version, accuracy = self.holder
+            verdict = f"@{ALIAS} stays on version {version} (val accuracy {accuracy:.2%}, not beaten)"
         return f"{self.name} version {self.version} (run {self.run_id}, val accuracy {self.val_accuracy:.2%}): {verdict}"
 
 
 def registered_name(variant):
-    return f"{PROJECT}-{variant}"
+    return schema.REGISTERED_MODEL_PREFIX + variant
 
 
 def register_best(uri, sweep_run_id=None, run_ids=None):
@@ -50,7 +54,7 @@ def register_best(uri, sweep_run_id=None, run_ids=None):
     runs = sweep_runs(client, sweep_run_id) if sweep_run_id else [client.get_run(run_id) for run_id in run_ids or ()]
     best = {}
     for run in runs:
-        variant, accuracy = run.data.tags.get("variant"), run.data.metrics.get(SELECTION_METRIC)
+        variant, accuracy = run.data.tags.get(schema.VARIANT), run.data.metrics.get(SELECTION_METRIC)
         if run.info.status != "FINISHED" or variant is None or accuracy is None or not logged_model_id(run):
             continue
         if variant not in best or accuracy > best[variant][1]:
@@ -62,7 +66,7 @@ def register_best(uri, sweep_run_id=None, run_ids=None):
 def sweep_runs(client, sweep_run_id):
     """The jobs' runs of the sweep whose own run is ``sweep_run_id``."""
     experiment_id = client.get_run(sweep_run_id).info.experiment_id
-    found = client.search_runs([experiment_id], f"tags.`{SWEEP_TAG}` = '{sweep_run_id}'", max_results=10_000)
+    found = client.search_runs([experiment_id], f"tags.`{schema.SWEEP_ID}` = '{sweep_run_id}'", max_results=10_000)
     return [run for run in found if run.info.run_id != sweep_run_id]
 
 
@@ -77,7 +81,7 @@ def register_run(client, run, variant, accuracy):
     has one), with the alias moved to it if it beats the holder's validation accuracy."""
     name, run_id = registered_name(variant), run.info.run_id
     try:
-        client.create_registered_model(name, tags={"variant": variant}, description=f"{PROJECT}, variant {variant}: best by validation accuracy")
+        client.create_registered_model(name, tags={schema.VARIANT: variant}, description=f"{PROJECT}, variant {variant}: best by validation accuracy")
     except MlflowException as error:
         if error.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
             raise
@@ -88,14 +92,15 @@ def register_run(client, run, variant, accuracy):
         model_id = logged_model_id(run)
         version = client.create_model_version(
             name, f"models:/{model_id}", run_id=run_id, model_id=model_id,
-            tags={ACCURACY_TAG: repr(accuracy), "variant": variant},
+            tags={ACCURACY_TAG: repr(accuracy), schema.VARIANT: variant},
         )
     number = str(version.version)  # an int when just created, a string when searched
     holder = alias_holder(client, name)
-    champion = holder is None or str(holder.version) == number or accuracy > float(holder.tags.get(ACCURACY_TAG, "-inf"))
-    if champion:
+    held = float(holder.tags.get(ACCURACY_TAG, "-inf")) if holder else None
+    if holder is None or str(holder.version) == number or accuracy > held:
         client.set_registered_model_alias(name, ALIAS, number)
-    return Registration(name, number, run_id, accuracy, champion)
+        return Registration(name, number, run_id, accuracy, True)
+    return Registration(name, number, run_id, accuracy, False, (str(holder.version), held))
 
 
 def alias_holder(client, name):

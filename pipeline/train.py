@@ -1,8 +1,10 @@
 """python -m pipeline.train: minibatch SGD with the hand-derived gradient, tracked in MLflow.
 
 Reads the training split of ``data.dir`` (never the test split), holds out the validation rows,
-trains W with pipeline.sgd, records the run through pipeline.tracking, and writes, at stable
-paths in ``out_dir`` and only once training is over (as one set: all five, or none):
+trains W with pipeline.sgd, records the run through pipeline.tracking, logs the trained model
+into it as an MLflow Model (pipeline.served_model; none for a diverged run), and writes, at
+stable paths in ``out_dir`` and only once training is over and its model logged (as one set: all
+five, or none):
 
     params.npz       the final parameters (W, b; W1, b1, W2, b2) and the model's fields
     metrics.json     final train and validation loss and accuracy, epochs run, divergence
@@ -51,6 +53,7 @@ from pipeline.variants import build, plain
 OUTPUT_FILES = (PARAMS_FILE, "metrics.json", "history.csv", "timing.json", "mlflow_run.json")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
 PROGRESS_UPDATES_PER_EPOCH = 10
+EXAMPLE_DIGITS = 3  # validation digits stored as the logged model's input example
 
 
 @dataclass
@@ -117,6 +120,7 @@ def run(cfg):
         training = fit(sgd, val, optim.epochs, cfg.tracking, mlflow_run, name, optim.weight_decay, quiet=sweep_job)
         metrics = final_metrics(sgd, train, val, training, optim.weight_decay)
         log_outcome(mlflow_run, sgd, training, metrics, optimum, name)
+        log_model(mlflow_run, sgd, plain(cfg.model), val, training)
         if optimum is not None:  # in MLflow since the start, as max_stable_lr and least_squares_loss
             metrics["linear"] = {"max_stable_lr": optimum.max_stable_lr, "least_squares_loss": optimum.loss}
         record = {"run_id": mlflow_run.run_id, "experiment_id": mlflow_run.experiment_id, "tracking_uri": mlflow_run.tracking_uri}
@@ -262,8 +266,30 @@ def log_outcome(mlflow_run, sgd, training, metrics, optimum, name):
     mlflow_run.log_figure(functools.partial(picture, "loss_curve_figure", **curve), schema.LOSS_CURVE)
 
 
-# The pictures are drawn on the tracking writer's thread, and only for a tracked run: training
-# neither waits for them nor, with tracking off, loads what draws them.
+def log_model(mlflow_run, sgd, model_fields, val, training):
+    """The trained model as the run's MLflow Model (pipeline.served_model), queued on the run's
+    writer thread after the final metrics, which are linked to it. The stage waits for MLflow's
+    writes before writing its outputs, so a model that fails to log fails the run before any
+    output is written. Nothing for a diverged training: it has nothing worth serving."""
+    if training.diverged_at is not None:
+        return
+    mlflow_run.flush()
+    # C order, as params.npz is written: the products, and so the scores, are then its to the last bit.
+    params = {name: np.ascontiguousarray(value) for name, value in sgd.params.items()}
+    mlflow_run.log_model(logged_model, params, model_fields, val.images[:EXAMPLE_DIGITS],
+                        step=len(training.history))  # the last epoch: its curves' points are the model's
+
+
+# The pictures are drawn, and the model logged, on the tracking writer's thread, and only for a
+# tracked run: training neither waits for matplotlib or MLflow's model code to load nor loads
+# them at all with tracking off.
+
+
+def logged_model(run_id, *args, **kwargs):
+    """pipeline.served_model.log_model's URI of the model logged into run ``run_id``."""
+    from pipeline.served_model import log_model
+
+    return log_model(run_id, *args, **kwargs)
 
 
 def picture(name, *args, **kwargs):

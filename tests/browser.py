@@ -30,6 +30,9 @@ CHROMIUM_FLAGS = (
     "--window-size=1600,1000",
 )
 
+# The dialog first, the panel after: the dialog's backdrop takes the clicks meant for the panel.
+OVERLAY_CLOSE_BUTTONS = ("[role='dialog'] button[aria-label='Close']", "button[data-component-id='mlflow.assistant.chat_panel.close']")
+
 
 def browser_missing():
     """Why no browser test can run here, or None: the reason pytest's skip shows."""
@@ -148,6 +151,21 @@ class Browser:
                if (!all.snapshotLength) return false;
                all.snapshotItem(arguments[1] ? all.snapshotLength - 1 : 0).scrollIntoView({block: 'start'});
                return true;""", text, last)
+
+    def dismiss_overlays(self):
+        """Close what MLflow's UI opens over a page on a first visit: the "new model registry UI"
+        dialog and the assistant's chat panel. Returns how many were closed."""
+        from selenium.webdriver.common.by import By
+
+        closed = 0
+        for selector in OVERLAY_CLOSE_BUTTONS:
+            for button in self.driver.find_elements(By.CSS_SELECTOR, selector):
+                if button.is_displayed():
+                    button.click()
+                    closed += 1
+        if closed:
+            time.sleep(0.5)  # the panels' closing animations
+        return closed
 
     def images(self):
         """The page's images that finished loading with a picture in them: (src, width, height)."""

@@ -87,8 +87,9 @@ def mlflow_uris_restored(monkeypatch):
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         if name in os.environ:
             monkeypatch.setenv(name, os.environ[name])
-        else:
-            monkeypatch.delenv(name, raising=False)
+        else:  # set, then deleted: monkeypatch records it as absent, and deletes it again at the end
+            monkeypatch.setenv(name, "")
+            monkeypatch.delenv(name)
     yield
     if "mlflow" in sys.modules:
         import mlflow.tracking._model_registry.utils as registry_utils

@@ -91,3 +91,22 @@ def test_the_benchmark_rows_are_contiguous_like_the_stages_rows():
         images, labels, _ = benchmark_rows(n_rows)
         assert images.shape == (n_rows, 784) and images.flags.c_contiguous
         assert labels.shape == (n_rows,)
+
+
+@pytest.mark.slow
+def test_the_logged_model_is_timed_against_the_bare_forward_pass(tmp_path):
+    path = tmp_path / "bench.json"
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        cli.main(["--only", "pyfunc", "--quick", "--rows", "600", "--json", str(path)])
+    data = json.loads(path.read_text())
+    assert [r["variant"] for r in data["pyfunc"]] == ["softmax", "linear"]
+    for r in data["pyfunc"]:
+        assert r["rows"] == 600
+        turns = [p / f for p, f in zip(r["pyfunc_seconds"]["samples"], r["forward_seconds"]["samples"])]
+        assert r["ratio"] == pytest.approx(sum(sorted(turns)[14:16]) / 2)  # the median of 30 turns
+        assert r["fastest_ratio"] == pytest.approx(r["pyfunc_seconds"]["min"] / r["forward_seconds"]["min"])
+        assert len(r["pyfunc_seconds"]["samples"]) == len(r["forward_seconds"]["samples"]) == 2 * 5 * 3  # two BLAS settings
+        assert 0 < r["load_seconds"]["min"] and 0 < r["cold_load_seconds"]["import"]["min"] and 0 < r["log_seconds"]["first"]
+    assert [t["what"] for t in data["targets"]] == [f"pyfunc predict / bare forward, {v}, 600 rows" for v in ("softmax", "linear")]
+    assert "pyfunc predict / bare forward, softmax" in printed.getvalue()

@@ -18,7 +18,9 @@ from pipeline import evaluate, tracking
 from pipeline.data import PROVENANCE_FILE, TEST_FILES
 from pipeline.files import file_sha256, read_params, write_params
 from pipeline.idx import write_idx
+from pipeline.served_model import log_model
 from pipeline.sgd import loss_and_accuracy
+from pipeline.tracking.schema import SELECTION_METRIC
 from pipeline.variants import build
 from tests.helpers import blocked_reader, closed_port, interrupt, start_stage, wait_until
 from tests.paths import REPO_ROOT
@@ -174,6 +176,40 @@ def test_logs_into_the_training_run_and_keeps_its_status(project):
     assert (dataset.dataset.name, dataset.dataset.digest) == ("mnist-synthetic", hashlib.sha256(files.encode()).hexdigest()[:8])
     assert json.loads(dataset.dataset.profile)["test_rows"] == 40
     assert [(t.key, t.value) for t in dataset.tags] == [("mlflow.data.context", "testing")]
+
+
+def finished_run_with_a_model(project, val_accuracy):
+    """A FINISHED training run of the template W with its model and validation accuracy, as the
+    train stage leaves one, recorded in mlflow_run.json."""
+    cfg = project["compose"]("evaluate", project["overrides"])
+    with tracking.start_run(cfg.tracking, "softmax lr=0.5 bs=32", {}, {"variant": "softmax"}) as run:
+        run.log_metrics({SELECTION_METRIC: val_accuracy}, step=0)
+        run.log_model(log_model, {"W": template_weights()}, "softmax", project["images"][:3])
+        run.wait()
+    (project["train_dir"] / "mlflow_run.json").write_text(json.dumps({"run_id": run.run_id}))
+    return run.run_id
+
+
+def test_the_runs_model_is_registered_when_asked_and_only_then(project, capsys):
+    run_id = finished_run_with_a_model(project, 0.9)
+    client = project["client"]
+    assert run_evaluate(project) == 0
+    assert client.search_registered_models() == []  # tracking.register is false by default
+
+    assert run_evaluate(project, "tracking.register=true") == 0
+    assert f"registered handgrad-softmax version 1 (run {run_id}, val accuracy 90.00%): now @champion" in capsys.readouterr().out
+    assert client.get_model_version_by_alias("handgrad-softmax", "champion").run_id == run_id
+
+    worse = finished_run_with_a_model(project, 0.8)
+    assert run_evaluate(project, "tracking.register=true") == 0
+    assert f"handgrad-softmax version 2 (run {worse}, val accuracy 80.00%): @champion stays on version 1 (val accuracy 90.00%, not beaten)" in capsys.readouterr().out
+    assert client.get_model_version_by_alias("handgrad-softmax", "champion").run_id == run_id
+
+
+def test_a_run_without_a_model_is_not_registered(project, capsys):
+    assert run_evaluate(project, "tracking.register=true") == 0  # the fixture's run diverged: no model
+    assert f"not registered: run {project['run'].run_id} has no logged model" in capsys.readouterr().out
+    assert project["client"].search_registered_models() == []
 
 
 def test_undefined_ratios_are_left_out(project):

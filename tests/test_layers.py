@@ -13,12 +13,13 @@ LAYERS = (
     ("file formats, data, config, pictures", {"pipeline.digits", "pipeline.files", "pipeline.idx", "pipeline.data", "pipeline.mirrors", "pipeline.config", "pipeline.exits", "pipeline.pictures",
                                               "pipeline.w_picture"}),
     ("the MLflow adapter", {"pipeline.tracking", "pipeline.tracking.schema", "pipeline.tracking.store", "pipeline.tracking.writer",
-                            "pipeline.tracking.runs", "pipeline.tracking.reports", "pipeline.served_model", "pipeline.registry"}),
+                            "pipeline.tracking.runs", "pipeline.tracking.reports", "pipeline.classifier", "pipeline.served_model",
+                            "pipeline.registry"}),
     ("stages", {"pipeline.download", "pipeline.train", "pipeline.evaluate", "pipeline.gradcheck", "pipeline.seed_example",
                 "pipeline.predict"}),
     ("orchestration", {"experiments.sweep", "experiments.compare", "experiments.compare_figures", "experiments.ui",
                        "bench", "bench.cli", "bench.commands", "bench.data", "bench.hidden", "bench.loop", "bench.machine", "bench.measure",
-                       "bench.peer_models", "bench.peers", "bench.report",
+                       "bench.peer_models", "bench.peers", "bench.report", "bench.served",
                        "bench.__main__"}),
 )
 # Package markers with no code: in no layer, imported by nothing.

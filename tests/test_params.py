@@ -55,6 +55,7 @@ NOT_OUTPUTS = {
         "data.retries": DOWNLOADS,
         "data.backoff": DOWNLOADS,
         "data.packaged_test_fraction": DOWNLOADS,
+        "tracking.register": "the evaluate stage registers the run's model; training logs it either way",
     },
     "evaluate": {
         "paths.data_dir": WHERE,

@@ -20,7 +20,10 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from pipeline.classifier import scores
+from pipeline.files import read_params
 from tests.helpers import quick_start_commands, stage_sources
+from tests.model_helpers import real_digits
 from tests.paths import REPO_ROOT
 
 VARIANTS = ("softmax", "linear")
@@ -78,6 +81,14 @@ class Clone:
         file.write_text(text)
 
 
+def load_model(uri, clone, monkeypatch):
+    """The pyfunc at ``uri`` in the clone's store, as a process started in the clone finds it."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{clone.root / 'mlflow.db'}")
+    return mlflow.pyfunc.load_model(uri)
+
+
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory, mlflow_template):
     """A fresh clone, offline (packaged data), after its first `dvc repro`."""
@@ -133,7 +144,7 @@ def test_hydra_and_mlflow_leave_nothing_but_the_store_behind(clone):
 
 
 @pytest.mark.slow
-def test_each_variant_is_one_mlflow_run_with_training_and_test_results(clone):
+def test_each_variant_is_one_mlflow_run_with_training_and_test_results(clone, monkeypatch):
     for variant in VARIANTS:
         record = clone.first_records[variant]
         run = clone.mlflow.get_run(record["run_id"])
@@ -154,6 +165,14 @@ def test_each_variant_is_one_mlflow_run_with_training_and_test_results(clone):
         assert evaluation == sorted(f"evaluation/{name}" for name in (*EVALUATE_OUTPUTS, "per_digit.json"))
         [dataset, tested] = sorted(run.inputs.dataset_inputs, key=lambda d: d.tags[0].value, reverse=True)
         assert (dataset.dataset.name, dataset.tags[0].value, tested.tags[0].value) == ("mnist-packaged", "training", "testing")
+        # The Models column: the run's one logged model, which answers as W.npy does.
+        [output] = run.outputs.model_outputs
+        [model] = [m for m in clone.mlflow.search_logged_models([run.info.experiment_id]) if m.source_run_id == run.info.run_id]
+        assert (model.model_id, model.name, model.tags["variant"]) == (output.model_id, "model", variant)
+        images = real_digits()[0][:100]
+        answer = load_model(f"models:/{model.model_id}", clone, monkeypatch).predict(images.astype(np.float32))["scores"]
+        params, fields = read_params(clone.root / "results" / variant / "params.npz")
+        np.testing.assert_array_equal(answer, scores(params, images, fields))
 
 
 @pytest.mark.slow
@@ -236,6 +255,19 @@ def readme_exp_show():
     readme = (REPO_ROOT / "README.md").read_text()
     [line] = [line for line in readme.splitlines() if line.startswith("dvc exp show ")]
     return [str(Path(sys.executable).parent / "dvc"), *shlex.split(line.split("  #")[0])[1:]]
+
+
+@pytest.mark.slow
+def test_asking_for_registration_reruns_only_evaluate_which_registers_each_variants_run(clone):
+    assert clone.mlflow.search_registered_models() == []  # not by default
+    clone.edit_yaml("conf/tracking/mlflow.yaml", "register", "true")
+    assert sorted(clone.repro()) == ["evaluate@linear", "evaluate@softmax"]
+    for variant in VARIANTS:
+        champion = clone.mlflow.get_model_version_by_alias(f"handgrad-{variant}", "champion")
+        assert champion.run_id == clone.read_json(f"results/{variant}/mlflow_run.json")["run_id"]
+        assert float(champion.tags["val_accuracy"]) == clone.read_json(f"results/{variant}/metrics.json")["val"]["accuracy"]
+    assert clone.repro() == []
+    clone.commit("register the pipeline's runs")
 
 
 def test_the_readme_quick_start_runs_the_repro_tested_here():

@@ -13,7 +13,7 @@ from pipeline.digits import read_digits
 from pipeline.idx import write_idx
 from pipeline.files import write_params
 from pipeline.registry import register_best
-from pipeline.served_model import scores
+from pipeline.classifier import scores
 from pipeline.variants import build
 from tests.model_helpers import logged_run, real_digits, trained_params
 from tests.paths import CONF_DIR, REPO_ROOT

@@ -44,11 +44,15 @@ def test_the_alias_moves_only_to_a_better_model_and_a_run_is_registered_once(mlf
     [registration] = register_best(store.uri, run_ids=[worse])
     assert (registration.version, registration.champion) == ("2", False)
     assert champion(store, "softmax") == ("1", first)
+    assert str(registration) == f"handgrad-softmax version 2 (run {worse}, val accuracy 85.00%): @champion stays on version 1 (val accuracy 90.00%, not beaten)"
     assert register_best(store.uri, run_ids=[first, worse])[0].version == "1"  # not registered again
+    tie = logged_run(store, "softmax", 0.90)
+    assert not register_best(store.uri, run_ids=[tie])[0].champion  # a tie does not beat the holder
+    assert champion(store, "softmax") == ("1", first)
     better = logged_run(store, "softmax", 0.93)
     assert register_best(store.uri, run_ids=[better])[0].champion
-    assert champion(store, "softmax") == ("3", better)
-    assert len(store.client.search_model_versions("name = 'handgrad-softmax'")) == 3
+    assert champion(store, "softmax") == ("4", better)
+    assert len(store.client.search_model_versions("name = 'handgrad-softmax'")) == 4
 
 
 def test_nothing_to_register_registers_nothing(mlflow_store):

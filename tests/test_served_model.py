@@ -16,7 +16,8 @@ import yaml
 from mlflow.exceptions import MlflowException
 
 from pipeline import served_model
-from pipeline.served_model import log_model, scores
+from pipeline.classifier import scores
+from pipeline.served_model import log_model
 from tests.model_helpers import new_run, real_digits, trained_params
 
 
@@ -74,6 +75,21 @@ def test_the_run_lists_the_model_and_keeps_its_status(mlflow_store, logged):
     assert [f"models:/{output.model_id}" for output in run.outputs.model_outputs] == [model_uri]
     model = mlflow_store.client.get_logged_model(model_uri.removeprefix("models:/"))
     assert (model.name, model.source_run_id, model.experiment_id, model.tags["variant"]) == ("model", run_id, run.info.experiment_id, "softmax")
+    assert model.params == {"model.name": "softmax"}
+
+
+def test_the_models_fields_are_what_the_model_keeps(mlflow_store):
+    # As the train stage logs it: conf/model/<name>.yaml's fields, not just a name.
+    fields = {**MLP_FIELDS, "name": "linear", "output": "identity", "loss": "squared_error", "bias": False, "hidden": None}
+    run_id = new_run(mlflow_store)
+    model_uri = log_model(run_id, trained_params(), fields, real_digits()[0][:3], mlflow_store.uri)
+    model = mlflow.pyfunc.load_model(model_uri)
+    assert model.unwrap_python_model().fields == fields
+    assert mlflow_store.client.get_logged_model(model_uri.removeprefix("models:/")).params == {
+        "model.name": "linear", "model.output": "identity", "model.loss": "squared_error", "model.bias": "False",
+        "model.hidden": "None", "model.activation": "relu", "model.init": "auto"}
+    pixels = real_digits()[0][4000:4100]
+    np.testing.assert_array_equal(model.predict(pixels.astype(np.float32))["scores"], scores(trained_params(), pixels, "linear"))
 
 
 def test_signature_example_and_requirements_are_what_the_model_needs(logged):

@@ -21,6 +21,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from pipeline import train
+from pipeline.tracking.schema import SELECTION_METRIC
 from tests.helpers import QUICK, interrupt, job_folders, split_runs, start_stage, sweep, wait_until
 
 # The linear variant diverges at the two larger rates on these digits, the softmax one does not.
@@ -67,7 +68,8 @@ def check_output(printed, client, rates):
 def test_parallel_jobs_on_a_new_store_all_land_complete_in_one_experiment(data_dir, tmp_path, compose_config):
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"  # no such file yet
     (tmp_path / "store").mkdir()
-    result = sweep(tmp_path, data_dir, "model=softmax,linear", f"optim.lr={','.join(map(str, LEARNING_RATES))}",
+    # tracking.register=true: the sweep still registers once, at its end, not each job's evaluation.
+    result = sweep(tmp_path, data_dir, "tracking.register=true", "model=softmax,linear", f"optim.lr={','.join(map(str, LEARNING_RATES))}",
                    "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", env={"MLFLOW_TRACKING_URI": uri})
 
     assert result.returncode == 0, result.stderr
@@ -102,6 +104,22 @@ def test_parallel_jobs_on_a_new_store_all_land_complete_in_one_experiment(data_d
 
     assert outcomes[("linear", 10)] and not outcomes[("linear", 0.002)] and not any(outcomes[("softmax", lr)] for lr in LEARNING_RATES)
     assert not (tmp_path / "results").exists()  # the DVC pipeline's outputs are never a sweep's
+    check_registered(client, jobs, result.stdout)
+
+
+def check_registered(client, jobs, printed):
+    """Each variant's best finished job by validation accuracy is version 1 of handgrad-<variant>,
+    holding the alias, and the sweep said so in one line; a diverged job has no model."""
+    for variant in ("softmax", "linear"):
+        finished = [r for r in jobs if r.data.tags["variant"] == variant and r.info.status == "FINISHED"]
+        best = max(r.data.metrics["final/val.accuracy"] for r in finished)  # as metrics.json says
+        champion = client.get_model_version_by_alias(f"handgrad-{variant}", "champion")
+        [registered] = [r for r in finished if r.info.run_id == champion.run_id]
+        assert (str(champion.version), registered.data.metrics[SELECTION_METRIC]) == ("1", best)
+        assert len(client.search_model_versions(f"name = 'handgrad-{variant}'")) == 1
+        assert f"registered handgrad-{variant} version 1 (run {champion.run_id}, val accuracy {best:.2%}): now @champion" in printed
+    assert all(r.outputs.model_outputs == [] for r in jobs if r.info.status == "FAILED")
+    assert all(len(r.outputs.model_outputs) == 1 for r in jobs if r.info.status == "FINISHED")
 
 
 @pytest.mark.slow
@@ -166,6 +184,19 @@ def test_the_preset_sweeps_both_variants_across_rates_on_both_sides_of_linear_st
     assert min(rates) < 0.026 / 2 and max(rates) > 100 * 0.026
     assert cfg.tracking.experiment == "variant_vs_lr"
     assert re.fullmatch(r"multirun/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d", cfg.hydra.sweep.dir)
+
+
+def test_a_jobs_evaluation_registers_nothing_even_when_the_pipeline_would(compose_train):
+    from hydra import initialize_config_dir
+
+    from experiments.sweep import evaluation_config
+    from tests.paths import CONF_DIR
+
+    cfg = compose_train("model=linear", "tracking.register=true", "out_dir=multirun/x/3")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        evaluation = evaluation_config(cfg)
+    assert (evaluation.model.name, evaluation.train_dir, evaluation.tracking.register) == ("linear", "multirun/x/3", False)
+    assert evaluation.tracking.experiment == cfg.tracking.experiment
 
 
 def test_the_slurm_launcher_config_is_composed_and_validated(compose_train):
@@ -274,3 +305,9 @@ def test_a_sweep_against_a_tracking_server_records_every_job_over_http(data_dir,
         files = rest(tracking_server, f"/api/2.0/mlflow/artifacts/list?{query}")["files"]
         assert "evaluation/confusion.png" in {f["path"] for f in files}
     assert list((tmp_path / "artifacts").rglob("confusion.png"))  # uploaded to the server's artifact store
+    # Each job's model went there too, and the sweep registered both through the server.
+    assert len(list((tmp_path / "artifacts").rglob("MLmodel"))) == 2
+    registered = rest(tracking_server, "/api/2.0/mlflow/registered-models/search")["registered_models"]
+    assert sorted((m["name"], [a["alias"] for a in m["aliases"]]) for m in registered) == [
+        ("handgrad-linear", ["champion"]), ("handgrad-softmax", ["champion"])]
+    assert all(f"registered handgrad-{variant} version 1 (run " in result.stdout for variant in ("softmax", "linear"))

@@ -13,13 +13,16 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hydra.core.hydra_config import HydraConfig
+from mlflow.entities import LoggedModelStatus
 from PIL import Image
 
 from pipeline import pictures, tracking, train
+from pipeline.classifier import scores
 from pipeline.data import PROVENANCE_FILE, TRAIN_FILES
 from pipeline.files import read_params
 from pipeline.idx import read_idx, write_idx
@@ -225,6 +228,59 @@ def test_divergence_is_a_result_recorded_as_such(data_dir, tmp_path, mlflow_stor
         assert (last.step, last.value) == (stopped_in, value)
     epochs_timed = mlflow_store.client.get_metric_history(run.info.run_id, "time/epoch_seconds")
     assert [m.step for m in epochs_timed] == list(range(1, stopped_in))
+    assert run.outputs.model_outputs == []  # nothing worth serving
+
+
+@pytest.mark.parametrize("overrides", [("model=softmax", "optim.lr=0.5"), ("model=linear", "optim.lr=0.002"),
+                                       ("model=softmax_ce",), ("model=mlp", "model.hidden=12")])
+def test_a_run_logs_its_model_which_answers_as_the_written_parameters_do(overrides, data_dir, tmp_path, mlflow_store, train_run):
+    import mlflow
+
+    out = tmp_path / "out"
+    status, metrics = train_run(data_dir, out, *overrides, "optim.epochs=2")
+    params, fields = read_params(out / "params.npz")
+
+    assert status == 0
+    [run] = mlflow_store.runs()
+    [output] = run.outputs.model_outputs
+    assert output.step == metrics["epochs"]
+    [model] = mlflow_store.client.search_logged_models([run.info.experiment_id])  # what the Models column lists
+    assert (model.model_id, model.source_run_id, model.name, model.status) == (output.model_id, run.info.run_id, "model", LoggedModelStatus.READY)
+    assert model.tags["variant"] == fields["name"] and model.params == {f"model.{k}": str(v) for k, v in fields.items()}
+    # The final metrics are the model's too (its page shows them): the validation accuracy the registry picks by.
+    linked = {m.key: m.value for m in model.metrics}
+    assert linked["score/val_accuracy"] == metrics["val"]["accuracy"] and linked["loss/val"] == metrics["val"]["loss"]
+
+    test_images = read_idx(data_dir / "t10k-images-idx3-ubyte.gz").reshape(-1, 784)
+    answer = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(test_images.astype(np.float32))
+    expected = scores(params, test_images, fields)
+    np.testing.assert_array_equal(answer["scores"], expected)
+    np.testing.assert_array_equal(answer["digit"], expected.argmax(axis=1))
+    # Its input example: real digits of the training file (validation rows), never test digits.
+    folder = mlflow.artifacts.download_artifacts(f"models:/{model.model_id}")
+    example = np.array(json.loads((Path(folder) / "input_example.json").read_text()), np.uint8)
+    train_images = {row.tobytes() for row in read_idx(data_dir / TRAIN_FILES[0]).reshape(-1, 784)}
+    assert example.shape == (train.EXAMPLE_DIGITS, 784) and all(row.tobytes() in train_images for row in example)
+
+
+def test_a_model_that_cannot_be_logged_fails_the_run_and_leaves_the_outputs_as_they_were(data_dir, tmp_path, mlflow_store, train_run):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "params.npz").write_bytes(b"the previous run's weights")
+    client, _ = tracking.connect(mlflow_store.uri, "handgrad")
+    # The experiment's logged models go to mlruns/handgrad/models/: a file there makes every model's upload fail.
+    (mlflow_store.path.parent / "mlruns" / "handgrad").mkdir(parents=True, exist_ok=True)
+    (mlflow_store.path.parent / "mlruns" / "handgrad" / "models").write_text("in the way")
+
+    # A store that takes no writes: the stage's one line (stage_app, exit 1), saying what failed.
+    with pytest.raises(tracking.TrackingError, match="mlruns/handgrad/models/m-[0-9a-f]+: Not a directory"):
+        train_run(data_dir, out, "optim.epochs=1")
+
+    assert [p.name for p in out.iterdir()] == ["params.npz"] and (out / "params.npz").read_bytes() == b"the previous run's weights"
+    [run] = mlflow_store.runs()
+    assert run.info.status == "FAILED" and run.info.end_time is not None
+    assert "Not a directory" in run.data.tags["error"]
+    assert "score/val_accuracy" in run.data.metrics  # what training did is still recorded
 
 
 def test_a_hidden_layer_run_snapshots_and_pictures_every_parameter(data_dir, tmp_path, mlflow_store, train_run):

@@ -181,3 +181,48 @@ def test_the_runs_table_shows_the_dataset_and_which_runs_diverged(store, ui, bro
     rows = text.split("Dataset", 1)[1]
     assert rows.count("mnist-synthetic (") >= 2  # the Dataset column, for both runs
     assert "comparison" not in text
+
+
+@pytest.mark.slow
+def test_the_runs_table_links_the_runs_model_in_its_models_column(store, ui, browser):
+    uri, _, experiment_id, _, _ = store
+    browser.open(tracking.runs_page(ui, experiment_id), "softmax lr=0.5 bs=32", "Models", timeout=120)
+    browser.dismiss_overlays()
+    table = " ".join(browser.wait_for("Models", shot="runs_models").split())
+    # The softmax run's model is called "model"; the diverged linear run has none.
+    assert "model" in table.split("Models", 1)[1], table[:1000]
+    links = browser.driver.execute_script("return [...document.querySelectorAll('a')].map(a => [a.innerText.trim(), a.href])")
+    assert any(text == "model" and "/models/m-" in href for text, href in links), links
+
+
+def w_pictures(browser):
+    """The loaded pictures of image key W (files images/W+step+<step>+...)."""
+    return [image for image in browser.images() if "images%2FW%2Bstep%2B" in image[0]]
+
+
+@pytest.mark.slow
+def test_the_registry_page_shows_each_variant_with_its_champion(mlflow_store, browser, tmp_path):
+    from pipeline.registry import register_best
+    from tests.make_registry_picture import registry_picture
+    from tests.model_helpers import logged_run
+
+    first = logged_run(mlflow_store, "softmax", 0.90)
+    register_best(mlflow_store.uri, run_ids=[first])
+    better, linear = logged_run(mlflow_store, "softmax", 0.93), logged_run(mlflow_store, "linear", 0.80)
+    register_best(mlflow_store.uri, run_ids=[better, linear])
+
+    with mlflow_server(mlflow_store.uri, tmp_path / "mlflow_server.log") as url:
+        browser.open(f"{url}/#/models?workflowType=machine_learning", "handgrad-softmax", "handgrad-linear", timeout=120)
+        browser.dismiss_overlays()
+        rows = " ".join(browser.wait_for("Aliased versions", shot="registry").split())
+        assert "handgrad-linear Version 1 @ champion : Version 1" in rows
+        assert "handgrad-softmax Version 2 @ champion : Version 2" in rows
+
+        browser.open(f"{url}/#/models/handgrad-softmax?workflowType=machine_learning", "Version 2", "Version 1", timeout=120)
+        browser.dismiss_overlays()
+        versions = " ".join(browser.wait_for("Aliases", shot="registry_softmax").split())
+        assert "Version 2" in versions and "val_accuracy : 0.93" in versions and "val_accuracy : 0.9 " in versions
+        assert versions.index("@ champion") < versions.index("Version 1")  # on version 2's row
+
+    size = registry_picture(mlflow_store.uri, tmp_path / "registry.png")  # the README's picture, as it is made
+    assert size[0] > 800 and size[1] > 600

@@ -24,6 +24,8 @@ TRAIN_PENALTY = "loss/train_penalty"  # weight decay's λ||W||², per epoch, bes
 VAL_LOSS = "loss/val"
 TRAIN_ACCURACY = "score/train_accuracy"
 VAL_ACCURACY = "score/val_accuracy"  # its last point: the final W's (selection, registry)
+# What the registry chooses a run's model by, never a test metric.
+SELECTION_METRIC = VAL_ACCURACY
 EPOCH_SECONDS = "time/epoch_seconds"  # one per completed epoch: its last step is the epochs done
 # Summary metrics, one value each (step 0), for what has no curve; in the last section.
 TEST_LOSS = "test_loss"
@@ -96,3 +98,9 @@ LOSS_CURVE = "plots/loss_curve.png"
 PROVENANCE = "data/provenance.json"
 EVALUATION_DIR = "evaluation"
 COMPARISON_DIR = "comparison"
+
+# --- the MLflow Model of a run and the Model Registry (pipeline.served_model, pipeline.registry) --
+LOGGED_MODEL = "model"  # the name of each run's LoggedModel: runs:/<run id>/model
+REGISTERED_MODEL_PREFIX = "handgrad-"  # + the variant: the registered model's name
+CHAMPION_ALIAS = "champion"  # on the registered version with the best SELECTION_METRIC so far
+SELECTION_TAG = "val_accuracy"  # on a registered version: its run's SELECTION_METRIC

@@ -5,7 +5,8 @@ Metrics are buffered and sent with ``log_batch`` (a batch costs far less per met
 synchronous ``log_metric`` in sqlite) every FLUSH_SECONDS and at the end; every write goes through
 one background thread, so training does not wait for sqlite commits or PNG encoding. Pictures are
 the stages': they hand over the function that draws one (called on that thread, so training does
-not wait for matplotlib either); this module draws nothing itself.
+not wait for matplotlib either); this module draws nothing itself. So are models: the stage hands
+over the function that logs one.
 """
 
 import getpass
@@ -158,6 +159,11 @@ class Run:
     def rename(self, name):
         self._write(self.client.update_run, self.run_id, name=name)
 
+    def log_model(self, log, *args, **kwargs):
+        """``log(run_id, *args, tracking_uri=..., **kwargs)``: the stage's function logging an MLflow
+        Model into this run (pipeline.served_model.log_model), after every write queued before it."""
+        self._write(log, self.run_id, *args, tracking_uri=self.tracking_uri, **kwargs)
+
     def end(self, status, error=None):
         """Send what is buffered, wait for every queued write and end the run with ``status``;
         FAILED instead if a write failed."""
@@ -257,6 +263,9 @@ class DisabledRun:
         pass
 
     def rename(self, name):
+        pass
+
+    def log_model(self, log, *args, **kwargs):
         pass
 
     def wait(self):

@@ -1,0 +1,82 @@
+"""The logged MLflow Model (pipeline.served_model): logging it, loading it, and predicting 10,000
+digits through the loaded pyfunc against the bare forward pass on the same rows."""
+
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from bench import EVALUATION_ROWS, REPO_ROOT
+from bench.measure import blas_threads, run_command, seconds, spread
+from pipeline.classifier import INPUT_DTYPE, scores
+from pipeline.constants import N_CLASSES
+from pipeline.model import VARIANTS
+
+EXPERIMENT = "bench"
+EXAMPLE_DIGITS = 3
+# A fresh process: import MLflow's pyfunc, then load the model; prints both times.
+COLD_LOAD_PROBE = """
+import sys, time
+started = time.perf_counter()
+import mlflow.pyfunc
+imported = time.perf_counter()
+mlflow.pyfunc.load_model(sys.argv[1])
+print(imported - started, time.perf_counter() - imported)
+"""
+
+
+def served(workspace, images, repeats):
+    """For each variant, a model of a fixed W logged into the workspace's store; then seconds to
+    log it (the first log of a process also pays MLflow's one-off scan of the installed
+    packages), to load it in this process and in a fresh one (import included), and to predict
+    EVALUATION_ROWS float32 pixel rows through the pyfunc's ``predict`` against the bare forward
+    pass ``classifier.scores`` (x = pixel/255, the model table's forward) on the same rows, by
+    turns, with BLAS on one thread and on its default. ``ratio``: the median over those turns of a
+    pyfunc prediction's time over the bare pass's just before it; ``fastest_ratio``: fastest over
+    fastest."""
+    import mlflow
+
+    from pipeline import served_model, tracking
+
+    workspace.mlflow_store()
+    uri, env = workspace.mlflow_uri, workspace.env()
+    client, experiment_id = tracking.connect(uri, EXPERIMENT)
+    pixels = np.ascontiguousarray(images[:EVALUATION_ROWS], dtype=INPUT_DTYPE)
+    params = {"W": np.random.default_rng(0).normal(0, 0.01, (N_CLASSES, pixels.shape[1])).astype(np.float32)}
+    results = []
+    for variant in VARIANTS:
+        run_id = client.create_run(experiment_id, run_name=f"bench: {variant} model").info.run_id
+        log_times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            model_uri = served_model.log_model(run_id, params, variant, images[:EXAMPLE_DIGITS], uri)
+            log_times.append(time.perf_counter() - started)
+        client.set_terminated(run_id)
+
+        load_times = [seconds(mlflow.pyfunc.load_model, model_uri) for _ in range(repeats)]
+        cold = [run_command([sys.executable, "-c", COLD_LOAD_PROBE, model_uri], REPO_ROOT, env).output.split() for _ in range(repeats)]
+        model = mlflow.pyfunc.load_model(model_uri)
+
+        answer = model.predict(pixels)
+        if not np.array_equal(answer["scores"], scores(params, pixels, variant)):
+            raise RuntimeError(f"{variant}: the pyfunc's scores are not the forward pass's")
+        bare, pyfunc = [], []
+        for _ in range(5 * repeats):  # ~10 ms each: more samples, by turns
+            for threads in (1, None):  # as the loop's floor: a BLAS thread another process holds stalls a product
+                with blas_threads(threads):
+                    bare.append(seconds(scores, params, pixels, variant))
+                    pyfunc.append(seconds(model.predict, pixels))
+        results.append({
+            "variant": variant,
+            "rows": len(pixels),
+            "log_seconds": {"first": log_times[0], "again": spread(log_times[1:] or log_times)},
+            "load_seconds": spread(load_times),
+            "cold_load_seconds": {"import": spread(float(c[-2]) for c in cold), "load": spread(float(c[-1]) for c in cold)},
+            "forward_seconds": spread(bare),
+            "pyfunc_seconds": spread(pyfunc),
+            # Each prediction against the bare pass timed just before it: the machine's drift cancels.
+            "ratio": statistics.median(p / b for p, b in zip(pyfunc, bare)),
+            "fastest_ratio": min(pyfunc) / min(bare),
+        })
+    return results
