@@ -88,7 +88,7 @@ WEIGHTS_DIR = "weights"  # <parameter>_epoch_<epoch>.npy: W_epoch_0001.npy, b1_e
 # weights/W for a one-layer model, weights/W1 and weights/W2 for a hidden layer's; the prefix
 # makes them a section of their own, after the curves'.
 WEIGHTS_IMAGE_PREFIX = "weights/"
-WEIGHTS_FINAL_PICTURE = "W_final.png"  # a one-layer model's final W, larger, at the top of the artifacts
+WEIGHTS_FINAL_PICTURE = "W_final.png"  # a one-layer model's final W, larger, at the artifacts' root
 
 
 def weights_image_key(matrix):
