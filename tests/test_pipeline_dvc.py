@@ -19,6 +19,7 @@ import yaml
 from mlflow import MlflowClient
 
 from pipeline.classifier import scores
+from pipeline.files import read_params
 from tests.helpers import quick_start_commands, stage_sources
 from tests.model_helpers import real_digits
 from tests.paths import REPO_ROOT
@@ -153,14 +154,14 @@ def test_each_variant_is_one_mlflow_run_with_training_and_test_results(clone, mo
         assert "weights/W_epoch_0000.npy" in weights and "weights/W_epoch_0010.npy" in weights
         evaluation = [a.path for a in clone.mlflow.list_artifacts(run.info.run_id, "evaluation")]
         assert evaluation == sorted(f"evaluation/{name}" for name in EVALUATE_OUTPUTS)
-        # The Models column: the run's one logged model, which answers as W.npy does.
+        # The Models column: the run's one logged model, which answers as params.npz does.
         [output] = run.outputs.model_outputs
         [model] = [m for m in clone.mlflow.search_logged_models([run.info.experiment_id]) if m.source_run_id == run.info.run_id]
         assert (model.model_id, model.name, model.tags["variant"]) == (output.model_id, "model", variant)
         images = real_digits()[0][:100]
         answer = load_model(f"models:/{model.model_id}", clone, monkeypatch).predict(images.astype(np.float32))["scores"]
-        W = np.load(clone.root / "results" / variant / "W.npy")
-        np.testing.assert_array_equal(answer, scores({"W": W}, images, variant))
+        params, fields = read_params(clone.root / "results" / variant / "params.npz")
+        np.testing.assert_array_equal(answer, scores(params, images, fields))
 
 
 @pytest.mark.slow
