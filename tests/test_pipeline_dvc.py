@@ -165,7 +165,7 @@ def test_each_variant_is_one_mlflow_run_with_training_and_test_results(clone, mo
         assert evaluation == sorted(f"evaluation/{name}" for name in (*EVALUATE_OUTPUTS, "per_digit.json"))
         [dataset, tested] = sorted(run.inputs.dataset_inputs, key=lambda d: d.tags[0].value, reverse=True)
         assert (dataset.dataset.name, dataset.tags[0].value, tested.tags[0].value) == ("mnist-packaged", "training", "testing")
-        # The Models column: the run's one logged model, which answers as W.npy does.
+        # The Models column: the run's one logged model, which answers as params.npz does.
         [output] = run.outputs.model_outputs
         [model] = [m for m in clone.mlflow.search_logged_models([run.info.experiment_id]) if m.source_run_id == run.info.run_id]
         assert (model.model_id, model.name, model.tags["variant"]) == (output.model_id, "model", variant)
