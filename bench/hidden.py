@@ -10,8 +10,8 @@ import numpy as np
 
 from bench.commands import train_command
 from bench.data import train_settings
-from bench.loop import BLAS_SPIN_SECONDS, CONVERSION_ROWS, FULL_BATCH_CHUNKS
-from bench.measure import blas_threads, run_command, seconds, spread
+from bench.loop import Floor
+from bench.measure import run_command, spread
 from pipeline.constants import N_CLASSES
 from pipeline.mlp_sgd import initial_params, trainer
 from pipeline.sgd import seeded_generators
@@ -22,28 +22,17 @@ BATCH_SIZES = (256, None)  # None: full batch
 MEMORY_WIDTH = 256  # hidden units of the run whose peak memory is measured
 
 
-class HiddenFloor:
+class HiddenFloor(Floor):
     """The work an epoch of the hidden-layer loop cannot avoid, timed on this machine: one pass
     converting all rows from uint8 to float, and per batch (or chunk of a full batch, at its
     fastest size) the five products of the gradient: ``P W₁ᵀ``, ``H W₂ᵀ``, ``Δ₂ᵀ H``, ``Δ₂ W₂``,
     ``Δ₁ᵀ P`` (the first and last, B x 784 x m, are nearly all of it). BLAS on one thread, as the
-    loop runs them, and on its default number of threads; the faster counts."""
-
-    THREADS = (1, None)
+    loop runs them, and on its default number of threads; the faster counts. The conversion, the
+    choice of chunk and the timing are bench.loop.Floor's; only the products differ."""
 
     def __init__(self, images, batch_rows, width, dtype, repeats):
-        self.images, self.width, self.dtype = images, width, np.dtype(dtype)
-        self.conversion_buffer = np.empty((CONVERSION_ROWS, images.shape[1]), self.dtype)
-        candidates = [c for c in FULL_BATCH_CHUNKS if c < len(images)] if batch_rows >= len(images) else [batch_rows]
-        self.products = {}
-        for threads in self.THREADS:
-            timings = {}
-            for rows in candidates:
-                products = self._products(rows)
-                with blas_threads(threads):
-                    products()
-                    timings[rows] = min(seconds(products) for _ in range(repeats))
-            self.products[threads] = self._products(min(timings, key=timings.get))
+        self.width = width  # before Floor.__init__, which builds and times the products
+        super().__init__(images, batch_rows, dtype, repeats)
 
     def _products(self, rows):
         rng = np.random.default_rng(0)
@@ -68,21 +57,10 @@ class HiddenFloor:
 
         return products
 
-    def convert(self):
-        buffer, images = self.conversion_buffer, self.images
-        for start in range(0, len(images), CONVERSION_ROWS):
-            block = images[start : start + CONVERSION_ROWS]
-            np.copyto(buffer[: len(block)], block)
-
     def measure(self):
         """Seconds of the conversion pass plus the faster of the products' BLAS settings."""
-        products = []
-        for threads in sorted(self.products, key=lambda t: t is not None):
-            with blas_threads(threads):
-                products.append(seconds(self.products[threads]))
-        conversion = seconds(self.convert)
-        time.sleep(BLAS_SPIN_SECONDS)
-        return conversion + min(products)
+        conversion, products = super().measure()
+        return conversion + min(products.values())
 
 
 def hidden_loop(images, labels, epochs, quick, width=None):
