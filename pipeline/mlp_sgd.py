@@ -36,13 +36,7 @@ class HiddenLayerSGD(SGD):
         for chunk_start in range(start, stop, buffers.rows):
             chunk_stop = min(chunk_start + buffers.rows, stop)
             raw, pixels, H, Z, G, targets, hidden_delta = buffers.views(chunk_stop - chunk_start)
-            if self.shuffle:
-                rows = order[chunk_start:chunk_stop]
-                np.take(self.images, rows, axis=0, out=raw, mode="clip")
-                np.take(self.targets, rows, axis=0, out=targets, mode="clip")
-            else:
-                raw = self.images[chunk_start:chunk_stop]
-                targets = self.targets[chunk_start:chunk_stop]
+            raw, targets = self._chunk(order, chunk_start, chunk_stop, raw, targets)
             np.copyto(pixels, raw)  # uint8 -> float: P = 255·X
             H = network.hidden_layer(params, pixels, out=H, scale=1 / PIXEL_MAX)
             Z = network.output_logits(params, H, out=Z)

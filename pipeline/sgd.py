@@ -177,14 +177,7 @@ class SGD:
         for chunk_start in range(start, stop, buffers.rows):
             chunk_stop = min(chunk_start + buffers.rows, stop)
             raw, pixels, Z, G, targets, partial = buffers.views(chunk_stop - chunk_start)
-            if self.shuffle:
-                # mode="clip": the rows are valid indices, and "raise" would copy through a temporary.
-                rows = order[chunk_start:chunk_stop]
-                np.take(self.images, rows, axis=0, out=raw, mode="clip")
-                np.take(self.targets, rows, axis=0, out=targets, mode="clip")
-            else:
-                raw = self.images[chunk_start:chunk_stop]
-                targets = self.targets[chunk_start:chunk_stop]
+            raw, targets = self._chunk(order, chunk_start, chunk_stop, raw, targets)
             np.copyto(pixels, raw)  # uint8 -> float: P = 255·X
             Z = variant.logits(params, pixels, out=Z, scale=1 / PIXEL_MAX)  # X Wᵀ (+ b)
             predicted = np.argmax(Z, axis=1, out=self.predicted[chunk_start:chunk_stop])
@@ -198,6 +191,17 @@ class SGD:
             if bias_gradient is not None:  # Σ_b δ_b, as the product 1ᵀ Δ
                 accumulate(bias_gradient, delta, first)
         return loss_sum
+
+    def _chunk(self, order, start, stop, raw, targets):
+        """The images and targets of rows ``start:stop`` of the epoch's ``order``: gathered into
+        ``raw`` and ``targets`` when shuffled, else views of the data."""
+        if not self.shuffle:
+            return self.images[start:stop], self.targets[start:stop]
+        # mode="clip": the rows are valid indices, and "raise" would copy through a temporary.
+        rows = order[start:stop]
+        np.take(self.images, rows, axis=0, out=raw, mode="clip")
+        np.take(self.targets, rows, axis=0, out=targets, mode="clip")
+        return raw, targets
 
     def _apply_gradient(self, batch_rows):
         """``W ← W − (lr / (255·B)) · Δᵀ P``, i.e. ``W − lr · ∂L/∂W``; with weight decay first
