@@ -10,7 +10,7 @@ from tests.helpers import imported_modules, module_path, project_modules
 LAYERS = (
     ("pure math and constants", {"pipeline.constants", "pipeline.model", "pipeline.activations", "pipeline.mlp", "pipeline.metrics",
                                  "pipeline.least_squares", "pipeline.sgd", "pipeline.mlp_sgd", "pipeline.variants"}),
-    ("file formats, data, config, pictures", {"pipeline.digits", "pipeline.files", "pipeline.idx", "pipeline.data", "pipeline.mirrors", "pipeline.config", "pipeline.exits", "pipeline.pictures",
+    ("file formats, data, config, pictures", {"pipeline.digits", "pipeline.files", "pipeline.idx", "pipeline.data", "pipeline.mirrors", "pipeline.config", "pipeline.app", "pipeline.exits", "pipeline.pictures",
                                               "pipeline.w_picture"}),
     ("the MLflow adapter", {"pipeline.tracking", "pipeline.tracking.schema", "pipeline.tracking.store", "pipeline.tracking.writer",
                             "pipeline.tracking.runs", "pipeline.tracking.reports", "pipeline.classifier", "pipeline.served_model",
