@@ -78,7 +78,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = setting(pattern="name")  # results/<name>/: conf/model/<name>.yaml's own
-    # The names of pipeline.model's OUTPUTS and LOSSES, pipeline.activations' ACTIVATIONS and
+    # The names of pipeline.heads' OUTPUTS and LOSSES, pipeline.activations' ACTIVATIONS and
     # pipeline.mlp's INITS (tests/test_config.py checks they agree; importing them here would
     # make every stage, download included, depend on the model's code).
     output: str = one_of("softmax", "identity")

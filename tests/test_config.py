@@ -187,7 +187,7 @@ def test_the_schema_offers_exactly_the_pieces_of_the_model_table():
     from pipeline.activations import ACTIVATIONS
     from pipeline.config import ModelConfig
     from pipeline.mlp import INITS
-    from pipeline.model import LOSSES, OUTPUTS
+    from pipeline.heads import LOSSES, OUTPUTS
 
     rules = {f.name: f.metadata.get("one_of") for f in dataclasses.fields(ModelConfig)}
     assert (rules["output"], rules["loss"], rules["activation"], rules["init"]) == (
