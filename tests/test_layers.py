@@ -17,7 +17,7 @@ LAYERS = (
                             "pipeline.registry"}),
     ("stages", {"pipeline.download", "pipeline.train", "pipeline.evaluate", "pipeline.gradcheck", "pipeline.seed_example",
                 "pipeline.predict"}),
-    ("orchestration", {"experiments.sweep", "experiments.compare", "experiments.compare_figures", "experiments.ui",
+    ("orchestration", {"experiments.sweep", "experiments.compare", "experiments.compare_figures", "experiments.compare_table", "experiments.ui",
                        "bench", "bench.cli", "bench.commands", "bench.data", "bench.hidden", "bench.loop", "bench.machine", "bench.measure",
                        "bench.peer_models", "bench.peers", "bench.report", "bench.served",
                        "bench.__main__"}),
