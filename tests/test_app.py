@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.paths import REPO_ROOT
+from tests.paths import MODEL_OPTIONS, REPO_ROOT
 
 
 # (stage app, override, the one line it prints)
@@ -16,7 +16,7 @@ COMMAND_LINE_ERRORS = [
     ("train", "optim.lrr=0.1", "invalid config: optim.lrr: Key 'lrr' not in 'OptimConfig'"),
     ("train", "optim.batch_size=abc",
      "invalid config: optim.batch_size: Value 'abc' of type 'str' could not be converted to Integer"),
-    ("train", "model=logistic", "invalid config: model=logistic: no such option, conf/model/ has base, linear, mlp, softmax, softmax_ce"),
+    ("train", "model=logistic", f"invalid config: model=logistic: no such option, conf/model/ has {MODEL_OPTIONS}"),
     ("train", "optim.lr=nan", "invalid config: optim.lr=nan: must be a finite number > 0"),
     ("train", "model.activation=swish", "invalid config: model.activation='swish': must be one of relu, sigmoid, tanh"),
     ("train", "optim.weight_decay=nan", "invalid config: optim.weight_decay=nan: must be a finite number >= 0"),
@@ -31,7 +31,7 @@ COMMAND_LINE_ERRORS = [
     ("evaluate", "mistakes_shownn=3", "invalid config: mistakes_shownn: Key 'mistakes_shownn' not in 'EvaluateConfig'"),
     ("evaluate", "mistakes_shown=many",
      "invalid config: mistakes_shown: Value 'many' of type 'str' could not be converted to Integer"),
-    ("evaluate", "model=logistic", "invalid config: model=logistic: no such option, conf/model/ has base, linear, mlp, softmax, softmax_ce"),
+    ("evaluate", "model=logistic", f"invalid config: model=logistic: no such option, conf/model/ has {MODEL_OPTIONS}"),
     ("evaluate", "mistakes_shown=0", "invalid config: mistakes_shown=0: must be in [1, 200]"),
     ("download", "data.retry=1", "invalid config: data.retry: Key 'retry' not in 'DataConfig'"),
     ("download", "data.backoff=soon",
@@ -40,7 +40,7 @@ COMMAND_LINE_ERRORS = [
     ("download", "data.backoff=inf", "invalid config: data.backoff=inf: must be a finite number >= 0"),
     ("gradcheck", "epss=1e-6", "invalid config: epss: Key 'epss' not in 'GradcheckConfig'"),
     ("gradcheck", "seed=abc", "invalid config: seed: Value 'abc' of type 'str' could not be converted to Integer"),
-    ("gradcheck", "model=logistic", "invalid config: model=logistic: no such option, conf/model/ has base, linear, mlp, softmax, softmax_ce"),
+    ("gradcheck", "model=logistic", f"invalid config: model=logistic: no such option, conf/model/ has {MODEL_OPTIONS}"),
     ("gradcheck", "eps=nan", "invalid config: eps=nan: must be a finite number > 0"),
 ]
 
