@@ -143,14 +143,14 @@ def moved(database, old, new):
     import sqlite3
 
     with contextlib.closing(sqlite3.connect(database)) as db, db:
-        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
-            for column in db.execute(f'PRAGMA table_info("{table}")').fetchall():
-                if any(kind in column[2].upper() for kind in ("CHAR", "TEXT", "CLOB")):
-                    db.execute(f'UPDATE "{table}" SET "{column[1]}" = replace("{column[1]}", ?, ?) WHERE instr("{column[1]}", ?)',
-                               (old, new, old))
-    with contextlib.closing(sqlite3.connect(database)) as db:
-        assert not any(old in str(value) for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-                       for row in db.execute(f'SELECT * FROM "{table}"') for value in row)
+        columns = [(table, column[1]) for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+                   for column in db.execute(f'PRAGMA table_info("{table}")').fetchall()
+                   if any(kind in column[2].upper() for kind in ("CHAR", "TEXT", "CLOB", "JSON"))]
+        for table, column in columns:
+            db.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) WHERE instr("{column}", ?)', (old, new, old))
+        left = {(table, column) for table, column in columns
+                if db.execute(f'SELECT 1 FROM "{table}" WHERE instr("{column}", ?) LIMIT 1', (old,)).fetchone()}
+    assert not left, left
 
 
 def test_stage_deps_are_exactly_the_modules_each_stage_imports():
