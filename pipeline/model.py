@@ -18,6 +18,7 @@ are a dict of arrays (``{"W": W}``, ``{"W": W, "b": b}``) and gradients come bac
 ``W`` wins: inputs are cast to it.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +69,24 @@ def softmax_jvp(S, G, out=None):
 def row_sums(A):
     """``Σ_j A_bj`` for each row b, kept as a column (B, 1): ``A @ 1``, which BLAS does faster than
     numpy's sum over a short last axis."""
-    return A @ np.ones((A.shape[-1], 1), dtype=A.dtype)
+    return A @ ones_column(A.shape[-1], A.dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def ones_column(k, dtype):
+    """The column ``1`` (k, 1), made once (read-only): small steps feel each allocation."""
+    return frozen(np.ones((k, 1), dtype=dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def row_numbers(n):
+    """``0 … n−1``, made once (read-only): the rows of a fancy index ``Z[rows, cols]``."""
+    return frozen(np.arange(n))
+
+
+def frozen(A):
+    A.flags.writeable = False
+    return A
 
 
 def into(out, A):
@@ -81,7 +99,7 @@ class Softmax:
 
     def forward(self, Z, out=None, argmax=None):
         """``Ŷ = S(Z)``; ``argmax`` (B,), the column of each row's largest logit, if known."""
-        row_max = None if argmax is None else Z[np.arange(len(Z)), argmax][:, None]
+        row_max = None if argmax is None else Z[row_numbers(len(Z)), argmax][:, None]
         return softmax(Z, out=out, row_max=row_max)
 
     def backward(self, Y_hat, G, out=None):
@@ -136,7 +154,7 @@ class CrossEntropy:
 
         ``L_b = (Σ_i y_i) log Σ_j exp(z_j − m) − Σ_i y_i (z_i − m)``, read off on the way.
         """
-        row_max = Z.max(axis=-1, keepdims=True) if argmax is None else Z[np.arange(len(Z)), argmax][:, None]
+        row_max = Z.max(axis=-1, keepdims=True) if argmax is None else Z[row_numbers(len(Z)), argmax][:, None]
         Z -= row_max
         target_logits = np.vdot(Y, Z)  # Σ_b Σ_i y_bi (z_bi − m_b)
         np.exp(Z, out=Z)
