@@ -18,7 +18,6 @@ are a dict of arrays (``{"W": W}``, ``{"W": W, "b": b}``) and gradients come bac
 ``W`` wins: inputs are cast to it.
 """
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,23 +71,6 @@ def row_sums(A):
     return A @ ones_column(A.shape[-1], A.dtype)
 
 
-@functools.lru_cache(maxsize=None)
-def ones_column(k, dtype):
-    """The column ``1`` (k, 1), made once (read-only): small steps feel each allocation."""
-    return frozen(np.ones((k, 1), dtype=dtype))
-
-
-@functools.lru_cache(maxsize=None)
-def row_numbers(n):
-    """``0 … n−1``, made once (read-only): the rows of a fancy index ``Z[rows, cols]``."""
-    return frozen(np.arange(n))
-
-
-def frozen(A):
-    A.flags.writeable = False
-    return A
-
-
 def into(out, A):
     """``A``, written into ``out`` unless ``out`` is None or ``A`` itself."""
     return A if out is None or out is A else np.copyto(out, A) or out
@@ -130,7 +112,7 @@ class SquaredError:
     def gradient(self, Y_hat, Y, out=None):
         """``G = ∂L_b/∂ŷ_b = 2(ŷ_b − y_b)``, one row per sample (the 1/B of the mean comes later)."""
         G = np.subtract(Y_hat, Y, out=out)
-        G *= 2
+        np.add(G, G, out=G)  # 2G exactly, without converting a Python 2 at every step
         return G
 
     def row_sum(self, Y_hat, Y, G):
@@ -326,3 +308,26 @@ def check_shapes(W, X, Y, name="W"):
         raise ValueError(f"Y must be (B, k) = ({X.shape[0]}, {k}) to match X {X.shape} and {name} {W.shape}, got shape {Y.shape}")
     if X.shape[0] == 0:
         raise ValueError("X is an empty batch (B = 0)")
+
+
+# --- constants of the small arrays a step uses, made once (read-only) ---------------------------
+
+CONSTANTS = {}
+
+
+def ones_column(k, dtype):
+    """The column ``1`` (k, 1): a small step feels allocating it each time."""
+    return constant(("ones", k, dtype), lambda: np.ones((k, 1), dtype=dtype))
+
+
+def row_numbers(n):
+    """``0 … n−1``: the rows of a fancy index ``Z[rows, cols]``."""
+    return constant(("rows", n), lambda: np.arange(n))
+
+
+def constant(key, make):
+    array = CONSTANTS.get(key)
+    if array is None:
+        array = CONSTANTS[key] = make()
+        array.flags.writeable = False
+    return array

@@ -203,9 +203,10 @@ class SGD:
         if not self.shuffle:
             return self.images[start:stop], self.targets[start:stop]
         # mode="clip": the rows are valid indices, and "raise" would copy through a temporary.
+        # The arrays' own take: np.take is a Python wrapper around it, felt at small batches.
         rows = order[start:stop]
-        np.take(self.images, rows, axis=0, out=raw, mode="clip")
-        np.take(self.targets, rows, axis=0, out=targets, mode="clip")
+        self.images.take(rows, axis=0, out=raw, mode="clip")
+        self.targets.take(rows, axis=0, out=targets, mode="clip")
         return raw, targets
 
     def _one_chunk_step(self):
@@ -221,14 +222,14 @@ class SGD:
         # A 0-d array: the same float as 1/255 cast to the dtype, which numpy multiplies by
         # faster than by a Python float.
         scale = np.asarray(1 / PIXEL_MAX, dtype=buffers.pixels.dtype)
-        copyto, argmax, matmul = np.copyto, np.argmax, np.matmul
+        copyto, matmul = np.copyto, np.matmul
 
         def batch_loss_and_gradient(order, start, stop):
             raw, pixels, Z, G, targets, _ = buffers.views(stop - start)
             raw, targets = chunk(order, start, stop, raw, targets)
             copyto(pixels, raw)  # uint8 -> float: P = 255·X
             Z = logits(params, pixels, out=Z, scale=scale)  # X Wᵀ (+ b)
-            rows_loss, delta = loss_sum_and_delta(Z, targets, out=G, argmax=argmax(Z, axis=1, out=predicted[start:stop]))
+            rows_loss, delta = loss_sum_and_delta(Z, targets, out=G, argmax=Z.argmax(axis=1, out=predicted[start:stop]))
             matmul(delta.T, pixels, out=gradient)
             if bias_gradient is not None:
                 accumulate(bias_gradient, delta, True)
