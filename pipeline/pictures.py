@@ -1,12 +1,10 @@
-"""Pictures of training and evaluation: the weight matrices (a one-layer W by pipeline.w_picture,
-labelled and with its colour scale; a hidden layer's W1 as templates, W2 as a heat map), the loss
-curves (pipeline.loss_picture), the confusion matrix, the worst mistakes. Pure: arrays in, an RGB
-array or a matplotlib Figure out; nothing is shown or saved here.
+"""Pictures of training: the weight matrices (a one-layer W by pipeline.w_picture, labelled and
+with its colour scale; a hidden layer's W1 as templates, W2 as a heat map) and the loss curves
+(pipeline.loss_picture). Pure: arrays in, an RGB array out; nothing is shown or saved here. The
+evaluate stage's pictures are pipeline.evaluation_pictures.
 
-Figures are built with matplotlib's object API (``matplotlib.figure.Figure``), which renders
-with Agg and needs neither pyplot's global state nor a display. matplotlib is imported by the
-functions that draw with it: a training (the W pictures and the loss curve, drawn with Pillow)
-never loads it.
+Only a hidden layer's templates take their colours from matplotlib's colormap, imported when
+first drawn: a one-layer training never loads matplotlib.
 """
 
 import functools
@@ -93,59 +91,3 @@ def _template_colours():
 
     colours = matplotlib.colormaps[TEMPLATE_COLORMAP](np.linspace(0, 1, COLOUR_LEVELS))[:, :3]
     return np.round(colours * 255).astype(np.uint8)
-
-
-def confusion_figure(confusion, title):
-    """The confusion matrix ``C[actual, predicted]`` as a heatmap, each cell showing its count.
-
-    Colour is the share of the actual digit's test images (the row), so the mistakes of a rare
-    and a common digit read alike; the diagonal is each digit's recall.
-    """
-    from matplotlib.figure import Figure
-
-    classes = len(confusion)
-    share = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
-    figure = Figure(figsize=(6.4, 5.6), layout="constrained")
-    axes = figure.add_subplot()
-    image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    figure.colorbar(image, ax=axes, label="share of the actual digit's test images")
-    for (actual, predicted), count in np.ndenumerate(confusion):
-        if count:
-            colour = "white" if share[actual, predicted] > 0.5 else "black"
-            axes.text(predicted, actual, str(count), ha="center", va="center", fontsize=8, color=colour)
-    axes.set_xticks(range(classes))
-    axes.set_yticks(range(classes))
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("actual")
-    axes.set_title(title)
-    return figure
-
-
-def mistakes_figure(images, actual, predicted, margins, title, columns=8):
-    """Test digits on a grid, each under a label with its true and predicted class and by how much
-    the wrong score beat the right one (``margins``). ``images`` uint8 (m, 784).
-
-    One image on one axes (the digits pasted into a canvas, NaN around them) rather than an axes
-    per digit: the same picture, with far fewer artists to draw.
-    """
-    import matplotlib
-    from matplotlib.figure import Figure
-
-    rows = max(1, -(-len(images) // columns))
-    label_band, gap = 16, 4  # canvas pixels above each digit for its label, and between digits
-    cell_height, cell_width = label_band + IMAGE_SIDE + gap, IMAGE_SIDE + gap
-    canvas = np.full((rows * cell_height, columns * cell_width), np.nan)
-    inches_per_pixel, title_inches = 1.3 / cell_width, 0.4
-    height = rows * cell_height * inches_per_pixel + title_inches
-    figure = Figure(figsize=(columns * cell_width * inches_per_pixel, height))
-    axes = figure.add_axes((0, 0, 1, 1 - title_inches / height))
-    for i, (image, true, wrong, margin) in enumerate(zip(images, actual, predicted, margins)):
-        top, left = (i // columns) * cell_height + label_band, (i % columns) * cell_width
-        canvas[top : top + IMAGE_SIDE, left : left + IMAGE_SIDE] = image.reshape(IMAGE_SIDE, IMAGE_SIDE)
-        axes.text(left + IMAGE_SIDE / 2, top - 1, f"true {true}, predicted {wrong}\nby {margin:.2f}",
-                  ha="center", va="bottom", fontsize=8)
-    colours = matplotlib.colormaps["gray_r"].with_extremes(bad="white")
-    axes.imshow(canvas, cmap=colours, vmin=0, vmax=255, interpolation="nearest")
-    axes.set_axis_off()
-    figure.suptitle(title, y=1 - 0.1 / height, va="top")
-    return figure

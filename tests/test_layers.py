@@ -11,7 +11,7 @@ LAYERS = (
     ("pure math and constants", {"pipeline.constants", "pipeline.model", "pipeline.activations", "pipeline.mlp", "pipeline.metrics",
                                  "pipeline.least_squares", "pipeline.sgd", "pipeline.mlp_sgd", "pipeline.variants"}),
     ("file formats, data, config, pictures", {"pipeline.digits", "pipeline.files", "pipeline.idx", "pipeline.data", "pipeline.mirrors", "pipeline.config", "pipeline.exits", "pipeline.pictures",
-                                              "pipeline.w_picture", "pipeline.loss_picture"}),
+                                              "pipeline.w_picture", "pipeline.loss_picture", "pipeline.evaluation_pictures"}),
     ("the MLflow adapter", {"pipeline.tracking", "pipeline.tracking.schema", "pipeline.tracking.store", "pipeline.tracking.writer",
                             "pipeline.tracking.runs", "pipeline.tracking.reports", "pipeline.tracking.training", "pipeline.classifier", "pipeline.served_model",
                             "pipeline.registry"}),
