@@ -1,5 +1,5 @@
 """The comparison report's pictures (experiments.compare): arrays and tables in, a matplotlib
-Figure out; nothing is shown or saved here. ``table`` is compare.comparison_table's frame.
+Figure out; nothing is shown or saved here. ``table`` is compare_table.comparison_table's frame.
 """
 
 import textwrap

@@ -22,7 +22,7 @@
   accuracy) as a version of ``handgrad-<variant>`` (pipeline.registry; the alias ``champion``
   moves to it only if it beats the version holding it), printing one line per variant. A sweep
   stopped before by a job exiting has its run ended FAILED when the process exits. Interrupted
-  (Ctrl-C, SIGTERM; pipeline.config.on_interrupt): the sweep's run and every job run still
+  (Ctrl-C, SIGTERM; pipeline.exits.on_interrupt): the sweep's run and every job run still
   RUNNING end KILLED (joblib kills its workers before they can end their own), and the stage's
   one line says so. A sweep stopped before its end registers nothing.
 

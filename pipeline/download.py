@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.app import stage_app
+from pipeline.config import ConfigError, DownloadConfig, validated
 from pipeline.constants import IMAGE_SIDE, N_CLASSES
-from pipeline.config import ConfigError, DownloadConfig, stage_app, validated
 from pipeline.data import FILE_NAMES, PROVENANCE_FILE, SPLIT_FILES, class_counts, stratified_split
 from pipeline.files import atomic_write, file_sha256
 from pipeline.idx import read_idx, write_idx

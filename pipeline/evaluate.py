@@ -41,7 +41,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from pipeline import tracking
-from pipeline.config import ConfigError, EvaluateConfig, stage_app, validated
+from pipeline.app import stage_app
+from pipeline.config import ConfigError, EvaluateConfig, validated
 from pipeline.constants import scaled
 from pipeline.data import load_split, read_provenance
 from pipeline.constants import N_CLASSES, N_PIXELS

@@ -1,6 +1,6 @@
 """How a stage ends when it cannot finish: one line and a documented exit status, never a
 traceback, for what the user can act on; and SIGTERM handled like Ctrl-C. Used by
-``config.stage_app``, the wrapper of every stage.
+``app.stage_app``, the wrapper of every stage.
 
 - ``exit_if_reported``: an error carrying ``exit_status`` (a store that does not answer, a bad
   input file) is printed as it is, and that is the exit status; an OSError naming a file (a full

@@ -17,7 +17,8 @@ import sys
 
 import numpy as np
 
-from pipeline.config import ConfigError, GradcheckConfig, stage_app, validated
+from pipeline.app import stage_app
+from pipeline.config import ConfigError, GradcheckConfig, validated
 from pipeline.metrics import one_hot
 from pipeline.model import variant as variant_named
 from pipeline.mlp_sgd import initial_params

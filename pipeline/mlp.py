@@ -2,7 +2,7 @@
 
     h = act(W₁x + b₁)        W₁ (m, n), b₁ (m,): m hidden units, act from pipeline.activations
     z = W₂h + b₂             W₂ (k, m), b₂ (k,)
-    ŷ = out(z), L(ŷ, y)      the output and loss pieces of pipeline.model, as for one layer
+    ŷ = out(z), L(ŷ, y)      the output and loss pieces of pipeline.heads, as for one layer
 
 A ``Network`` is a table entry like pipeline.model.Variant (same head: ``loss_sum_and_delta``
 gives ``δ₂ = ∂L/∂z``), with two layers' parameters. Backward, docs/derivation.md §14, batched

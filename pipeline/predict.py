@@ -30,7 +30,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from pipeline import classifier, tracking
-from pipeline.config import ConfigError, PredictConfig, stage_app, validated
+from pipeline.app import stage_app
+from pipeline.config import ConfigError, PredictConfig, validated
 from pipeline.digits import DigitError, read_digits
 from pipeline.files import PARAMS_FILE, WeightsError, read_params, read_weights
 from pipeline.model import VARIANTS

@@ -40,7 +40,8 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from pipeline import tracking
-from pipeline.config import ConfigError, TrainConfig, stage_app, validated
+from pipeline.app import stage_app
+from pipeline.config import ConfigError, TrainConfig, validated
 from pipeline.data import load_split, read_provenance, train_val_split
 from pipeline.files import PARAMS_FILE, json_bytes, params_writer, write_set
 from pipeline.idx import IDXError

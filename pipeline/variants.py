@@ -5,13 +5,14 @@
     build({... "hidden": None ...})                                    -> pipeline.model.Variant
 
 The fields are conf/model/<name>.yaml's (defaults in conf/model/base.yaml). ``output``, ``loss``
-and ``activation`` name pieces of pipeline.model and pipeline.activations; ``hidden`` is the
+and ``activation`` name pieces of pipeline.heads and pipeline.activations; ``hidden`` is the
 width of a hidden layer, None for none. Pure: no I/O, no config library.
 """
 
 from pipeline.activations import ACTIVATIONS
 from pipeline.mlp import Network
-from pipeline.model import LOSSES, OUTPUTS, Variant
+from pipeline.heads import LOSSES, OUTPUTS
+from pipeline.model import Variant
 
 FIELDS = ("name", "output", "loss", "bias", "hidden", "activation", "init")
 

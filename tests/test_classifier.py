@@ -6,7 +6,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from pipeline.classifier import DigitClassifier, model_of, pixel_problem, scores, variant_name
-from pipeline.model import VARIANTS, softmax
+from pipeline.heads import softmax
+from pipeline.model import VARIANTS
 from tests.model_helpers import real_digits, trained_params
 
 

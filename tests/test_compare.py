@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.colors import to_rgba
 
-from experiments import compare, compare_figures
+from experiments import compare, compare_figures, compare_table
 from experiments.sweep import SweepCallback
 from pipeline.model import VARIANTS
 from pipeline.tracking import reports, schema
@@ -48,7 +48,7 @@ def test_the_table_is_what_every_job_logged_and_wrote(swept, store, tmp_path, ca
     assert compare.main(["--sweep", parent.info.run_id, "--out", str(out)]) == 0
 
     table = pd.read_csv(out / "comparison.csv")
-    assert list(table.columns) == list(compare.COLUMNS)
+    assert list(table.columns) == list(compare_table.COLUMNS)
     assert list(zip(table["variant"], table["lr"])) == [("softmax", 0.002), ("softmax", 10), ("linear", 0.002), ("linear", 10)]
     folders = job_folders(swept)
     for row in table.itertuples():
@@ -177,10 +177,10 @@ def test_loss_curves_draw_every_logged_point_coloured_by_lr(store):
     _, jobs = sweep_runs(store)
     runs = reports.search_runs(store.uri, experiment_name="handgrad")
     runs = runs[runs["run_id"].isin([r.info.run_id for r in jobs])]
-    table = compare.comparison_table(runs, pd.Series(dtype=float))
+    table = compare_table.comparison_table(runs, pd.Series(dtype=float))
     losses = reports.metric_histories(store.uri, runs["run_id"], schema.TRAIN_LOSS)
 
-    figure = compare_figures.loss_curves_figure(table, losses, compare.steps_per_epoch(runs), "title", VARIANTS)
+    figure = compare_figures.loss_curves_figure(table, losses, compare_table.steps_per_epoch(runs), "title", VARIANTS)
 
     panels = figure.axes
     assert [axes.get_title() for axes in panels] == ["softmax", "linear"]
@@ -209,7 +209,7 @@ def test_a_run_shows_its_variant_and_the_settings_it_changed():
         "params.model.activation": ["relu", "tanh", "relu", "relu", np.nan],
         "params.optim.weight_decay": ["0.0", "0.001", "0.0", "0.0", np.nan],
     })
-    assert compare.changed_settings(runs) == ["", "hidden=256 activation=tanh weight_decay=0.001", "bias=False", "", ""]
-    table = pd.DataFrame({"variant": runs["tags.variant"], "changes": compare.changed_settings(runs)})
-    assert list(compare.model_label(table)) == ["mlp", "mlp hidden=256 activation=tanh weight_decay=0.001",
+    assert compare_table.changed_settings(runs) == ["", "hidden=256 activation=tanh weight_decay=0.001", "bias=False", "", ""]
+    table = pd.DataFrame({"variant": runs["tags.variant"], "changes": compare_table.changed_settings(runs)})
+    assert list(compare_table.model_label(table)) == ["mlp", "mlp hidden=256 activation=tanh weight_decay=0.001",
                                                 "softmax_ce bias=False", "softmax", "old"]

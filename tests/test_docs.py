@@ -8,7 +8,7 @@ import pytest
 from tests.paths import REPO_ROOT
 
 DERIVATION = REPO_ROOT / "docs" / "derivation.md"
-# [`pipeline/model.py` `Softmax.backward`, line 76](../pipeline/model.py#L76)
+# [`pipeline/heads.py` `Softmax.backward`, line 76](../pipeline/heads.py#L76)
 REFERENCE = re.compile(r"\[`(?P<path>[\w/]+\.py)` `(?P<name>[\w.]+)`, line (?P<line>\d+)\]\((?P<href>[^)\s]+)\)")
 REFERENCES = [m.groupdict() for m in REFERENCE.finditer(DERIVATION.read_text(encoding="utf-8"))]
 
@@ -30,9 +30,9 @@ def definition_lines(path):
 
 
 def test_definition_lines_qualify_methods():
-    lines = definition_lines("pipeline/model.py")
+    lines = definition_lines("pipeline/heads.py")
     assert lines["Softmax.forward"] != lines["Identity.forward"]
-    assert "forward" in lines and "softmax" in lines  # the module-level functions
+    assert "softmax" in lines and "forward" in definition_lines("pipeline/model.py")  # module-level functions
 
 
 @pytest.mark.parametrize("ref", REFERENCES, ids=[f"{r['path']}:{r['name']}" for r in REFERENCES])
@@ -47,11 +47,13 @@ def test_every_line_mention_is_a_checked_reference():
 
 
 def test_every_step_of_the_gradient_is_referenced():
-    named = {r["name"] for r in REFERENCES if r["path"] == "pipeline/model.py"}
+    named = {(r["path"], r["name"]) for r in REFERENCES}
     assert {
-        "softmax", "softmax_jvp", "Softmax.backward", "Identity.backward",
-        "SquaredError.value", "SquaredError.gradient", "Variant.loss_sum_and_delta",
-        "Variant.logits", "Variant.gradients", "Variant.loss_and_grad",
+        ("pipeline/heads.py", "softmax"), ("pipeline/heads.py", "softmax_jvp"), ("pipeline/heads.py", "Softmax.backward"),
+        ("pipeline/heads.py", "Identity.backward"), ("pipeline/heads.py", "SquaredError.value"),
+        ("pipeline/heads.py", "SquaredError.gradient"), ("pipeline/model.py", "Variant.loss_sum_and_delta"),
+        ("pipeline/model.py", "Variant.logits"), ("pipeline/model.py", "Variant.gradients"),
+        ("pipeline/model.py", "Variant.loss_and_grad"),
     } <= named
 
 
@@ -65,7 +67,7 @@ def test_every_new_piece_is_referenced():
     """Cross-entropy, the bias, weight decay, the hidden layer and its activations (§11-14)."""
     named = {(r["path"], r["name"]) for r in REFERENCES}
     assert {
-        ("pipeline/model.py", "CrossEntropy.loss_sum_and_delta"), ("pipeline/model.py", "log_softmax"),
+        ("pipeline/heads.py", "CrossEntropy.loss_sum_and_delta"), ("pipeline/heads.py", "log_softmax"),
         ("pipeline/model.py", "Variant.penalty"), ("pipeline/model.py", "Variant.decayed"),
         ("pipeline/mlp.py", "Network.hidden_layer"), ("pipeline/mlp.py", "Network.hidden_delta"),
         ("pipeline/mlp.py", "Network.gradients"), ("pipeline/mlp.py", "Network.initial_params"),

@@ -8,16 +8,16 @@ from tests.helpers import imported_modules, module_path, project_modules
 
 # Bottom to top. A module may import its own layer (without a cycle) and any layer below.
 LAYERS = (
-    ("pure math and constants", {"pipeline.constants", "pipeline.model", "pipeline.activations", "pipeline.mlp", "pipeline.metrics",
+    ("pure math and constants", {"pipeline.constants", "pipeline.heads", "pipeline.model", "pipeline.activations", "pipeline.mlp", "pipeline.metrics",
                                  "pipeline.least_squares", "pipeline.sgd", "pipeline.mlp_sgd", "pipeline.variants"}),
-    ("file formats, data, config, pictures", {"pipeline.digits", "pipeline.files", "pipeline.idx", "pipeline.data", "pipeline.mirrors", "pipeline.config", "pipeline.exits", "pipeline.pictures",
+    ("file formats, data, config, pictures", {"pipeline.digits", "pipeline.files", "pipeline.idx", "pipeline.data", "pipeline.mirrors", "pipeline.config", "pipeline.app", "pipeline.exits", "pipeline.pictures",
                                               "pipeline.w_picture", "pipeline.loss_picture", "pipeline.evaluation_pictures"}),
     ("the MLflow adapter", {"pipeline.tracking", "pipeline.tracking.schema", "pipeline.tracking.store", "pipeline.tracking.writer",
                             "pipeline.tracking.runs", "pipeline.tracking.reports", "pipeline.tracking.training", "pipeline.classifier", "pipeline.served_model",
                             "pipeline.registry"}),
     ("stages", {"pipeline.download", "pipeline.train", "pipeline.evaluate", "pipeline.gradcheck", "pipeline.seed_example",
                 "pipeline.predict"}),
-    ("orchestration", {"experiments.sweep", "experiments.compare", "experiments.compare_figures", "experiments.ui",
+    ("orchestration", {"experiments.sweep", "experiments.compare", "experiments.compare_figures", "experiments.compare_table", "experiments.ui",
                        "bench", "bench.cli", "bench.commands", "bench.data", "bench.hidden", "bench.loop", "bench.machine", "bench.measure",
                        "bench.peer_models", "bench.peers", "bench.report", "bench.served",
                        "bench.__main__"}),

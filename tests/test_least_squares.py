@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
+from pipeline.heads import IDENTITY, SQUARED_ERROR
 from pipeline.least_squares import gram_matrices, largest_eigenvalue, linear_optimum
 from pipeline.metrics import one_hot
-from pipeline.model import IDENTITY, SQUARED_ERROR, VARIANTS, Variant
+from pipeline.model import VARIANTS, Variant
 from pipeline.sgd import SGD, loss_and_accuracy, seeded_generators
 
 

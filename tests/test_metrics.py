@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
+from pipeline.heads import IDENTITY
 from pipeline.metrics import confusion_matrix, evaluate, loss_and_accuracy, most_confidently_wrong, one_hot, ratio
-from pipeline.model import IDENTITY, VARIANTS, Variant, forward
+from pipeline.model import VARIANTS, Variant, forward
 
 # Five test digits of three classes; rows are the scores Ŷ, the arg max is the prediction.
 Y_HAT = np.array(

@@ -8,10 +8,11 @@ import yaml
 
 from pipeline.activations import ACTIVATIONS, RELU
 from pipeline.gradcheck import batch_loss, numeric_grad, random_problem, relative_error
+from pipeline.heads import CROSS_ENTROPY, IDENTITY, SOFTMAX, SQUARED_ERROR
 from pipeline.metrics import one_hot
 from pipeline.mlp import INITS, Network
 from pipeline.mlp_sgd import HiddenLayerSGD, initial_params, trainer
-from pipeline.model import CROSS_ENTROPY, IDENTITY, SOFTMAX, SQUARED_ERROR, VARIANTS
+from pipeline.model import VARIANTS
 from pipeline.sgd import CHUNK_ROWS, PARALLEL_ROWS, SGD, seeded_generators
 from pipeline.variants import build
 from tests.paths import CONF_DIR

@@ -29,7 +29,7 @@ from pipeline.idx import read_idx, write_idx
 from pipeline.w_picture import weights_picture
 from tests.helpers import blocked_reader, closed_port, interrupt, start_stage, wait_until
 from tests.http_mirror import SilentServer
-from tests.paths import REPO_ROOT
+from tests.paths import MODEL_OPTIONS, REPO_ROOT
 
 SANE_LR = {"softmax": 0.5, "linear": 0.002}
 
@@ -398,7 +398,7 @@ def test_a_bad_value_fails_before_any_data_or_run(override, message, tmp_path, m
     "override, message, exit_status",
     [
         ("optim.lrate=0.1", "optim.lrate: Key 'lrate' not in 'OptimConfig'", 2),  # Hydra's own composition error
-        ("model=quadratic", "model=quadratic: no such option, conf/model/ has base, linear, mlp, softmax, softmax_ce", 2),
+        ("model=quadratic", f"model=quadratic: no such option, conf/model/ has {MODEL_OPTIONS}", 2),
         ("optim.batch_size=abc", "optim.batch_size: Value 'abc' of type 'str' could not be converted to Integer", 2),
         ("optim.lr=0", "optim.lr=0.0: must be > 0", 2),
     ],
