@@ -1,8 +1,13 @@
 """python -m bench: how fast the pipeline runs on this machine, and how far from its floor.
 
     python -m bench                  # everything (minutes): a table, and results/bench.json
-    python -m bench --only loop      # some parts: loop hidden peers evaluate pyfunc tracking startup dvc sweep
+    python -m bench --only loop      # some parts: loop hidden peers evaluate pyfunc dvc tracking startup sweep ui
     python -m bench --quick          # fewer epochs and repeats
+
+It prints each part's time as it ends, then one block per part, then the targets: each goal met
+or NOT MET, and under one not met the measured bound that stops it and what was tried
+(bench/targets.py: issue 15's goals first, then the older ones), and the machine's load average
+while each part ran.
 
 Parts (and their keys in the JSON report):
 
@@ -32,26 +37,29 @@ Parts (and their keys in the JSON report):
   pass (``pipeline.classifier.scores``: pixel/255 and the model table's forward) on the same rows,
   timed by turns; ``ratio``: the median over the turns of pyfunc over forward (the machine's
   drift cancels in each turn). In the workspace's temporary MLflow store.
-- ``tracking``: a default training run (``python -m pipeline.train``: softmax, batch 32, 10
-  epochs) on the same 60,000 rows with tracking on and off, against an existing MLflow store in a
-  temporary folder: wall time, MLflow's share of it, the part of that share that is MLflow's
-  start-up (import, opening the store, creating a run: timed alone), and each run's peak RSS.
+- ``dvc``: a fresh clone: ``git clone`` of the committed files into a temporary folder, this venv
+  reused, its first ``dvc repro`` timed (offline the data is the packaged digits; the clone's own
+  MLflow store is created by it, as a user's would be); then a no-op ``dvc repro`` against
+  ``dvc status``, by turns.
+- ``tracking``: what tracking costs a default training run (bench/per_run.py) on the clone's data:
+  in one process, as a sweep's worker pays it (the first tracked run, later ones, each against an
+  untracked run), and in fresh processes (``python -m pipeline.train`` on and off by turns, with
+  the tracked run's peak RSS); and MLflow's start-up alone (import; open the store, create a run).
 - ``startup``: wall time of ``python -m pipeline.<stage>`` up to a validated config: given an
   invalid value, each stage exits 2 right after validating (interpreter, imports, Hydra).
-- ``dvc``: in a temporary clone of the repository (committed files only), after one full
-  ``dvc repro``: a no-op ``dvc repro`` against ``dvc status``.
-- ``sweep``: the preset sweep ``python -m pipeline.train -m +experiment=variant_vs_lr`` in that
-  clone on the same 60,000 rows, with Hydra's sequential launcher and with
-  ``hydra/launcher=joblib``.
+- ``sweep``: the preset sweep ``python -m pipeline.train -m +experiment=variant_vs_lr
+  hydra/launcher=joblib`` in the clone, on its data and store.
+- ``ui``: seconds until MLflow's UI answers over the clone's store (``GET /`` and a runs search),
+  started as ``python -m experiments.ui`` (the README's command), and, once each, as ``mlflow ui
+  --workers 1`` with job execution off and as plain ``mlflow ui`` (bench/ui.py).
 
-report.TARGETS holds the goals, as ratios where this machine's speed varies. Nothing is written
-into the working tree but the report; stage runs use temporary folders and a temporary MLflow
-store.
+bench/targets.py holds the goals. Nothing is written into the working tree but the report; the
+commands run in temporary folders, on temporary MLflow stores.
 
 Modules: measure (timing), data (the rows), machine, loop (the training loop and its floor,
 evaluation), hidden (the hidden-layer loop, its floor and memory), peers (JAX and torch beside
-the loop) and peer_models (the peers), served (the logged model), commands (tracking, startup,
-dvc, sweep), report (targets, the table), cli.
+the loop) and peer_models (the peers), served (the logged model), commands (the clone, dvc,
+startup, sweep), per_run (tracking's cost), ui, report (the parts' blocks), targets, cli.
 """
 
 from pathlib import Path

@@ -1,53 +1,8 @@
-"""The goals, and the report as a table of text."""
+"""The report as text: one block per part measured (the targets: bench/targets.py)."""
 
 from bench.commands import INVALID_OVERRIDE
 from bench.peers import PEER_LABELS, PEERS
 from pipeline.constants import N_CLASSES, N_PIXELS
-
-TARGETS = {
-    "loop_ratio_batch_32": 2.5,  # float32, epoch / floor
-    "loop_ratio_batch_256": 1.5,
-    "loop_ratio_full_batch": 1.5,
-    "mlflow_share": 0.10,  # of a default training run's wall time
-    "joblib_over_sequential": 0.6,
-    "noop_repro_over_status": 1.5,
-    "peak_rss_mb": 300,  # of a full-size (60,000-row) default training run
-    "pyfunc_over_forward": 2.0,  # 10,000 digits through the loaded model / the bare forward pass
-    "hidden_loop_ratio": 2.0,  # the hidden-layer loop's epoch / its floor, batch 256 and full
-    "hidden_peak_rss_mb": 400,  # a 256-unit hidden layer on 60,000 rows, tracking off
-    "loop_over_jax_scan": 1.0,  # best epoch of pipeline.sgd.SGD / of JAX's lax.scan epoch, batch 32 and 256
-}
-
-
-def target_checks(report):
-    """``[(what, measured, target)]`` for every target whose figure was measured."""
-    checks = []
-    loop_targets = {32: "loop_ratio_batch_32", 256: "loop_ratio_batch_256", "full": "loop_ratio_full_batch"}
-    for row in report.get("loop", []):
-        if row["dtype"] == "float32" and row["batch_size"] in loop_targets:
-            checks.append((f"epoch / floor, {row['variant']}, batch {row['batch_size']}, float32", row["ratio"], TARGETS[loop_targets[row["batch_size"]]]))
-    for row in report.get("pyfunc", []):
-        checks.append((f"pyfunc predict / bare forward, {row['variant']}, {row['rows']:,} rows", row["ratio"], TARGETS["pyfunc_over_forward"]))
-    if "hidden" in report:
-        for row in report["hidden"]["loop"]:
-            checks.append((f"epoch / floor, {row['variant']} ({row['hidden']} hidden units), batch {row['batch_size']}, float32",
-                           row["ratio"], TARGETS["hidden_loop_ratio"]))
-        checks.append(("peak RSS (MB) of a 256-unit hidden layer on 60,000 rows, tracking off",
-                       report["hidden"]["memory"]["peak_rss_mb"], TARGETS["hidden_peak_rss_mb"]))
-    for row in report.get("peers", {}).get("rows", []):
-        if row["batch_size"] in (32, 256) and "jax_scan" in row["project_over_peer"]:
-            checks.append((f"loop / JAX lax.scan epoch, {row['variant']}, batch {row['batch_size']}", row["project_over_peer"]["jax_scan"], TARGETS["loop_over_jax_scan"]))
-    if "tracking" in report:
-        t = report["tracking"]
-        checks.append(("MLflow share of a default training run", t["mlflow_share"], TARGETS["mlflow_share"]))
-        checks.append(("  the same, MLflow's start-up left out", t["mlflow_share_after_startup"], TARGETS["mlflow_share"]))
-        checks.append(("peak RSS (MB) of a full-size default training run", t["peak_rss_mb"]["on"], TARGETS["peak_rss_mb"]))
-        checks.append(("  the same with tracking off", t["peak_rss_mb"]["off"], TARGETS["peak_rss_mb"]))
-    if "dvc" in report:
-        checks.append(("no-op dvc repro / dvc status", report["dvc"]["noop_repro_over_status"], TARGETS["noop_repro_over_status"]))
-    if "joblib_over_sequential" in report.get("sweep", {}):
-        checks.append(("joblib sweep / sequential sweep", report["sweep"]["joblib_over_sequential"], TARGETS["joblib_over_sequential"]))
-    return checks
 
 
 def formatted(timing, digits=3):
@@ -109,17 +64,17 @@ def table(report):
             ]
     if "tracking" in report:
         t = report["tracking"]
-        lines += ["", f"default training run on {t['rows']:,} rows ({t['command']}):"]
-        for mode in ("off", "on"):
-            run = t["runs"][mode]
-            lines.append(
-                f"  tracking {mode:3}: wall {formatted(run['wall'], 2)} s, in the stage {formatted(run['stage_total'], 2)} s, "
-                f"training {formatted(run['stage_train'], 2)} s, peak RSS {t['peak_rss_mb'][mode]:.0f} MB"
-            )
-        lines.append(
-            f"  MLflow: {t['mlflow_seconds']:.2f} s, {t['mlflow_share']:.0%} of the tracked run; its start-up alone "
-            f"(import, open the store, create a run) {t['mlflow_startup_seconds']:.2f} s; the rest {t['mlflow_share_after_startup']:.0%}"
-        )
+        ip, fresh, start = t["in_process"], t["fresh_process"], t["mlflow_startup"]
+        lines += [
+            "", f"default training run ({t['command']}) on {t['data_dir']}, seconds, median (min-max):",
+            f"  in one process: untracked {formatted(ip['untracked_seconds'], 2)} (the first {ip['first_untracked_seconds']:.2f}); "
+            f"tracked: the first {ip['first_tracked_seconds']:.2f}, later {formatted(ip['later_tracked_seconds'], 2)}",
+            f"  tracking's cost: the first run +{ip['first_overhead']:.2f} s, later runs +{ip['later_overhead']:.2f} s (pair by pair)",
+            f"  fresh processes: untracked {formatted(fresh['untracked'], 2)}, tracked {formatted(fresh['tracked'], 2)}: "
+            f"+{fresh['overhead']:.2f} s; peak RSS tracked {fresh['peak_rss_mb']:.0f} MB",
+        ]
+        if start:
+            lines.append(f"  MLflow's start-up alone, in a fresh process: import {start['import']:.2f} s, open the store and create a run {start['open']:.2f} s")
     if "startup" in report:
         lines += ["", f"start-up to a validated config (with {INVALID_OVERRIDE} each stage exits 2 after validating), seconds:"]
         lines += [f"  {name:30} {formatted(timing, 2)}" for name, timing in report["startup"].items()]
@@ -127,26 +82,21 @@ def table(report):
         d = report["dvc"]
         lines += [
             "",
-            f"dvc, in a clone after a full repro ({d['first_repro_seconds']:.1f} s): dvc status {formatted(d['status_seconds'], 2)} s, "
-            f"no-op dvc repro {formatted(d['noop_repro_seconds'], 2)} s: {d['noop_repro_over_status']:.2f}x",
+            f"dvc: a fresh clone's first repro {d['first_repro_seconds']:.1f} s ({d['first_repro_stages']} stages); then dvc status "
+            f"{formatted(d['status_seconds'], 2)} s, no-op dvc repro {formatted(d['noop_repro_seconds'], 2)} s: {d['noop_repro_over_status']:.2f}x",
         ]
     if "sweep" in report:
         s = report["sweep"]
-        if "skipped" in s:
-            lines += ["", f"sweep: skipped, {s['skipped']}"]
-        else:
-            lines += [
-                "",
-                f"sweep ({s['command']}): sequential {s['sequential']['seconds']:.1f} s for {s['sequential']['jobs']} jobs, "
-                f"joblib {s['joblib']['seconds']:.1f} s: {s['joblib_over_sequential']:.2f}x",
-            ]
-    lines += ["", "benchmark time: " + ", ".join(f"{part} {t:.0f} s" for part, t in report["bench_seconds"].items())]
-    if report["targets"]:
-        lines += ["", "targets:"]
-        lines += [
-            f"  {'met    ' if t['met'] else 'NOT MET'}  {t['what']}: {t['measured']:.3g} (target <= {t['target']:g})"
-            for t in report["targets"]
-        ]
+        lines += ["", f"sweep: skipped, {s['skipped']}" if "skipped" in s else f"sweep ({s['command']}, in the clone): {s['seconds']:.1f} s for {s['jobs']} jobs"]
+    if "ui" in report:
+        u = report["ui"]
+        lines += ["", f"MLflow's UI over the clone's store until it answers (GET / and a runs search), seconds, median (min-max):"]
+        for key, command in u["commands"].items():
+            figure = u["seconds"][key]
+            shown = formatted(figure, 1) if "median" in figure else f"no answer in {figure['failed']} of {len(figure['samples'])}"
+            lines.append(f"  {shown:>16}  {command}")
+    lines += ["", "benchmark time: " + ", ".join(f"{part} {t:.0f} s" for part, t in report["bench_seconds"].items())
+              + f"; in all {sum(report['bench_seconds'].values()):.0f} s"]
     return "\n".join(lines)
 
 

@@ -59,7 +59,7 @@ def softmax_jvp(S, G, out=None):
 def row_sums(A):
     """``Σ_j A_bj`` for each row b, kept as a column (B, 1): ``A @ 1``, which BLAS does faster than
     numpy's sum over a short last axis."""
-    return A @ np.ones((A.shape[-1], 1), dtype=A.dtype)
+    return A @ ones_column(A.shape[-1], A.dtype)
 
 
 def into(out, A):
@@ -72,7 +72,7 @@ class Softmax:
 
     def forward(self, Z, out=None, argmax=None):
         """``Ŷ = S(Z)``; ``argmax`` (B,), the column of each row's largest logit, if known."""
-        row_max = None if argmax is None else Z[np.arange(len(Z)), argmax][:, None]
+        row_max = None if argmax is None else Z[row_numbers(len(Z)), argmax][:, None]
         return softmax(Z, out=out, row_max=row_max)
 
     def backward(self, Y_hat, G, out=None):
@@ -103,7 +103,7 @@ class SquaredError:
     def gradient(self, Y_hat, Y, out=None):
         """``G = ∂L_b/∂ŷ_b = 2(ŷ_b − y_b)``, one row per sample (the 1/B of the mean comes later)."""
         G = np.subtract(Y_hat, Y, out=out)
-        G *= 2
+        np.add(G, G, out=G)  # 2G exactly, without converting a Python 2 at every step
         return G
 
     def row_sum(self, Y_hat, Y, G):
@@ -127,7 +127,7 @@ class CrossEntropy:
 
         ``L_b = (Σ_i y_i) log Σ_j exp(z_j − m) − Σ_i y_i (z_i − m)``, read off on the way.
         """
-        row_max = Z.max(axis=-1, keepdims=True) if argmax is None else Z[np.arange(len(Z)), argmax][:, None]
+        row_max = Z.max(axis=-1, keepdims=True) if argmax is None else Z[row_numbers(len(Z)), argmax][:, None]
         Z -= row_max
         target_logits = np.vdot(Y, Z)  # Σ_b Σ_i y_bi (z_bi − m_b)
         np.exp(Z, out=Z)
@@ -141,3 +141,26 @@ SOFTMAX, IDENTITY, SQUARED_ERROR, CROSS_ENTROPY = Softmax(), Identity(), Squared
 # The pieces by the names conf/model/*.yaml gives them (model.output, model.loss).
 OUTPUTS = {"softmax": SOFTMAX, "identity": IDENTITY}
 LOSSES = {"squared_error": SQUARED_ERROR, "cross_entropy": CROSS_ENTROPY}
+
+
+# --- constants of the small arrays a step uses, made once (read-only) ---------------------------
+
+CONSTANTS = {}
+
+
+def ones_column(k, dtype):
+    """The column ``1`` (k, 1): a small step feels allocating it each time."""
+    return constant(("ones", k, dtype), lambda: np.ones((k, 1), dtype=dtype))
+
+
+def row_numbers(n):
+    """``0 … n−1``: the rows of a fancy index ``Z[rows, cols]``."""
+    return constant(("rows", n), lambda: np.arange(n))
+
+
+def constant(key, make):
+    array = CONSTANTS.get(key)
+    if array is None:
+        array = CONSTANTS[key] = make()
+        array.flags.writeable = False
+    return array

@@ -120,6 +120,7 @@ class SGD:
         self.buffers = [self.make_buffers(min(self.batch_size, CHUNK_ROWS)) for _ in range(halves)]
         self.helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sgd-half") if halves == 2 else None
         self.predicted = np.empty(self.n_rows, dtype=np.intp)
+        self._steps = {}  # batch rows -> _step_factors
 
     def make_buffers(self, rows):
         return Buffers(rows, self.params)
@@ -137,16 +138,20 @@ class SGD:
         order = self.rng.permutation(self.n_rows) if self.shuffle else None
         step_losses = np.empty(self.steps_per_epoch)
         step, reported, diverged = 0, 0, False
+        # Looked up once an epoch: a step of a small batch is a few microseconds of numpy each.
+        n_rows, batch_size, loss_limit = self.n_rows, self.batch_size, self.loss_limit
+        batch_loss_and_gradient = self._one_chunk_step() or self._batch_loss_and_gradient
+        apply_gradient = self._apply_gradient
         with one_blas_thread():
-            for step, start in enumerate(range(0, self.n_rows, self.batch_size)):
-                stop = min(start + self.batch_size, self.n_rows)
-                step_losses[step] = batch_loss = self._batch_loss_and_gradient(order, start, stop)
-                if not batch_loss <= self.loss_limit:  # also true for NaN
+            for step, start in enumerate(range(0, n_rows, batch_size)):
+                stop = min(start + batch_size, n_rows)
+                step_losses[step] = batch_loss = batch_loss_and_gradient(order, start, stop)
+                if not batch_loss <= loss_limit:  # also true for NaN
                     diverged = True
                     break
-                if self.loss_limit == np.inf:
-                    self.loss_limit = self.divergence_factor * batch_loss
-                self._apply_gradient(stop - start)
+                if loss_limit == np.inf:
+                    loss_limit = self.loss_limit = self.divergence_factor * batch_loss
+                apply_gradient(stop - start)
                 if on_steps and (step + 1) % report_every == 0:
                     on_steps(step + 1 - reported)
                     reported = step + 1
@@ -198,20 +203,63 @@ class SGD:
         if not self.shuffle:
             return self.images[start:stop], self.targets[start:stop]
         # mode="clip": the rows are valid indices, and "raise" would copy through a temporary.
+        # The arrays' own take: np.take is a Python wrapper around it, felt at small batches.
         rows = order[start:stop]
-        np.take(self.images, rows, axis=0, out=raw, mode="clip")
-        np.take(self.targets, rows, axis=0, out=targets, mode="clip")
+        self.images.take(rows, axis=0, out=raw, mode="clip")
+        self.targets.take(rows, axis=0, out=targets, mode="clip")
         return raw, targets
+
+    def _one_chunk_step(self):
+        """``_batch_loss_and_gradient`` for a batch that is one chunk on one thread: the same
+        operations in the same order, its arrays and functions looked up once rather than at
+        every step. None for batches of several chunks or halves, and for a subclass with its
+        own gradient (pipeline.mlp_sgd)."""
+        if self.helper is not None or self.batch_size > CHUNK_ROWS or type(self)._rows_loss_and_gradient is not SGD._rows_loss_and_gradient:
+            return None
+        buffers, params, chunk, predicted = self.buffers[0], self.params, self._chunk, self.predicted
+        logits, loss_sum_and_delta = self.variant.logits, self.variant.loss_sum_and_delta
+        gradient, bias_gradient = buffers.gradient, buffers.gradients.get("b")
+        # A 0-d array: the same float as 1/255 cast to the dtype, which numpy multiplies by
+        # faster than by a Python float.
+        scale = np.asarray(1 / PIXEL_MAX, dtype=buffers.pixels.dtype)
+        copyto, matmul = np.copyto, np.matmul
+
+        def batch_loss_and_gradient(order, start, stop):
+            raw, pixels, Z, G, targets, _ = buffers.views(stop - start)
+            raw, targets = chunk(order, start, stop, raw, targets)
+            copyto(pixels, raw)  # uint8 -> float: P = 255·X
+            Z = logits(params, pixels, out=Z, scale=scale)  # X Wᵀ (+ b)
+            rows_loss, delta = loss_sum_and_delta(Z, targets, out=G, argmax=Z.argmax(axis=1, out=predicted[start:stop]))
+            matmul(delta.T, pixels, out=gradient)
+            if bias_gradient is not None:
+                accumulate(bias_gradient, delta, True)
+            return rows_loss / (stop - start)
+
+        return batch_loss_and_gradient
 
     def _apply_gradient(self, batch_rows):
         """``W ← W − (lr / (255·B)) · Δᵀ P``, i.e. ``W − lr · ∂L/∂W``; with weight decay first
         ``W ← (1 − 2·lr·λ) W`` (the step along ``2λW``); ``b ← b − (lr / B) Σ_b δ_b``."""
-        gradients = self.buffers[0].gradients
-        for key, gradient in gradients.items():
-            if self.weight_decay and key in self.variant.WEIGHTS:
-                self.params[key] *= 1 - 2 * self.lr * self.weight_decay
-            gradient *= self.lr / ((PIXEL_MAX if key in INPUT_WEIGHTS else 1) * batch_rows)
-            self.params[key] -= gradient
+        steps = self._steps.get(batch_rows)
+        if steps is None:
+            steps = self._steps[batch_rows] = self._step_factors(batch_rows)
+        for param, gradient, factor, decay in steps:
+            if decay is not None:
+                param *= decay
+            np.multiply(gradient, factor, out=gradient)
+            param -= gradient
+
+    def _step_factors(self, batch_rows):
+        """``(parameter, gradient, step factor, decay factor or None)`` for each parameter, the
+        factors as 0-d arrays of its dtype: the Python floats' values, cast as numpy would."""
+        steps = []
+        for key, gradient in self.buffers[0].gradients.items():
+            param = self.params[key]
+            factor = np.asarray(self.lr / ((PIXEL_MAX if key in INPUT_WEIGHTS else 1) * batch_rows), dtype=param.dtype)
+            decayed = self.weight_decay and key in self.variant.WEIGHTS
+            decay = np.asarray(1 - 2 * self.lr * self.weight_decay, dtype=param.dtype) if decayed else None
+            steps.append((param, gradient, factor, decay))
+        return steps
 
 
 def accumulate(total, Delta, first):

@@ -110,3 +110,25 @@ def test_the_logged_model_is_timed_against_the_bare_forward_pass(tmp_path):
         assert 0 < r["load_seconds"]["min"] and 0 < r["cold_load_seconds"]["import"]["min"] and 0 < r["log_seconds"]["first"]
     assert [t["what"] for t in data["targets"]] == [f"pyfunc predict / bare forward, {v}, 600 rows" for v in ("softmax", "linear")]
     assert "pyfunc predict / bare forward, softmax" in printed.getvalue()
+
+
+@pytest.mark.slow
+def test_a_fresh_clones_pipeline_and_trackings_cost_land_in_the_target_table(tmp_path):
+    """A clone's first dvc repro (its 5 stages), the no-op repro against dvc status, and what
+    tracking costs a training run in one process and in fresh ones, as issue 15's goals."""
+    path = tmp_path / "bench.json"
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        cli.main(["--only", "dvc", "tracking", "--quick", "--rows", "600", "--json", str(path)])
+    data = json.loads(path.read_text())
+    assert data["dvc"]["first_repro_stages"] == 5 and data["dvc"]["first_repro_seconds"] > 0
+    ip = data["tracking"]["in_process"]
+    assert len(ip["untracked_seconds"]["samples"]) == len(ip["later_tracked_seconds"]["samples"]) == 2
+    assert ip["first_overhead"] == pytest.approx(ip["first_tracked_seconds"] - ip["untracked_seconds"]["median"])
+    assert data["tracking"]["data_dir"].endswith("repo/data/mnist")  # the clone's own data
+    assert set(data["tracking"]["mlflow_startup"]) == {"import", "open"}
+    assert [t["key"] for t in data["targets"] if t["issue"]] == ["first_tracked", "later_tracked", "fresh_tracked", "fresh_repro", "noop_repro"]
+    for t in data["targets"]:
+        assert t["what"] in printed.getvalue()
+        assert t["met"] or t["bound"]
+    assert set(data["load"]) == {"dvc", "tracking"}

@@ -10,7 +10,8 @@ import pytest
 from bench import peers
 from bench.peer_models import Orders, applies, make_peer
 from bench.data import benchmark_rows, train_settings
-from bench.report import peers_table, target_checks
+from bench.report import peers_table
+from bench.targets import loop_checks
 from pipeline.sgd import SGD, seeded_generators
 
 ROWS = 600  # 18 batches of 32 and a remainder of 24: the scan and the remainder step both run
@@ -65,7 +66,7 @@ def test_without_the_peers_the_benchmark_says_how_to_install_them(rows, monkeypa
     assert report["rows"] == [] and report["install"] == "pip install -e '.[bench]'"
     printed = "\n".join(peers_table(report))
     assert "not installed: jax, torch" in printed and "pip install -e '.[bench]'" in printed
-    assert target_checks({"peers": report}) == []
+    assert loop_checks({"peers": report}) == []
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason=f"jax not installed: {peers.INSTALL_HINT}")
@@ -84,8 +85,15 @@ def test_the_peers_part_times_the_loop_beside_jax(rows, monkeypatch):
             assert len(r["epoch_seconds"][name]["samples"]) == 2
             assert r["project_over_peer"][name] == pytest.approx(r["epoch_seconds"]["project"]["min"] / r["epoch_seconds"][name]["min"])
             assert r["project_over_peer_cpu"][name] == pytest.approx(r["epoch_cpu_seconds"]["project"]["min"] / r["epoch_cpu_seconds"][name]["min"])
-    checks = target_checks({"peers": report})
-    assert [what for what, *_ in checks] == ["loop / JAX lax.scan epoch, softmax, batch 32", "loop / JAX lax.scan epoch, linear, batch 32"]
+    checks = loop_checks({"peers": report})
+    assert [c["what"] for c in checks] == [
+        "loop / JAX lax.scan epoch, wall, softmax, batch 32", "loop / JAX lax.scan epoch, wall, linear, batch 32",
+        "loop / fastest peer, full batch, wall, softmax (fastest: jax_step)", "loop / fastest peer, full batch, wall, linear (fastest: jax_step)",
+    ]
+    rows = report["rows"]
+    assert [c["measured"] for c in checks] == [rows[0]["project_over_peer"]["jax_scan"], rows[1]["project_over_peer"]["jax_scan"],
+                                               rows[2]["project_over_peer"]["jax_step"], rows[3]["project_over_peer"]["jax_step"]]
+    assert all(c["met"] == (c["measured"] <= 1.0) and (c["bound"] is None) == c["met"] for c in checks)
     printed = "\n".join(peers_table(report))
     assert "not installed: torch" in printed and "pip install -e '.[bench]'" in printed
     assert "divergence check" in printed and "autodiff" in printed

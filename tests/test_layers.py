@@ -19,7 +19,7 @@ LAYERS = (
                 "pipeline.predict"}),
     ("orchestration", {"experiments.sweep", "experiments.compare", "experiments.compare_figures", "experiments.compare_table", "experiments.ui",
                        "bench", "bench.cli", "bench.commands", "bench.data", "bench.hidden", "bench.loop", "bench.machine", "bench.measure",
-                       "bench.peer_models", "bench.peers", "bench.report", "bench.served",
+                       "bench.peer_models", "bench.peers", "bench.per_run", "bench.report", "bench.served", "bench.targets", "bench.ui",
                        "bench.__main__"}),
 )
 # Package markers with no code: in no layer, imported by nothing.

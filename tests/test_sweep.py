@@ -57,7 +57,7 @@ def check_output(printed, client, rates):
     expected = [f"#{n} {variant} lr={lr:g} bs=32: " for n, (variant, lr) in enumerate(itertools.product(["softmax", "linear"], rates))]
     assert [line[: len(start)] for line, start in zip(jobs, expected)] == expected and len(jobs) == len(expected)
     assert all(re.search(r": (val \d+\.\d%|DIVERGED at step \d+), test \d+\.\d%$", line) for line in jobs)
-    assert lines[-2].startswith(f"sweep {sweep_id} done: mlflow ui --backend-store-uri sqlite:///")
+    assert re.match(rf"sweep {sweep_id} done: MLFLOW_TRACKING_URI=sqlite:///\S+ python -m experiments\.ui, then ", lines[-2]), lines[-2]
     assert lines[-2].endswith(f", then http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
                               f"&searchFilter=tags.%60sweep.id%60%20%3D%20%27{sweep_id}%27")
     assert lines[-1] == f"side by side: python -m experiments.compare --sweep {sweep_id}"

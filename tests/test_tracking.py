@@ -52,11 +52,14 @@ def test_artifacts_go_next_to_the_sqlite_file():
 
 
 def test_how_to_open_names_the_ui_command_and_the_training_runs_page(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))  # the project's root
     here, elsewhere = f"sqlite:///{tmp_path}/mlflow.db", "sqlite:////srv/mlflow.db"
 
-    assert tracking.how_to_open(here, "3") == f"mlflow ui --backend-store-uri sqlite:///mlflow.db, then {LINK.format(3)}"
-    assert tracking.how_to_open(elsewhere, "3") == f"mlflow ui --backend-store-uri sqlite:////srv/mlflow.db, then {LINK.format(3)}"
+    # The project's UI command, given the store as it resolves one: relative to the project's root.
+    assert tracking.how_to_open(here, "3") == f"MLFLOW_TRACKING_URI=sqlite:///mlflow.db python -m experiments.ui, then {LINK.format(3)}"
+    assert tracking.how_to_open(elsewhere, "3") == f"MLFLOW_TRACKING_URI=sqlite:////srv/mlflow.db python -m experiments.ui, then {LINK.format(3)}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    assert tracking.resolve_uri("sqlite:///other.db") == here  # what the printed command serves
     assert tracking.how_to_open("http://127.0.0.1:5555/", "4") == LINK.format(4).replace("5000", "5555")
     # Only the runs matching a search (the UI's searchFilter), the search URL-encoded.
     assert tracking.runs_page(here, "3", "tags.`sweep.id` = 'ab12'") == (
