@@ -5,7 +5,7 @@ Metrics are buffered and sent with ``log_batch`` (a batch costs far less per met
 synchronous ``log_metric`` in sqlite) every FLUSH_SECONDS and at the end; every write goes through
 one background thread, so training does not wait for sqlite commits or PNG encoding. Pictures are
 the stages': they hand over the function that draws one (called on that thread, so training does
-not wait for matplotlib either); this module draws nothing itself. So are models: the stage hands
+not wait for the drawing either); this module draws nothing itself. So are models: the stage hands
 over the function that logs one.
 """
 
