@@ -34,6 +34,7 @@ conf/train.yaml).
 """
 
 import atexit
+import functools
 import json
 import os
 import sys
@@ -162,11 +163,19 @@ def register(uri, sweep_run_id):
         print(f"sweep {sweep_run_id}: nothing registered, no job finished with a model")
 
 
+@functools.cache
+def evaluate_config(model):
+    """conf/evaluate.yaml composed with ``model=<model>``: once per worker process and model, not
+    after every job (the conf files do not change during a sweep; the job's values are merged
+    into a copy)."""
+    return compose("evaluate", overrides=[f"model={model}"])
+
+
 def evaluation_config(config):
     """The evaluate stage's config (conf/evaluate.yaml) for the parameters a job wrote: the job's
     data, model (its overrides too: model.hidden=256) and tracking (registering nothing),
     ``train_dir`` the job's ``out_dir``."""
-    evaluation = compose("evaluate", overrides=[f"model={config.hydra.runtime.choices.model}"])
+    evaluation = evaluate_config(config.hydra.runtime.choices.model)
     job = {key: OmegaConf.to_container(config[key], resolve=True) for key in ("data", "model", "tracking")}
     job["tracking"]["register"] = False  # the sweep registers its best jobs at its end, not every job
     return OmegaConf.merge(evaluation, {**job, "train_dir": config.out_dir})

@@ -49,7 +49,7 @@ from pipeline.constants import N_CLASSES, N_PIXELS
 from pipeline.files import PARAMS_FILE, WeightsError, json_bytes, read_params, write_set
 from pipeline.idx import IDXError
 from pipeline.metrics import evaluate, most_confidently_wrong
-from pipeline.pictures import confusion_figure, mistakes_figure
+from pipeline.evaluation_pictures import confusion_picture, mistakes_picture, png_writer
 from pipeline.tracking import schema
 from pipeline.variants import build
 
@@ -89,8 +89,8 @@ def run(cfg, quiet=False):
     mistakes = most_confidently_wrong(Y_hat, labels, cfg.mistakes_shown)
     predicted = Y_hat.argmax(axis=1)
     name = f"{variant}, trained in {train_dir}"
-    confusion_picture = confusion_figure(result.confusion, f"{variant}: test accuracy {result.accuracy:.1%} on {len(labels):,} digits")
-    mistakes_picture = mistakes_figure(
+    confusion_image = confusion_picture(result.confusion, f"{variant}: test accuracy {result.accuracy:.1%} on {len(labels):,} digits")
+    mistakes_image = mistakes_picture(
         images[mistakes], labels[mistakes], predicted[mistakes],
         Y_hat[mistakes, predicted[mistakes]] - Y_hat[mistakes, labels[mistakes]],
         f"{variant}: the {len(mistakes)} most confidently wrong of {np.count_nonzero(predicted != labels):,} mistakes",
@@ -100,7 +100,7 @@ def run(cfg, quiet=False):
     # The outputs only once the run is open: a store that does not answer or takes no writes
     # fails the stage (stage_app: one line, exit 1) with nothing written.
     with tracking.continue_run(cfg.tracking, trained_run, f"{variant} test evaluation", settings, {schema.VARIANT: variant}) as mlflow_run:
-        write_outputs(train_dir, result, labels, predicted, confusion_picture, mistakes_picture)
+        write_outputs(train_dir, result, labels, predicted, confusion_image, mistakes_image)
         mlflow_run.log_metrics({schema.TEST_LOSS: result.loss, schema.TEST_ACCURACY: result.accuracy}, step=0)
         mlflow_run.log_table(per_digit_table(result), schema.PER_DIGIT_TABLE)
         tracking.log_data(mlflow_run, provenance, sha256, cfg.data.dir, schema.TESTING, {"test_rows": len(labels)})
@@ -168,15 +168,15 @@ def csv_bytes(rows, columns):
     return text.getvalue().encode()
 
 
-def write_outputs(out_dir, result, labels, predicted, confusion_picture, mistakes_picture):
+def write_outputs(out_dir, result, labels, predicted, confusion_image, mistakes_image):
     """The five output files, as one set: all of them or, on a failure, none (files.write_set)."""
     pairs = np.column_stack([labels, predicted])
     write_set(out_dir, {
         "test_metrics.json": json_bytes({"test": {"loss": result.loss, "accuracy": result.accuracy, "digits": len(labels)}}),
         "per_class.csv": csv_bytes(per_class_rows(result), ("digit", "precision", "recall", "support")),
         "confusion.csv": b"actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in pairs).encode(),
-        "confusion.png": lambda f: confusion_picture.savefig(f, format="png", dpi=100),
-        "misclassified.png": lambda f: mistakes_picture.savefig(f, format="png", dpi=100),
+        "confusion.png": png_writer(confusion_image),
+        "misclassified.png": png_writer(mistakes_image),
     })
 
 

@@ -73,7 +73,7 @@ def log_model(run, params, fields, example, tracking_uri=None, step=0):
         tags={schema.VARIANT: variant_name(fields)},
         params={f"model.{k}": str(v) for k, v in (fields.items() if isinstance(fields, dict) else [("name", fields)])},
     )
-    with TemporaryDirectory() as folder, quiet():
+    with TemporaryDirectory() as folder, quiet(), requirements_checked_by_name():
         params_file = Path(folder) / "params.npz"
         np.savez(params_file, **params)
         info = mlflow.models.Model.log(
@@ -104,6 +104,25 @@ def quiet():
             os.environ.pop(PROGRESS_BAR_VARIABLE, None)
         else:
             os.environ[PROGRESS_BAR_VARIABLE] = progress_bar
+
+
+@contextmanager
+def requirements_checked_by_name():
+    """MLflow checks the requirements against the installed packages while it saves the model:
+    it looks each one up by name, but first maps every installed distribution to its modules (a
+    scan of the whole environment), a map it needs only to infer requirements, which are given
+    here. The map is left empty for the block (the check itself unchanged), then unset again so
+    that anything inferring requirements later in the process still builds it."""
+    from mlflow.utils import requirements_utils
+
+    if getattr(requirements_utils, "_MODULES_TO_PACKAGES", {}) is not None:  # built already, or kept elsewhere
+        yield
+        return
+    requirements_utils._MODULES_TO_PACKAGES = {}
+    try:
+        yield
+    finally:
+        requirements_utils._MODULES_TO_PACKAGES = None
 
 
 def shipped_code(folder):

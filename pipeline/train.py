@@ -49,6 +49,7 @@ from pipeline.least_squares import linear_optimum
 from pipeline.mlp_sgd import initial_params, trainer
 from pipeline.sgd import loss_and_accuracy, seeded_generators
 from pipeline.tracking import schema
+from pipeline.tracking import training as training_run
 from pipeline.variants import build, plain
 
 OUTPUT_FILES = (PARAMS_FILE, "metrics.json", "history.csv", "timing.json", "mlflow_run.json")
@@ -120,8 +121,8 @@ def run(cfg):
 
         training = fit(sgd, val, optim.epochs, cfg.tracking, mlflow_run, name, optim.weight_decay, quiet=sweep_job)
         metrics = final_metrics(sgd, train, val, training, optim.weight_decay)
-        log_outcome(mlflow_run, sgd, training, metrics, optimum, name)
-        log_model(mlflow_run, sgd, plain(cfg.model), val, training)
+        training_run.log_outcome(mlflow_run, sgd.params, training, metrics, optimum, name, sgd.steps_per_epoch, picture)
+        training_run.log_model(mlflow_run, sgd.params, plain(cfg.model), val.images[:EXAMPLE_DIGITS], training)
         if optimum is not None:  # in MLflow since the start, as max_stable_lr and least_squares_loss
             metrics["linear"] = {"max_stable_lr": optimum.max_stable_lr, "least_squares_loss": optimum.loss}
         record = {"run_id": mlflow_run.run_id, "experiment_id": mlflow_run.experiment_id, "tracking_uri": mlflow_run.tracking_uri}
@@ -238,63 +239,8 @@ def final_metrics(sgd, train, val, training, weight_decay=0.0):
     return metrics
 
 
-def log_outcome(mlflow_run, sgd, training, metrics, optimum, name):
-    """Whether it diverged (then the run ends FAILED, named "diverged: ..."), the training time,
-    the final W (a snapshot, and W_final.png) and the loss curve.
-
-    A diverged run's curves end with a point for the W it stopped with (the last before the loss
-    blew up, the W evaluated and saved), at the epoch it stopped in: a curve's last point is
-    always the final W's.
-    """
-    diverged = training.diverged_at is not None
-    stopped_in = len(training.history) + diverged  # the epoch it stopped in
-    mlflow_run.log_metrics({schema.TRAIN_SECONDS: training.seconds}, step=0)
-    tags = {schema.DIVERGED: str(diverged).lower()}
-    if diverged:
-        mlflow_run.log_metrics({schema.TRAIN_LOSS_EPOCH: metrics["train"]["loss"], schema.TRAIN_ACCURACY: metrics["train"]["accuracy"],
-                                schema.VAL_LOSS: metrics["val"]["loss"], schema.VAL_ACCURACY: metrics["val"]["accuracy"]}, step=stopped_in)
-        tags[schema.DIVERGED_AT_STEP] = training.diverged_at
-        mlflow_run.end_status = "FAILED"
-        mlflow_run.rename(schema.DIVERGED_NAME_PREFIX + name)
-    mlflow_run.set_tags(tags)
-    mlflow_run.log_snapshot(sgd.params, stopped_in, functools.partial(picture, "parameter_images", title=f"W after epoch {stopped_in}"))
-    if "W" in sgd.params:  # the final W, larger
-        mlflow_run.log_picture(functools.partial(picture, "weights_picture", sgd.params["W"], title=f"{name}: the final W, epoch {stopped_in}",
-                                                 zoom=6), schema.WEIGHTS_FINAL_PICTURE)
-    curve = {"history": training.history, "step_loss_steps": training.logged_steps, "step_losses": training.logged_losses,
-             "steps_per_epoch": sgd.steps_per_epoch, "title": name,
-             "floor": optimum.loss if optimum else None, "diverged_at": training.diverged_at}
-    mlflow_run.log_figure(functools.partial(picture, "loss_curve_figure", **curve), schema.LOSS_CURVE)
-
-
-def log_model(mlflow_run, sgd, model_fields, val, training):
-    """The trained model as the run's MLflow Model (pipeline.served_model), queued on the run's
-    writer thread after the final metrics, which are linked to it. The stage waits for MLflow's
-    writes before writing its outputs, so a model that fails to log fails the run before any
-    output is written. Nothing for a diverged training: it has nothing worth serving."""
-    if training.diverged_at is not None:
-        return
-    mlflow_run.flush()
-    # C order, as params.npz is written: the products, and so the scores, are then its to the last bit.
-    params = {name: np.ascontiguousarray(value) for name, value in sgd.params.items()}
-    mlflow_run.log_model(logged_model, params, model_fields, val.images[:EXAMPLE_DIGITS],
-                        step=len(training.history))  # the last epoch: its curves' points are the model's
-
-
-# The pictures are drawn, and the model logged, on the tracking writer's thread, and only for a
-# tracked run: training neither waits for matplotlib or MLflow's model code to load nor loads
-# them at all with tracking off.
-
-
-def logged_model(run_id, *args, **kwargs):
-    """pipeline.served_model.log_model's URI of the model logged into run ``run_id``."""
-    from pipeline.served_model import log_model
-
-    return log_model(run_id, *args, **kwargs)
-
-
 def picture(name, *args, **kwargs):
-    """pipeline.pictures' ``name`` (parameter_images, weights_picture, loss_curve_figure) drawn with
+    """pipeline.pictures' ``name`` (parameter_images, weights_picture, loss_curve_picture) drawn with
     these arguments, imported only when a tracked run draws it."""
     from pipeline import pictures
 

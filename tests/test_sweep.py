@@ -201,6 +201,23 @@ def test_a_jobs_evaluation_registers_nothing_even_when_the_pipeline_would(compos
     assert evaluation.tracking.experiment == cfg.tracking.experiment
 
 
+def test_each_jobs_evaluation_has_its_own_values_though_evaluate_is_composed_once(compose_train):
+    # evaluate.yaml is composed once per worker process and model: no job's values may leak
+    # into the next job's evaluation through it.
+    from hydra import initialize_config_dir
+
+    from experiments.sweep import evaluation_config
+    from tests.paths import CONF_DIR
+
+    jobs = [compose_train("model=softmax", "optim.lr=0.1", "out_dir=multirun/x/0", "model.bias=true"),
+            compose_train("model=linear", "out_dir=multirun/x/1"),
+            compose_train("model=softmax", "optim.lr=0.3", "out_dir=multirun/x/2")]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        evaluations = [evaluation_config(job) for job in jobs]
+    assert [(e.model.name, e.model.bias, e.train_dir) for e in evaluations] == [
+        ("softmax", True, "multirun/x/0"), ("linear", False, "multirun/x/1"), ("softmax", False, "multirun/x/2")]
+
+
 def test_the_slurm_launcher_config_is_composed_and_validated(compose_train):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the [slurm] extra is not installed")
 

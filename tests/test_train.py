@@ -517,7 +517,7 @@ def test_a_failing_mlflow_write_fails_the_stage_before_any_output_is_replaced(da
     def unwritable(**curve):
         raise OSError(28, "No space left on device", "plots/loss_curve.png")
 
-    monkeypatch.setattr(pictures, "loss_curve_figure", unwritable)
+    monkeypatch.setattr(pictures, "loss_curve_picture", unwritable)
     out = tmp_path / "out"
     with pytest.raises(tracking.TrackingError, match=f"MLflow store {mlflow_store.uri}: plots/loss_curve.png: No space left on device"):
         train_run(data_dir, out)

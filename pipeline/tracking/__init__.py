@@ -4,6 +4,7 @@
     writer.py   a run being recorded (Run), or not (DisabledRun): buffered, background writes
     runs.py     a stage's run, always ended; its params and tags
     reports.py  reading runs back (experiments.compare), imported on its own
+    training.py what a training run records at its end (train stage), imported on its own
     schema.py   the names of the metrics, params, tags and artifacts the project records
 
 ``mlflow`` (slow to import) is imported only when tracking is enabled: ``tracking.enabled=false``

@@ -5,7 +5,7 @@ Metrics are buffered and sent with ``log_batch`` (a batch costs far less per met
 synchronous ``log_metric`` in sqlite) every FLUSH_SECONDS and at the end; every write goes through
 one background thread, so training does not wait for sqlite commits or PNG encoding. Pictures are
 the stages': they hand over the function that draws one (called on that thread, so training does
-not wait for matplotlib either); this module draws nothing itself. So are models: the stage hands
+not wait for the drawing either); this module draws nothing itself. So are models: the stage hands
 over the function that logs one.
 """
 
@@ -127,13 +127,6 @@ class Run:
                 self.client.log_image(self.run_id, image, key=schema.weights_image_key(matrix), step=step)
         self.pictured = True
 
-    def log_figure(self, draw, artifact_file):
-        """``draw()`` (the stage's matplotlib Figure) saved as ``artifact_file``, a .png path."""
-        self._write(self._log_figure, draw, artifact_file)
-
-    def _log_figure(self, draw, artifact_file):
-        self.client.log_figure(self.run_id, draw(), artifact_file)
-
     def log_picture(self, draw, artifact_file):
         """``draw()`` (the stage's picture, an RGB array) saved as ``artifact_file``, a .png path."""
         self._write(lambda: self.client.log_image(self.run_id, draw(), artifact_file=artifact_file))
@@ -245,9 +238,6 @@ class DisabledRun:
         pass
 
     def log_snapshot(self, params, epoch, draw):
-        pass
-
-    def log_figure(self, draw, artifact_file):
         pass
 
     def log_picture(self, draw, artifact_file):
