@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.data import PROVENANCE_FILE, TEST_FILES, TRAIN_FILES
 from pipeline.idx import write_idx
+from tests.helpers import made_once
 from tests.paths import CONF_DIR
 
 # Tests talk to 127.0.0.1 only; MLflow would otherwise try to reach its telemetry servers
@@ -58,12 +59,14 @@ class MlflowStore:
 
 @pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory):
-    """An empty MLflow sqlite database, made once: creating one runs MLflow's migrations (~10 s)."""
-    from mlflow import MlflowClient
+    """An empty MLflow sqlite database, made once: creating one runs MLflow's migrations (seconds)."""
 
-    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
+    def make(folder):
+        from mlflow import MlflowClient
+
+        MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+
+    return made_once(tmp_path_factory, "mlflow_template", make) / "mlflow.db"
 
 
 @pytest.fixture
@@ -115,7 +118,18 @@ def synthetic_digits(n, rng, prototypes):
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
+    """The synthetic digits (TRAIN_ROWS to train on, 40 to test), as IDX files with their
+    provenance.json, in a folder of the module's own."""
+    return written_digits(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def session_data_dir(tmp_path_factory):
+    """The same digits for the session's fixtures (the browser tests' store); read, never changed."""
+    return written_digits(tmp_path_factory.mktemp("session_data"))
+
+
+def written_digits(folder):
     rng = np.random.default_rng(0)
     prototypes = rng.random((10, 784)) < 0.2
     for files, rows in ((TRAIN_FILES, TRAIN_ROWS), (TEST_FILES, 40)):

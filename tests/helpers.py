@@ -5,6 +5,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -200,3 +201,26 @@ def read_only(folder):
         yield
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+# --- fixtures made once for all pytest-xdist workers ------------------------------------------
+
+
+def made_once(tmp_path_factory, name, make):
+    """``make(folder)`` run once per test session in ``folder`` (a new folder ``name``), also under
+    pytest-xdist: the first worker to ask makes it, under a file lock in the folder all workers'
+    temporary folders are in, and the others wait for it instead of making their own. Returns
+    the folder. What is in it is shared: a test that changes it works on a copy."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    folder, done = shared / name, shared / f"{name}.done"
+    with FileLock(shared / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a make that failed midway starts over
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder

@@ -48,7 +48,14 @@ def page(browser, url, *texts):
 
 def registry_picture(store_uri, out):
     with tempfile.TemporaryDirectory() as folder, mlflow_server(store_uri, Path(folder) / "server.log") as url, Browser(folder) as browser:
-        browser.driver.set_window_size(*WINDOW)
+        return draw_registry(browser, url, out)
+
+
+def draw_registry(browser, url, out):
+    """The picture of the registry served at ``url``, drawn with ``browser`` into ``out``; its size."""
+    size = browser.driver.get_window_size()
+    browser.driver.set_window_size(*WINDOW)
+    try:
         # The main panel only (the side bar's links are the same on every page), each page from
         # its title to the end of its table.
         models = page(browser, f"{url}/#/models{TRAINING_MODE}", "Registered Models", MODEL)
@@ -57,6 +64,8 @@ def registry_picture(store_uri, out):
         versions = page(browser, f"{url}/#/models/{MODEL}{TRAINING_MODE}", "Versions", "Version 1")
         top, bottom = rect(browser, MODEL)[1] - 36, rect(browser, "25 / page", last=True)[3] + 16
         versions = versions.crop((left, int(top), versions.width - 20, int(bottom)))
+    finally:
+        browser.driver.set_window_size(size["width"], size["height"])
     picture = Image.new("RGB", (models.width, models.height + versions.height + SEPARATOR), "#d0d0d0")
     picture.paste(models, (0, 0))
     picture.paste(versions, (0, models.height + SEPARATOR))

@@ -34,10 +34,10 @@ def new_run(store, tags=None, experiment="handgrad"):
     return client.create_run(experiment_id, tags=tags or {}).info.run_id
 
 
-def logged_run(store, variant, val_accuracy, tags=None, status="FINISHED", params=None):
+def logged_run(store, variant, val_accuracy, tags=None, status="FINISHED", params=None, experiment="handgrad"):
     """A run with validation accuracy ``val_accuracy`` (the final W's, as pipeline.train logs it),
-    the tag ``variant`` and a logged model, ended ``status``."""
-    run_id = new_run(store, {"variant": variant, **(tags or {})})
+    the tag ``variant`` and a logged model, ended ``status``, in ``experiment``."""
+    run_id = new_run(store, {"variant": variant, **(tags or {})}, experiment)
     store.client.log_metric(run_id, schema.VAL_ACCURACY, val_accuracy, step=2)
     served_model.log_model(run_id, params or trained_params(), variant, real_digits()[0][4000:4003], store.uri)
     store.client.set_terminated(run_id, status)

@@ -9,15 +9,21 @@ import pytest
 
 from bench import cli, loop, measure
 from bench.data import benchmark_rows
+from tests.helpers import made_once
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def report(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bench") / "bench.json"
-    printed = io.StringIO()
-    with redirect_stdout(printed):
-        cli.main(["--only", "loop", "evaluate", "--quick", "--epochs", "1", "--rows", "600", "--json", str(path)])
-    return json.loads(path.read_text()), printed.getvalue()
+    """The benchmark's report and what it printed, made once for all pytest-xdist workers."""
+
+    def make(folder):
+        printed = io.StringIO()
+        with redirect_stdout(printed):
+            cli.main(["--only", "loop", "evaluate", "--quick", "--epochs", "1", "--rows", "600", "--json", str(folder / "bench.json")])
+        (folder / "printed.txt").write_text(printed.getvalue())
+
+    folder = made_once(tmp_path_factory, "bench", make)
+    return json.loads((folder / "bench.json").read_text()), (folder / "printed.txt").read_text()
 
 
 @pytest.mark.slow

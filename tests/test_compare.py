@@ -13,20 +13,23 @@ from experiments import compare, compare_figures, compare_table
 from experiments.sweep import SweepCallback
 from pipeline.model import VARIANTS
 from pipeline.tracking import reports, schema
-from tests.helpers import job_folders, split_runs, sweep
+from tests.helpers import job_folders, made_once, split_runs, sweep
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def swept(data_dir, mlflow_template, tmp_path_factory):
+@pytest.fixture(scope="session")
+def swept(session_data_dir, mlflow_template, tmp_path_factory):
     """A finished sweep of both variants at a sane and a too large rate (the linear one diverges):
-    (its folder, its store's database)."""
-    folder = tmp_path_factory.mktemp("swept")
-    shutil.copyfile(mlflow_template, folder / "mlflow.db")
-    result = sweep(folder, data_dir, "model=softmax,linear", "optim.lr=0.002,10", env={"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"})
-    assert result.returncode == 0, result.stderr
-    return folder
+    its folder, holding its store's database. Made once for all pytest-xdist workers; read only."""
+
+    def make(folder):
+        shutil.copyfile(mlflow_template, folder / "mlflow.db")
+        result = sweep(folder, session_data_dir, "model=softmax,linear", "optim.lr=0.002,10",
+                       env={"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"})
+        assert result.returncode == 0, result.stderr
+
+    return made_once(tmp_path_factory, "swept", make)
 
 
 @pytest.fixture

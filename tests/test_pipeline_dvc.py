@@ -2,9 +2,11 @@
 and `dvc exp run`, a real MLflow store at the clone's root. Uncommitted work is not in the clone.
 
 The data is the packaged 5k subset (``data.source=packaged`` in the clone), so no network is
-used; one first `dvc repro` takes ~20 s here and is shared by the tests below.
+used; one first `dvc repro` is shared by the tests below (those that run DVC again, or change
+the clone, each in a copy of it).
 """
 
+import contextlib
 import functools
 import json
 import os
@@ -22,7 +24,7 @@ from mlflow import MlflowClient
 
 from pipeline.classifier import scores
 from pipeline.files import read_params
-from tests.helpers import quick_start_commands, stage_sources
+from tests.helpers import made_once, quick_start_commands, stage_sources
 from tests.model_helpers import real_digits
 from tests.paths import REPO_ROOT
 
@@ -39,8 +41,12 @@ LEAST_TEST_ACCURACY = {"softmax": 0.88, "linear": 0.82}
 class Clone:
     """A clone of the repository and the commands run in it."""
 
-    def __init__(self, root):
+    def __init__(self, root, facts=None):
         self.root = root
+        # What the first `dvc repro` ran and wrote: first_run, first_status, first_records and
+        # first_test_metrics (see make_first_repro).
+        self.facts = facts or {}
+        self.__dict__.update(self.facts)
         # What a newcomer's shell has: no store, experiment or DVC state chosen from outside.
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env['PATH']}"
@@ -89,10 +95,22 @@ def load_model(uri, clone, monkeypatch):
     return mlflow.pyfunc.load_model(uri)
 
 
-@pytest.fixture(scope="module")
+FIRST_REPRO = "first_repro.json"  # beside the shared clone: what its first repro did and wrote
+
+
+@pytest.fixture(scope="session")
 def clone(tmp_path_factory, mlflow_template):
-    """A fresh clone, offline (packaged data), after its first `dvc repro`."""
-    root = tmp_path_factory.mktemp("clone") / "handgrad"
+    """The fresh clone after its first `dvc repro`, made once per session (once in all, under
+    pytest-xdist: conftest's ``made_once``) and shared by the tests that only read it; a test that
+    runs DVC in it or changes it takes a ``workspace`` copy."""
+    folder = made_once(tmp_path_factory, "dvc_clone", lambda folder: (folder / FIRST_REPRO).write_text(
+        json.dumps(make_first_repro(folder / "handgrad", mlflow_template))))
+    return Clone(folder / "handgrad", json.loads((folder / FIRST_REPRO).read_text()))
+
+
+def make_first_repro(root, mlflow_template):
+    """A fresh clone in ``root``, offline (packaged data), after its first `dvc repro`, then
+    committed as the README says; what that repro ran and wrote."""
     subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(root)], check=True)
     clone = Clone(root)
     clone.edit_yaml("conf/data/mnist.yaml", "source", "packaged")
@@ -101,12 +119,38 @@ def clone(tmp_path_factory, mlflow_template):
     # An empty MLflow database (creating one runs migrations, seconds); it still lands where a
     # newcomer's would: mlflow.db at the root of the clone, which the stages find on their own.
     shutil.copyfile(mlflow_template, root / "mlflow.db")
-    clone.first_run = clone.repro()
-    clone.first_status = clone.run("git", "status", "--porcelain", "--ignored", "--untracked-files=all")
-    clone.first_records = {v: clone.read_json(f"results/{v}/mlflow_run.json") for v in VARIANTS}
-    clone.first_test_metrics = {v: clone.read_json(f"results/{v}/test_metrics.json")["test"] for v in VARIANTS}
+    facts = {"first_run": clone.repro(),
+             "first_status": clone.run("git", "status", "--porcelain", "--ignored", "--untracked-files=all"),
+             "first_records": {v: clone.read_json(f"results/{v}/mlflow_run.json") for v in VARIANTS},
+             "first_test_metrics": {v: clone.read_json(f"results/{v}/test_metrics.json")["test"] for v in VARIANTS}}
     clone.commit("baseline: the first dvc repro")  # as the README says, for diffs and experiments
-    return clone
+    return facts
+
+
+@pytest.fixture
+def workspace(clone, tmp_path):
+    """This test's own copy of the repro'd clone (git, DVC cache, outputs, MLflow store), as if the
+    user had moved the folder: copying is much cheaper than another repro. DVC's .dvc/tmp (locks)
+    is left behind; the store's absolute artifact paths are moved to the copy's mlruns/."""
+    root = tmp_path / "handgrad"
+    shutil.copytree(clone.root, root, symlinks=True, ignore=lambda folder, names: ["tmp"] if folder.endswith("/.dvc") else [])
+    moved(root / "mlflow.db", str(clone.root), str(root))
+    return Clone(root, clone.facts)
+
+
+def moved(database, old, new):
+    """Every text value of the sqlite ``database`` that names path ``old`` made to name ``new``."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(database)) as db, db:
+        columns = [(table, column[1]) for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+                   for column in db.execute(f'PRAGMA table_info("{table}")').fetchall()
+                   if any(kind in column[2].upper() for kind in ("CHAR", "TEXT", "CLOB", "JSON"))]
+        for table, column in columns:
+            db.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) WHERE instr("{column}", ?)', (old, new, old))
+        left = {(table, column) for table, column in columns
+                if db.execute(f'SELECT 1 FROM "{table}" WHERE instr("{column}", ?) LIMIT 1', (old,)).fetchone()}
+    assert not left, left
 
 
 def test_stage_deps_are_exactly_the_modules_each_stage_imports():
@@ -176,23 +220,23 @@ def test_each_variant_is_one_mlflow_run_with_training_and_test_results(clone, mo
 
 
 @pytest.mark.slow
-def test_second_repro_runs_nothing(clone):
-    assert clone.repro() == []
-    assert "Data and pipelines are up to date." in clone.dvc("repro")
+def test_second_repro_runs_nothing(workspace):
+    assert workspace.repro() == []
+    assert "Data and pipelines are up to date." in workspace.dvc("repro")
 
 
 @pytest.mark.slow
-def test_metrics_and_plots_show_both_variants(clone):
-    metrics = json.loads(clone.dvc("metrics", "show", "--json"))
-    [workspace] = metrics.values()  # keyed by revision: "" is the workspace
-    shown = workspace["data"]
+def test_metrics_and_plots_show_both_variants(workspace):
+    metrics = json.loads(workspace.dvc("metrics", "show", "--json"))
+    [current] = metrics.values()  # keyed by revision: "" is the workspace
+    shown = current["data"]
     for variant in VARIANTS:
         test = shown[f"results/{variant}/test_metrics.json"]["data"]["test"]
-        assert test == clone.read_json(f"results/{variant}/test_metrics.json")["test"]
+        assert test == workspace.read_json(f"results/{variant}/test_metrics.json")["test"]
         assert shown[f"results/{variant}/metrics.json"]["data"]["val"]["accuracy"] > 0.8
         assert "seconds" not in shown[f"results/{variant}/metrics.json"]["data"]  # timings: not a metric
-        assert clone.read_json(f"results/{variant}/timing.json")["seconds"]["train"] > 0
-    plots = json.loads(clone.dvc("plots", "show", "--json"))["data"]
+        assert workspace.read_json(f"results/{variant}/timing.json")["seconds"]["train"] > 0
+    plots = json.loads(workspace.dvc("plots", "show", "--json"))["data"]
     assert {"loss", "val_accuracy", "confusion_softmax", "confusion_linear", "recall_softmax", "recall_linear",
             "results/softmax/misclassified.png", "results/linear/confusion.png"} <= set(plots)
     confusion_rows = plots["confusion_linear"][0]["content"]["data"]["values"]
@@ -200,50 +244,50 @@ def test_metrics_and_plots_show_both_variants(clone):
 
 
 @pytest.mark.slow
-def test_changing_one_variants_lr_reruns_only_its_train_and_evaluate(clone):
+def test_changing_one_variants_lr_reruns_only_its_train_and_evaluate(workspace):
     default_lr = yaml.safe_load((REPO_ROOT / "conf/optim/linear.yaml").read_text())["lr"]
-    clone.edit_yaml("conf/optim/linear.yaml", "lr", 0.002)
-    assert sorted(clone.repro()) == ["evaluate@linear", "train@linear"]
+    workspace.edit_yaml("conf/optim/linear.yaml", "lr", 0.002)
+    assert sorted(workspace.repro()) == ["evaluate@linear", "train@linear"]
 
-    record = clone.read_json("results/linear/mlflow_run.json")
-    assert record["run_id"] != clone.first_records["linear"]["run_id"]
-    run = clone.mlflow.get_run(record["run_id"])
+    record = workspace.read_json("results/linear/mlflow_run.json")
+    assert record["run_id"] != workspace.first_records["linear"]["run_id"]
+    run = workspace.mlflow.get_run(record["run_id"])
     assert run.data.params["optim.lr"] == "0.002"
-    test_metrics = clone.read_json("results/linear/test_metrics.json")["test"]
+    test_metrics = workspace.read_json("results/linear/test_metrics.json")["test"]
     assert run.data.metrics["test_accuracy"] == test_metrics["accuracy"]
-    lr = json.loads(clone.dvc("params", "diff", "--json"))["conf/optim/linear.yaml"]["lr"]
+    lr = json.loads(workspace.dvc("params", "diff", "--json"))["conf/optim/linear.yaml"]["lr"]
     assert (lr["old"], lr["new"]) == (default_lr, 0.002)
-    loss = json.loads(clone.dvc("metrics", "diff", "--json"))["results/linear/test_metrics.json"]["test.loss"]
-    assert (loss["old"], loss["new"]) == (clone.first_test_metrics["linear"]["loss"], test_metrics["loss"])
-    assert clone.repro() == []
-    clone.commit("linear: lr 0.002")
+    loss = json.loads(workspace.dvc("metrics", "diff", "--json"))["results/linear/test_metrics.json"]["test.loss"]
+    assert (loss["old"], loss["new"]) == (workspace.first_test_metrics["linear"]["loss"], test_metrics["loss"])
+    assert workspace.repro() == []
+    workspace.commit("linear: lr 0.002")
 
 
 @pytest.mark.slow
-def test_an_experiment_trains_with_the_values_it_records(clone):
+def test_an_experiment_trains_with_the_values_it_records(workspace):
     """In a temporary copy of the repository, as queued experiments run: its MLflow run must still
     land in the store at the root."""
-    output = clone.dvc("exp", "run", "--temp", "-S", "conf/optim/softmax.yaml:lr=0.25", "-n", "softmax-lr-0.25")
+    output = workspace.dvc("exp", "run", "--temp", "-S", "conf/optim/softmax.yaml:lr=0.25", "-n", "softmax-lr-0.25")
     assert sorted(re.findall(r"^Running stage '([^']+)':", output, flags=re.M)) == ["evaluate@softmax", "train@softmax"]
 
-    [baseline] = json.loads(clone.dvc("exp", "show", "--json"))[-1:]  # the commit, with its experiments
+    [baseline] = json.loads(workspace.dvc("exp", "show", "--json"))[-1:]  # the commit, with its experiments
     [experiment] = [e for e in baseline["experiments"] if e["name"] == "softmax-lr-0.25"]
     recorded = experiment["revs"][0]["data"]
     assert recorded["params"]["conf/optim/softmax.yaml"]["data"]["lr"] == 0.25
     test_accuracy = recorded["metrics"]["results/softmax/test_metrics.json"]["data"]["test"]["accuracy"]
 
-    [run] = clone.mlflow.search_runs(
-        [clone.first_records["softmax"]["experiment_id"]], "tags.`dvc.exp_name` = 'softmax-lr-0.25'"
+    [run] = workspace.mlflow.search_runs(
+        [workspace.first_records["softmax"]["experiment_id"]], "tags.`dvc.exp_name` = 'softmax-lr-0.25'"
     )
     assert run.data.params["optim.lr"] == "0.25"
     assert run.data.params["model.name"] == "softmax"
     assert run.data.metrics["test_accuracy"] == test_accuracy
     assert run.info.run_name == "softmax lr=0.25 bs=32"
-    assert clone.read_json("results/softmax/mlflow_run.json") == clone.first_records["softmax"]  # workspace untouched
+    assert workspace.read_json("results/softmax/mlflow_run.json") == workspace.first_records["softmax"]  # workspace untouched
 
     # The README's `dvc exp show`, in a 120-column terminal: the learning rate and the test
     # accuracy, no hashes, no timings, nothing cut off.
-    shown = clone.run(*readme_exp_show(), "--no-pager", env={"COLUMNS": "120"})
+    shown = workspace.run(*readme_exp_show(), "--no-pager", env={"COLUMNS": "120"})
     header = [line for line in shown.splitlines() if "Experiment" in line][0].split()
     assert header == ["Experiment", "results/softmax/test_metrics.json:test.accuracy", "conf/optim/softmax.yaml:lr"]
     assert max(map(len, shown.splitlines())) <= 120
@@ -258,16 +302,16 @@ def readme_exp_show():
 
 
 @pytest.mark.slow
-def test_asking_for_registration_reruns_only_evaluate_which_registers_each_variants_run(clone):
-    assert clone.mlflow.search_registered_models() == []  # not by default
-    clone.edit_yaml("conf/tracking/mlflow.yaml", "register", "true")
-    assert sorted(clone.repro()) == ["evaluate@linear", "evaluate@softmax"]
+def test_asking_for_registration_reruns_only_evaluate_which_registers_each_variants_run(workspace):
+    assert workspace.mlflow.search_registered_models() == []  # not by default
+    workspace.edit_yaml("conf/tracking/mlflow.yaml", "register", "true")
+    assert sorted(workspace.repro()) == ["evaluate@linear", "evaluate@softmax"]
     for variant in VARIANTS:
-        champion = clone.mlflow.get_model_version_by_alias(f"handgrad-{variant}", "champion")
-        assert champion.run_id == clone.read_json(f"results/{variant}/mlflow_run.json")["run_id"]
-        assert float(champion.tags["val_accuracy"]) == clone.read_json(f"results/{variant}/metrics.json")["val"]["accuracy"]
-    assert clone.repro() == []
-    clone.commit("register the pipeline's runs")
+        champion = workspace.mlflow.get_model_version_by_alias(f"handgrad-{variant}", "champion")
+        assert champion.run_id == workspace.read_json(f"results/{variant}/mlflow_run.json")["run_id"]
+        assert float(champion.tags["val_accuracy"]) == workspace.read_json(f"results/{variant}/metrics.json")["val"]["accuracy"]
+    assert workspace.repro() == []
+    workspace.commit("register the pipeline's runs")
 
 
 def test_the_readme_quick_start_runs_the_repro_tested_here():
@@ -275,16 +319,16 @@ def test_the_readme_quick_start_runs_the_repro_tested_here():
 
 
 @pytest.mark.slow
-def test_editing_evaluate_or_the_sweep_callback_leaves_training_up_to_date(clone):
+def test_editing_evaluate_or_the_sweep_callback_leaves_training_up_to_date(workspace):
     """train imports neither: a comment appended to either changes only the evaluate stages."""
-    assert json.loads(clone.dvc("status", "--json")) == {}
+    assert json.loads(workspace.dvc("status", "--json")) == {}
     try:
         for module in ("pipeline/evaluate.py", "experiments/sweep.py"):
-            with open(clone.root / module, "a") as f:
+            with open(workspace.root / module, "a") as f:
                 f.write("# a comment that changes nothing\n")
-        changed = json.loads(clone.dvc("status", "--json"))
+        changed = json.loads(workspace.dvc("status", "--json"))
         assert sorted(changed) == ["evaluate@linear", "evaluate@softmax"]
         assert changed["evaluate@softmax"] == [{"changed deps": {"pipeline/evaluate.py": "modified"}}]
     finally:
-        clone.run("git", "checkout", "--", "pipeline/evaluate.py", "experiments/sweep.py")
-    assert json.loads(clone.dvc("status", "--json")) == {}
+        workspace.run("git", "checkout", "--", "pipeline/evaluate.py", "experiments/sweep.py")
+    assert json.loads(workspace.dvc("status", "--json")) == {}

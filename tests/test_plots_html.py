@@ -17,6 +17,9 @@ from tests.paths import REPO_ROOT
 
 TEMPLATE = REPO_ROOT / ".dvc" / "plots_template.html"
 
+# On the worker that has test_ui's Chromium already, plots_page made once for both its tests.
+pytestmark = pytest.mark.xdist_group("browser")
+
 
 def png_chunk(kind, data):
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -61,7 +64,7 @@ def test_dvc_config_uses_the_offline_template():
         assert library in page
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not made again when xdist runs other modules in between
 def plots_page(tmp_path_factory):
     """`dvc plots show` run in a scratch DVC project holding the repository's dvc.yaml and .dvc
     config, over small made-up files with the columns each plot reads."""

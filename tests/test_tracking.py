@@ -322,14 +322,18 @@ def test_a_deleted_experiment_says_how_to_restore_it(mlflow_store):
 
 
 RACING_RUN = """
-import sys, time
+import sys
 from types import SimpleNamespace
+import mlflow
 from pipeline import tracking
-time.sleep(max(0.0, float(sys.argv[1]) - time.time()))  # all start together, mlflow imported
-settings = SimpleNamespace(enabled=True, uri=sys.argv[2], experiment="race")
-with tracking.start_run(settings, f"racer {sys.argv[3]}", {"racer": sys.argv[3]}, {}) as run:
+print("ready", flush=True)
+sys.stdin.readline()  # all start together, mlflow imported, when the test says go
+settings = SimpleNamespace(enabled=True, uri=sys.argv[1], experiment="race")
+with tracking.start_run(settings, f"racer {sys.argv[2]}", {"racer": sys.argv[2]}, {}) as run:
     run.log_metrics({"done": 1.0}, step=0)
 """
+# Two cores here run two racers at once; a third meets the store while they are making it.
+RACERS = 3
 
 
 @pytest.mark.slow
@@ -337,22 +341,30 @@ def test_processes_starting_together_on_a_brand_new_store_all_land_in_their_expe
     """What a `dvc queue start -j 8` does on a first run: no lock, and the store ends up
     half-migrated or runs land in "Default"."""
     import sys
-    import time
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv(tracking.EXPERIMENT_ID_VARIABLE, raising=False)
     uri = f"sqlite:///{tmp_path / 'new.db'}"
-    start_at = str(time.time() + 6)  # after every process has imported mlflow
     racers = [
-        subprocess.Popen([sys.executable, "-c", RACING_RUN, start_at, uri, str(i)], cwd=REPO_ROOT)
-        for i in range(8)
+        subprocess.Popen([sys.executable, "-c", RACING_RUN, uri, str(i)], cwd=REPO_ROOT, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+        for i in range(RACERS)
     ]
-    assert [racer.wait(timeout=120) for racer in racers] == [0] * 8
+    try:
+        assert [racer.stdout.readline() for racer in racers] == ["ready\n"] * RACERS
+        for racer in racers:
+            racer.stdin.write("go\n")
+            racer.stdin.flush()
+        assert [racer.wait(timeout=120) for racer in racers] == [0] * RACERS
+    finally:
+        for racer in racers:
+            racer.kill()
+            racer.communicate()
 
     client = MlflowClient(uri)
     experiments = {e.name: e.experiment_id for e in client.search_experiments()}
     runs = client.search_runs([experiments["race"]])
-    assert sorted(r.data.params["racer"] for r in runs) == [str(i) for i in range(8)]
+    assert sorted(r.data.params["racer"] for r in runs) == [str(i) for i in range(RACERS)]
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert all(r.data.metrics == {"done": 1.0} for r in runs)
     assert client.search_runs([experiments["Default"]]) == []

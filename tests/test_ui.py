@@ -6,8 +6,10 @@ page, also when an assertion fails."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,6 +23,9 @@ from tests.paths import REPO_ROOT
 PRINTED_UI = "http://127.0.0.1:5000"  # where the stages' links point: a local `mlflow ui`
 W_PICTURE = "images%2Fweights~W%2Bstep%2B"  # the address of a picture of image key weights/W
 SECTION = re.compile(r"\((\d+)\)")
+REGISTERED = "registered"  # the experiment of the registry's runs, apart from the pipeline's
+# One `mlflow server` and one Chromium for every browser test: on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("browser")
 
 
 def stage(module, data_dir, out, uri, *overrides):
@@ -34,24 +39,45 @@ def stage(module, data_dir, out, uri, *overrides):
     return line
 
 
-@pytest.fixture(scope="module")
-def store(data_dir, tmp_path_factory):
+# Session scope: pytest-xdist may run another module's tests between two of this one's, which
+# would tear a module's fixtures down and make them again.
+@pytest.fixture(scope="session")
+def store(session_data_dir, tmp_path_factory, mlflow_template):
     """A store with what the pipeline logs: a softmax run trained (3 epochs) and evaluated, and a
-    linear run that diverged. Returns (uri, folder, experiment id, softmax run id, the link the
-    train stage printed)."""
+    linear run that diverged; and, in an experiment of their own, registered models: two softmax
+    runs (the better one the champion) and a linear one. Returns (uri, folder, experiment id,
+    softmax run id, the link the train stage printed)."""
+    from pipeline.registry import register_best
+    from tests.model_helpers import logged_run
+
     folder = tmp_path_factory.mktemp("ui_store")
+    shutil.copyfile(mlflow_template, folder / "mlflow.db")  # migrated once for the session
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     softmax = folder / "softmax"
+    data_dir = session_data_dir
     line = stage("train", data_dir, softmax, uri, "model=softmax", "optim.epochs=3", "optim.lr=0.5", f"out_dir={softmax}")
     stage("evaluate", data_dir, softmax, uri, "model=softmax", f"train_dir={softmax}")
     stage("train", data_dir, folder / "linear", uri, "model=linear", "optim.lr=10", f"out_dir={folder / 'linear'}")
     run = json.loads((softmax / "mlflow_run.json").read_text())
+
+    with pytest.MonkeyPatch.context() as patch:  # logging a model sets the process's store URIs
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setenv("MLFLOW_REGISTRY_URI", uri)
+        registry = SimpleNamespace(uri=uri, client=MlflowClient(uri, registry_uri=uri))
+        first = logged_run(registry, "softmax", 0.90, experiment=REGISTERED)
+        register_best(uri, run_ids=[first])
+        better = logged_run(registry, "softmax", 0.93, experiment=REGISTERED)
+        register_best(uri, run_ids=[better, logged_run(registry, "linear", 0.80, experiment=REGISTERED)])
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
     return uri, folder, run["experiment_id"], run["run_id"], line.rsplit(" ", 1)[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ui(store):
-    """The UI's address: `mlflow server` over the store, for this module's tests."""
+    """The UI's address: one `mlflow server` over the store, for all of this module's tests."""
     with mlflow_server(store[0], store[1] / "mlflow_server.log") as url:
         yield url
 
@@ -126,12 +152,15 @@ def test_a_runs_page_opens_on_the_loss_curves_then_the_accuracy_curves(store, ui
     found = sections(text)
     assert found[:2] == ["loss", "score"], found
     assert len(found) == len(set(found)) and "final" not in found and "test" not in found
-    # The first screen: the three loss curves, in the window without scrolling.
-    visible = browser.driver.execute_script(
-        """return [...document.querySelectorAll('*')].filter(e => e.children.length === 0
-                     && /\\(loss\\/(train|train_step|val)\\)$/.test(e.textContent.trim())
-                     && e.getBoundingClientRect().bottom <= window.innerHeight).length""")
-    assert visible >= 3
+    # The first screen: the three loss curves, in the window without scrolling (once the charts
+    # are laid out: on a loaded machine that comes after their titles' text).
+    def loss_curves_in_view():
+        return browser.driver.execute_script(
+            """return [...document.querySelectorAll('*')].filter(e => e.children.length === 0
+                         && /\\(loss\\/(train|train_step|val)\\)$/.test(e.textContent.trim())
+                         && e.getBoundingClientRect().bottom <= window.innerHeight).length""") >= 3
+
+    browser.wait_until(loss_curves_in_view, timeout=60, shot="run_metrics_loss_in_view")
 
 
 @pytest.mark.slow
@@ -201,28 +230,20 @@ def w_pictures(browser):
 
 
 @pytest.mark.slow
-def test_the_registry_page_shows_each_variant_with_its_champion(mlflow_store, browser, tmp_path):
-    from pipeline.registry import register_best
-    from tests.make_registry_picture import registry_picture
-    from tests.model_helpers import logged_run
+def test_the_registry_page_shows_each_variant_with_its_champion(ui, browser, tmp_path):
+    from tests.make_registry_picture import draw_registry
 
-    first = logged_run(mlflow_store, "softmax", 0.90)
-    register_best(mlflow_store.uri, run_ids=[first])
-    better, linear = logged_run(mlflow_store, "softmax", 0.93), logged_run(mlflow_store, "linear", 0.80)
-    register_best(mlflow_store.uri, run_ids=[better, linear])
+    browser.open(f"{ui}/#/models?workflowType=machine_learning", "handgrad-softmax", "handgrad-linear", timeout=120)
+    browser.dismiss_overlays()
+    rows = " ".join(browser.wait_for("Aliased versions", shot="registry").split())
+    assert "handgrad-linear Version 1 @ champion : Version 1" in rows
+    assert "handgrad-softmax Version 2 @ champion : Version 2" in rows
 
-    with mlflow_server(mlflow_store.uri, tmp_path / "mlflow_server.log") as url:
-        browser.open(f"{url}/#/models?workflowType=machine_learning", "handgrad-softmax", "handgrad-linear", timeout=120)
-        browser.dismiss_overlays()
-        rows = " ".join(browser.wait_for("Aliased versions", shot="registry").split())
-        assert "handgrad-linear Version 1 @ champion : Version 1" in rows
-        assert "handgrad-softmax Version 2 @ champion : Version 2" in rows
+    browser.open(f"{ui}/#/models/handgrad-softmax?workflowType=machine_learning", "Version 2", "Version 1", timeout=120)
+    browser.dismiss_overlays()
+    versions = " ".join(browser.wait_for("Aliases", shot="registry_softmax").split())
+    assert "Version 2" in versions and "val_accuracy : 0.93" in versions and "val_accuracy : 0.9 " in versions
+    assert versions.index("@ champion") < versions.index("Version 1")  # on version 2's row
 
-        browser.open(f"{url}/#/models/handgrad-softmax?workflowType=machine_learning", "Version 2", "Version 1", timeout=120)
-        browser.dismiss_overlays()
-        versions = " ".join(browser.wait_for("Aliases", shot="registry_softmax").split())
-        assert "Version 2" in versions and "val_accuracy : 0.93" in versions and "val_accuracy : 0.9 " in versions
-        assert versions.index("@ champion") < versions.index("Version 1")  # on version 2's row
-
-    size = registry_picture(mlflow_store.uri, tmp_path / "registry.png")  # the README's picture, as it is made
+    size = draw_registry(browser, ui, tmp_path / "registry.png")  # the README's picture, as it is made
     assert size[0] > 800 and size[1] > 600
