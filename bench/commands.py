@@ -1,6 +1,7 @@
 """The parts that run the project's commands: stage start-up, a fresh clone's DVC pipeline, a sweep."""
 
 import os
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -17,11 +18,13 @@ INVALID_OVERRIDE = "data.val_fraction=2"  # every stage validates conf/data, and
 class Workspace:
     """Temporary folders for the parts that run commands: the benchmark rows as a dataset, one
     MLflow store (created once, untimed: its migrations take seconds), a clone of the repository
-    with its own store and data, as a fresh clone's first ``dvc repro`` makes them."""
+    with its own store and data, as a fresh clone's first ``dvc repro`` makes them. Given
+    ``store_template`` (an empty, migrated MLflow database), the store is a copy of it."""
 
-    def __init__(self, root, images, labels, origin):
+    def __init__(self, root, images, labels, origin, store_template=None):
         self.root = Path(root)
         self.images, self.labels, self.origin = images, labels, origin
+        self.store_template = store_template
         self.mlflow_uri = f"sqlite:///{self.root / 'mlflow' / 'mlflow.db'}"
         self._data_dir = self._clone = None
         self.first_repro = None
@@ -49,6 +52,9 @@ class Workspace:
         database = Path(self.mlflow_uri.removeprefix("sqlite:///"))
         if not database.exists():
             database.parent.mkdir(parents=True)
+            if self.store_template:
+                shutil.copyfile(self.store_template, database)
+                return
             code = f"from mlflow import MlflowClient; MlflowClient({self.mlflow_uri!r}).search_experiments()"
             run_command([sys.executable, "-c", code], self.root, self.env())
 
