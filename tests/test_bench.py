@@ -130,6 +130,7 @@ def test_a_fresh_clones_pipeline_and_trackings_cost_land_in_the_target_table(tmp
         cli.main(["--only", "dvc", "tracking", "--quick", "--rows", "600", "--mlflow-store", str(mlflow_template), "--json", str(path)])
     data = json.loads(path.read_text())
     assert data["dvc"]["first_repro_stages"] == 5 and data["dvc"]["first_repro_seconds"] > 0
+    assert data["dvc"]["first_repro_store"] == "copied"  # the given empty store: no migrations in the repro
     ip = data["tracking"]["in_process"]
     # --quick: one pair after the first runs, one fresh-process pair, one no-op repro beside one status.
     assert len(ip["untracked_seconds"]["samples"]) == len(ip["later_tracked_seconds"]["samples"]) == 1
