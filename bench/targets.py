@@ -21,6 +21,7 @@ TRIED = {
     "later_tracked": "see README 'Performance': what each log_* call and the pictures cost",
     "fresh_tracked": "as for the first tracked run, plus the interpreter's and Hydra's start-up",
     "fresh_repro": "the stages import MLflow only to track; each stage is its own process (DVC runs commands)",
+    "noop_repro": "nothing of the project's runs in a no-op repro: both are dvc's start-up and its hashing of the deps",
     "sweep": "joblib's workers reuse their process between jobs (the later-run overhead per job)",
     "loop_vs_scan": "cached ones column and row numbers, 0-d scale factors, one-chunk step bound once an "
                     "epoch (bit-identical W); left: W row-major (faster, changes W's last bits)",
