@@ -17,14 +17,21 @@ ISSUE_15 = {
 }
 # What was tried for each, printed beside a goal not met.
 TRIED = {
-    "first_tracked": "MLflow imported only when tracking is on; see README 'Performance' for the profile",
-    "later_tracked": "see README 'Performance': what each log_* call and the pictures cost",
+    "first_tracked": "pictures drawn with Pillow (no matplotlib), the model logged without MLflow's scan of "
+                     "every installed package; an MLflow import on a thread beside training did not help "
+                     "(both hold the GIL); left: importing MLflow and its sqlalchemy store",
+    "later_tracked": "metrics in log_batch on a writer thread, Pillow pictures, the model without the package "
+                     "scan, evaluate's config composed once per worker; left: the model (MLflow reloads it "
+                     "to check its input example) and one log_image per W snapshot",
     "fresh_tracked": "as for the first tracked run, plus the interpreter's and Hydra's start-up",
-    "fresh_repro": "the stages import MLflow only to track; each stage is its own process (DVC runs commands)",
+    "fresh_repro": "the stages import MLflow only to track; each stage is its own process (DVC runs commands), "
+                   "and the first one creates the store (MLflow's migrations, once per store)",
     "noop_repro": "nothing of the project's runs in a no-op repro: both are dvc's start-up and its hashing of the deps",
     "sweep": "joblib's workers reuse their process between jobs (the later-run overhead per job)",
     "loop_vs_scan": "cached ones column and row numbers, 0-d scale factors, one-chunk step bound once an "
-                    "epoch (bit-identical W); left: W row-major (faster, changes W's last bits)",
+                    "epoch, row-major gradient buffers from 128 rows (all bit-identical W); tried: logits "
+                    "transposed (the row sums' bits differ); left: W row-major (changes W's last bits), "
+                    "a fused softmax + squared-error step",
     "full_batch_lead": "two threads over the halves of the batch, cache-sized chunks",
     "ui": "one process serving MLflow's app (python -m experiments.ui), job runners and telemetry off",
 }

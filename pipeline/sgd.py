@@ -34,6 +34,11 @@ CHUNK_ROWS = 256
 # Batches this large use two threads: big enough that handing half to a thread costs little of
 # their work, even when another process holds the other core.
 PARALLEL_ROWS = 8192
+# Chunks this large write Δᵀ P into row-major gradient buffers: OpenBLAS computes the product
+# into them faster than into W's column-major layout, by more than ``W -= gradient`` then loses
+# across the two layouts; smaller chunks keep W's layout. The same numbers either way
+# (tests/test_sgd.py): only where the product writes them changes.
+GRADIENT_ROWS = 128
 INITS = ("zeros", "ones", "normal")
 # The weights that multiply the raw pixels P = 255·X: their step carries the 1/255 (see above).
 INPUT_WEIGHTS = ("W", "W1")
@@ -103,9 +108,9 @@ class SGD:
             raise ValueError(f"images must be uint8 (N, {n_inputs}), got {images.dtype} {images.shape}")
         if len(labels) != len(images) or len(images) == 0:
             raise ValueError(f"need as many labels as images, at least one: got {len(labels)} and {len(images)}")
-        # Column-major weights, and the gradient buffers made like them: OpenBLAS writes Δᵀ P into
-        # a column-major (k, n) array faster, and ``W -= gradient`` runs at memory speed only when
-        # both have the same layout.
+        # Column-major weights: P Wᵀ reads Wᵀ row-major (and a row-major W gives other bits at
+        # small batches). The gradient buffers are made like them below GRADIENT_ROWS rows, where
+        # ``W -= gradient`` at memory speed (same layouts) matters more than the product.
         self.params = {key: np.asfortranarray(P) if P.ndim == 2 else P.copy() for key, P in params.items()}
         self.W = self.params.get("W")  # the same array: updates to W are seen through it
         self.images, self.labels = images, labels
@@ -283,9 +288,11 @@ class Buffers:
         self.Z = np.empty((rows, k), dtype=W.dtype)
         self.G = np.empty((rows, k), dtype=W.dtype)
         self.targets = np.empty((rows, k), dtype=W.dtype)
-        self.gradients = {key: np.empty_like(P) for key, P in params.items()}
+        # Chunks of GRADIENT_ROWS rows or more get row-major gradients (see GRADIENT_ROWS).
+        order = "C" if rows >= GRADIENT_ROWS else "K"
+        self.gradients = {key: np.empty_like(P, order=order) for key, P in params.items()}
         self.gradient = self.gradients["W"]
-        self.partial = np.empty_like(W)
+        self.partial = np.empty_like(W, order=order)
         self.full = self._slice(rows)
 
     def views(self, rows):

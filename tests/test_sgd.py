@@ -71,6 +71,24 @@ def test_a_batch_split_between_two_threads_trains_as_in_one(monkeypatch):
     np.testing.assert_allclose(split.W, whole.W, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch_size", [CHUNK_ROWS, 300, 10_000])  # one chunk, two, full batch
+def test_row_major_gradients_give_bitwise_the_same_training(monkeypatch, dtype, batch_size):
+    images, labels, W0 = problem(700)
+
+    def trained(gradient_rows):
+        monkeypatch.setattr(sgd_module, "GRADIENT_ROWS", gradient_rows)
+        sgd = SGD(images, labels, W0.astype(dtype), "softmax", 0.5, batch_size, seeded_generators(0)[1], 1e6)
+        return sgd, [sgd.run_epoch() for _ in range(2)]
+
+    row_major, row_major_epochs = trained(sgd_module.GRADIENT_ROWS)
+    like_W, like_W_epochs = trained(10**9)
+    assert row_major.buffers[0].gradient.flags.c_contiguous and like_W.buffers[0].gradient.flags.f_contiguous
+    for a, b in zip(row_major_epochs, like_W_epochs):
+        assert a.step_losses.tobytes() == b.step_losses.tobytes() and a.accuracy == b.accuracy
+    assert row_major.W.tobytes() == like_W.W.tobytes()
+
+
 def test_float32_stays_float32_and_close_to_float64():
     images, labels, W0 = problem(300)
     results = {}
