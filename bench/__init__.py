@@ -2,7 +2,7 @@
 
     python -m bench                  # everything (minutes): a table, and results/bench.json
     python -m bench --only loop      # some parts: loop hidden peers evaluate pyfunc dvc tracking startup sweep ui
-    python -m bench --quick          # fewer epochs and repeats
+    python -m bench --quick          # fewer epochs and repeats: each command, fresh process, cold load once
 
 It prints each part's time as it ends, then one block per part, then the targets: each goal met
 or NOT MET, and under one not met the measured bound that stops it and what was tried

@@ -32,9 +32,13 @@ PARTS = ("loop", "hidden", "peers", "evaluate", "pyfunc", "dvc", "tracking", "st
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(prog="python -m bench", description=bench.__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), metavar="PART", help=f"parts to run, of: {' '.join(PARTS)} (default: all)")
-    parser.add_argument("--quick", action="store_true", help="fewer epochs and repeats")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer epochs and repeats: each command-running part once (one cold load, one fresh-process pair)")
     parser.add_argument("--epochs", type=int, help="timed epochs per loop configuration (default 5; --quick 3)")
     parser.add_argument("--rows", type=int, default=ROWS, help=f"rows of the benchmark data (default {ROWS:,})")
+    parser.add_argument("--mlflow-store", type=Path, metavar="DB",
+                        help="an empty MLflow sqlite database, already migrated, to copy as the workspace's store "
+                             "instead of creating one (seconds of migrations; not a run's cost either way)")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "results" / "bench.json", help="where to write the report (default results/bench.json)")
     return parser.parse_args(argv)
 
@@ -42,23 +46,24 @@ def parse_arguments(argv):
 def main(argv=None):
     args = parse_arguments(argv)
     repeats = 3 if args.quick else 5
+    commands = 1 if args.quick else 3  # repeats of each part that starts processes
     images, labels, origin = benchmark_rows(args.rows)
     report = {
         "machine": machine(args.quick),
         "data": {"origin": origin, "rows": len(images), "mean_pixel": float(images.mean()), "nonzero_share": np.count_nonzero(images) / images.size},
     }
     with tempfile.TemporaryDirectory(prefix="handgrad-bench-") as folder:
-        workspace = Workspace(folder, images, labels, origin)
+        workspace = Workspace(folder, images, labels, origin, args.mlflow_store)
         measure = {
             "loop": lambda: loop(images, labels, args.epochs or repeats, args.quick),
             "hidden": lambda: {"loop": hidden_loop(images, labels, args.epochs or repeats, args.quick),
                                "memory": hidden_memory(workspace)},
             "peers": lambda: peers(images, labels, {v: train_settings(v) for v in VARIANTS}, args.epochs or repeats),
             "evaluate": lambda: evaluation(images, labels, repeats),
-            "pyfunc": lambda: served(workspace, images, repeats),
-            "tracking": lambda: overheads(workspace, workspace.clone() / "data" / "mnist", repeats=2 if args.quick else 3),
-            "startup": lambda: startup(workspace, repeats=2 if args.quick else 3),
-            "dvc": lambda: dvc(workspace, repeats=2 if args.quick else 3),
+            "pyfunc": lambda: served(workspace, images, repeats, cold_loads=1 if args.quick else repeats),
+            "tracking": lambda: overheads(workspace, workspace.clone() / "data" / "mnist", repeats=commands),
+            "startup": lambda: startup(workspace, repeats=commands),
+            "dvc": lambda: dvc(workspace, repeats=commands),
             "sweep": lambda: sweep(workspace),
             "ui": lambda: ui(workspace, repeats=1 if args.quick else 2),
         }

@@ -20,8 +20,9 @@ def machine(quick):
         "numpy": np.__version__,
         "blas": [{k: info.get(k) for k in blas_keys} for info in threadpool_info() if info["user_api"] == "blas"],
         "environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))},
-        "peak_sgemm_gflops": peak_sgemm_gflops(repeats=2 if quick else 3),
-        "memory_bandwidth_gbs": memory_bandwidth_gbs(repeats=3 if quick else 5),
+        # --quick: smaller, for context only (still past the caches; the product still BLAS-bound).
+        "peak_sgemm_gflops": peak_sgemm_gflops(n=1024 if quick else 2048, repeats=2 if quick else 3),
+        "memory_bandwidth_gbs": memory_bandwidth_gbs(megabytes=128 if quick else 256, repeats=3 if quick else 5),
     }
 
 

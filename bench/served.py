@@ -26,11 +26,11 @@ print(imported - started, time.perf_counter() - imported)
 """
 
 
-def served(workspace, images, repeats):
+def served(workspace, images, repeats, cold_loads):
     """For each variant, a model of a fixed W logged into the workspace's store; then seconds to
     log it (the first log of a process also pays MLflow's one-off scan of the installed
-    packages), to load it in this process and in a fresh one (import included), and to predict
-    EVALUATION_ROWS float32 pixel rows through the pyfunc's ``predict`` against the bare forward
+    packages), to load it in this process and in ``cold_loads`` fresh ones (import included), and
+    to predict EVALUATION_ROWS float32 pixel rows through the pyfunc's ``predict`` against the bare forward
     pass ``classifier.scores`` (x = pixel/255, the model table's forward) on the same rows, by
     turns, with BLAS on one thread and on its default. ``ratio``: the median over those turns of a
     pyfunc prediction's time over the bare pass's just before it; ``fastest_ratio``: fastest over
@@ -55,7 +55,7 @@ def served(workspace, images, repeats):
         client.set_terminated(run_id)
 
         load_times = [seconds(mlflow.pyfunc.load_model, model_uri) for _ in range(repeats)]
-        cold = [run_command([sys.executable, "-c", COLD_LOAD_PROBE, model_uri], REPO_ROOT, env).output.split() for _ in range(repeats)]
+        cold = [run_command([sys.executable, "-c", COLD_LOAD_PROBE, model_uri], REPO_ROOT, env).output.split() for _ in range(cold_loads)]
         model = mlflow.pyfunc.load_model(model_uri)
 
         answer = model.predict(pixels)

@@ -100,11 +100,11 @@ def test_the_benchmark_rows_are_contiguous_like_the_stages_rows():
 
 
 @pytest.mark.slow
-def test_the_logged_model_is_timed_against_the_bare_forward_pass(tmp_path):
+def test_the_logged_model_is_timed_against_the_bare_forward_pass(tmp_path, mlflow_template):
     path = tmp_path / "bench.json"
     printed = io.StringIO()
     with redirect_stdout(printed):
-        cli.main(["--only", "pyfunc", "--quick", "--rows", "600", "--json", str(path)])
+        cli.main(["--only", "pyfunc", "--quick", "--rows", "600", "--mlflow-store", str(mlflow_template), "--json", str(path)])
     data = json.loads(path.read_text())
     assert [r["variant"] for r in data["pyfunc"]] == ["softmax", "linear"]
     for r in data["pyfunc"]:
@@ -113,24 +113,36 @@ def test_the_logged_model_is_timed_against_the_bare_forward_pass(tmp_path):
         assert r["ratio"] == pytest.approx(sum(sorted(turns)[14:16]) / 2)  # the median of 30 turns
         assert r["fastest_ratio"] == pytest.approx(r["pyfunc_seconds"]["min"] / r["forward_seconds"]["min"])
         assert len(r["pyfunc_seconds"]["samples"]) == len(r["forward_seconds"]["samples"]) == 2 * 5 * 3  # two BLAS settings
+        assert len(r["load_seconds"]["samples"]) == 3 and len(r["log_seconds"]["again"]["samples"]) == 2
+        assert [len(c["samples"]) for c in r["cold_load_seconds"].values()] == [1, 1]  # --quick: one fresh process
         assert 0 < r["load_seconds"]["min"] and 0 < r["cold_load_seconds"]["import"]["min"] and 0 < r["log_seconds"]["first"]
     assert [t["what"] for t in data["targets"]] == [f"pyfunc predict / bare forward, {v}, 600 rows" for v in ("softmax", "linear")]
     assert "pyfunc predict / bare forward, softmax" in printed.getvalue()
 
 
 @pytest.mark.slow
-def test_a_fresh_clones_pipeline_and_trackings_cost_land_in_the_target_table(tmp_path):
+def test_a_fresh_clones_pipeline_and_trackings_cost_land_in_the_target_table(tmp_path, mlflow_template):
     """A clone's first dvc repro (its 5 stages), the no-op repro against dvc status, and what
     tracking costs a training run in one process and in fresh ones, as issue 15's goals."""
     path = tmp_path / "bench.json"
     printed = io.StringIO()
     with redirect_stdout(printed):
-        cli.main(["--only", "dvc", "tracking", "--quick", "--rows", "600", "--json", str(path)])
+        cli.main(["--only", "dvc", "tracking", "--quick", "--rows", "600", "--mlflow-store", str(mlflow_template), "--json", str(path)])
     data = json.loads(path.read_text())
     assert data["dvc"]["first_repro_stages"] == 5 and data["dvc"]["first_repro_seconds"] > 0
+    assert data["dvc"]["first_repro_store"] == "copied"  # the given empty store: no migrations in the repro
     ip = data["tracking"]["in_process"]
-    assert len(ip["untracked_seconds"]["samples"]) == len(ip["later_tracked_seconds"]["samples"]) == 2
+    # --quick: one pair after the first runs, one fresh-process pair, one no-op repro beside one status.
+    assert len(ip["untracked_seconds"]["samples"]) == len(ip["later_tracked_seconds"]["samples"]) == 1
     assert ip["first_overhead"] == pytest.approx(ip["first_tracked_seconds"] - ip["untracked_seconds"]["median"])
+    assert ip["later_overhead"] == pytest.approx(ip["later_tracked_seconds"]["min"] - ip["untracked_seconds"]["min"])
+    fresh = data["tracking"]["fresh_process"]
+    assert len(fresh["tracked"]["samples"]) == len(fresh["untracked"]["samples"]) == 1
+    assert fresh["overhead"] == pytest.approx(fresh["tracked"]["min"] - fresh["untracked"]["min"])
+    assert 50 < fresh["peak_rss_mb"] < 2000
+    d = data["dvc"]
+    assert len(d["status_seconds"]["samples"]) == len(d["noop_repro_seconds"]["samples"]) == 1
+    assert d["noop_repro_over_status"] == pytest.approx(d["noop_repro_seconds"]["min"] / d["status_seconds"]["min"])
     assert data["tracking"]["data_dir"].endswith("repo/data/mnist")  # the clone's own data
     assert set(data["tracking"]["mlflow_startup"]) == {"import", "open"}
     assert [t["key"] for t in data["targets"] if t["issue"]] == ["first_tracked", "later_tracked", "fresh_tracked", "fresh_repro", "noop_repro"]

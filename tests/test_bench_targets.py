@@ -70,6 +70,15 @@ def test_issue_15s_goals_met_or_not_with_their_bounds():
     assert checks["sweep"]["what"].endswith("18 jobs")
 
 
+def test_every_goal_not_met_says_what_was_tried():
+    """Each of issue 15's goals can miss (a single --quick sample of the no-op repro did)."""
+    assert set(targets.TRIED) == set(targets.ISSUE_15)
+    dvc = {**REPORT["dvc"], "noop_repro_over_status": 1.6, "first_repro_store": "copied"}
+    checks = {c["key"]: c for c in targets.issue_15_checks({**REPORT, "dvc": dvc})}
+    assert not checks["noop_repro"]["met"] and checks["noop_repro"]["tried"] == targets.TRIED["noop_repro"]
+    assert checks["fresh_repro"]["what"] == "fresh-clone dvc repro, offline data (s), empty MLflow store given"
+
+
 def test_the_target_table_lists_every_goal_then_the_load():
     report = {**REPORT, "targets": targets.all_checks(REPORT)}
     printed = "\n".join(targets.target_table(report))
