@@ -8,7 +8,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+# One BLAS thread a process: pytest-xdist already keeps every core busy, and OpenBLAS's extra
+# threads spin waiting for work on a core another worker needs. Set before numpy is imported
+# (stage subprocesses inherit it); a value in the environment wins.
+for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
+
+import numpy as np  # noqa: E402
 import pytest
 
 from pipeline.data import PROVENANCE_FILE, TEST_FILES, TRAIN_FILES
@@ -58,13 +64,25 @@ class MlflowStore:
 
 
 @pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory):
-    """An empty MLflow sqlite database, made once: creating one runs MLflow's migrations (seconds)."""
+def mlflow_template(tmp_path_factory, pytestconfig):
+    """An empty MLflow sqlite database, made once: creating one runs MLflow's migrations (seconds,
+    most of it sqlite syncing). Kept in pytest's cache (.pytest_cache) for the next session, one
+    per MLflow version, whose migrations make the schema; made anew without the cache."""
+    from importlib.metadata import version
+
+    cache = getattr(pytestconfig, "cache", None)  # None under -p no:cacheprovider
+    cached = cache.mkdir(f"mlflow_template_{version('mlflow')}") / "mlflow.db" if cache else None
 
     def make(folder):
+        if cached and cached.is_file():
+            shutil.copyfile(cached, folder / "mlflow.db")
+            return
         from mlflow import MlflowClient
 
         MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+        if cached:  # written whole, then renamed: a session stopped midway leaves no half a database
+            shutil.copyfile(folder / "mlflow.db", cached.with_suffix(".part"))
+            cached.with_suffix(".part").replace(cached)
 
     return made_once(tmp_path_factory, "mlflow_template", make) / "mlflow.db"
 
