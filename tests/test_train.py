@@ -497,6 +497,8 @@ def test_a_tracking_server_that_never_answers_fails_within_seconds(data_dir, tmp
     assert not (tmp_path / "out").exists()
 
 
+# The overflow to inf and then NaN is what this test provokes: numpy's warnings about it are expected.
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered:RuntimeWarning")
 def test_a_loss_that_goes_nan_at_once_is_recorded_as_diverged_and_pictured(data_dir, tmp_path, mlflow_store, train_run):
     # lr=1e38 is a valid setting: W overflows after one step and every later loss is NaN, so the
     # loss curve has no positive value (matplotlib's log axis refused it: exit 1, outputs half-new).
