@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pipeline.constants import IMAGE_SIDE
-from pipeline.w_picture import BACKGROUND, INK, text_font
+from pipeline.w_picture import BACKGROUND, INK, interpolated, text_font, vertical_text
 
 # ColorBrewer's Blues (matplotlib's "Blues"), from 0 (white) to 1, interpolated linearly.
 BLUES = ("#f7fbff", "#deebf7", "#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08519c", "#08306b")
@@ -27,9 +27,7 @@ LABEL_BAND = 2 * TEXT + 12  # two lines of label above each digit
 
 def blues(shares):
     """``shares`` in [0, 1] as Blues colours, uint8 (..., 3)."""
-    anchors = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in BLUES], dtype=np.float64)
-    where = np.clip(np.asarray(shares, dtype=np.float64), 0, 1) * (len(BLUES) - 1)
-    return np.round(np.stack([np.interp(where, np.arange(len(BLUES)), anchors[:, c]) for c in range(3)], axis=-1)).astype(np.uint8)
+    return interpolated(BLUES, shares)
 
 
 def confusion_picture(confusion, title):
@@ -63,7 +61,7 @@ def confusion_picture(confusion, title):
         draw.text((left + centre, bottom + 6), str(digit), font=font, fill=INK, anchor="mt")
         draw.text((left - 6, top + centre), str(digit), font=font, fill=INK, anchor="rm")
     draw.text(((left + right) / 2, bottom + 36), "predicted", font=font, fill=INK, anchor="mm")
-    _vertical_text(canvas, "actual", font, (14, (top + bottom) / 2))
+    vertical_text(canvas, "actual", font, (14, (top + bottom) / 2))
     draw.text((width / 2, top - 10), title, font=text_font(TEXT + 2), fill=INK, anchor="ms")
 
     scale_left, scale_right = SCALE
@@ -74,7 +72,7 @@ def confusion_picture(confusion, title):
         y = bottom - value * (bottom - top)
         draw.line((scale_right, y, scale_right + 4, y), fill=INK)
         draw.text((scale_right + 7, y), f"{value:.1f}", font=font, fill=INK, anchor="lm")
-    _vertical_text(canvas, SCALE_LABEL, font, (width - 14, (top + bottom) / 2))
+    vertical_text(canvas, SCALE_LABEL, font, (width - 14, (top + bottom) / 2))
     return np.asarray(canvas)
 
 
@@ -98,15 +96,6 @@ def mistakes_picture(images, actual, predicted, margins, title, columns=8):
         picture = Image.fromarray(pixels).resize((digit, digit), Image.NEAREST)
         canvas.paste(picture, (left + (CELL_WIDTH - digit) // 2, top + LABEL_BAND))
     return np.asarray(canvas)
-
-
-def _vertical_text(canvas, text, font, centre):
-    """``text`` written bottom to top, centred on ``centre``."""
-    width = round(font.getlength(text)) + 4
-    strip = Image.new(canvas.mode, (width, TEXT + 6), BACKGROUND + (255,) * (canvas.mode == "RGBA"))
-    ImageDraw.Draw(strip).text((width / 2, (TEXT + 6) / 2), text, font=font, fill=INK, anchor="mm")
-    strip = strip.rotate(90, expand=True)
-    canvas.paste(strip, (round(centre[0] - strip.width / 2), round(centre[1] - strip.height / 2)))
 
 
 def png_writer(picture):

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pipeline.w_picture import BACKGROUND, INK, text_font
+from pipeline.w_picture import BACKGROUND, INK, text_font, vertical_text
 
 WIDTH, HEIGHT = 700, 420
 PLOT = (78, 34, 682, 370)  # left, top, right, bottom of the axes
@@ -89,7 +89,7 @@ def loss_curve_picture(history, step_loss_steps, step_losses, steps_per_epoch, t
     draw.rectangle((left, top, right, bottom), outline=INK)
     draw.text(((left + right) / 2, top - 10), title, font=text_font(TEXT + 2), fill=INK, anchor="ms")
     draw.text(((left + right) / 2, HEIGHT - 8), "epoch", font=font, fill=INK, anchor="ms")
-    _vertical_text(canvas, "loss  (the variant's, mean over rows)", font, centre=(16, (top + bottom) / 2))
+    vertical_text(canvas, "loss  (the variant's, mean over rows)", font, centre=(16, (top + bottom) / 2))
     _legend(draw, legend, font, right - 8, top + 8)
     return np.asarray(canvas)
 
@@ -153,11 +153,3 @@ def _legend(draw, entries, font, right, top):
             _marker(draw, ((x0 + x1) / 2, y), marker, colour)
         draw.text((x1 + 6, y), label, font=font, fill=INK, anchor="lm")
 
-
-def _vertical_text(canvas, text, font, centre):
-    """``text`` written bottom to top, centred on ``centre``."""
-    width = math.ceil(font.getlength(text)) + 2
-    strip = Image.new("RGB", (width, TEXT + 6), BACKGROUND)
-    ImageDraw.Draw(strip).text((width / 2, (TEXT + 6) / 2), text, font=font, fill=INK, anchor="mm")
-    strip = strip.rotate(90, expand=True)
-    canvas.paste(strip, (round(centre[0] - strip.width / 2), round(centre[1] - strip.height / 2)))

@@ -111,12 +111,28 @@ def draw_scale(canvas, draw, size, top, scale, font, any_not_finite):
 def colour_table():
     """COLOURS interpolated to a (COLOUR_LEVELS, 3) uint8 table: indexing it is far cheaper than
     interpolating every pixel of every picture."""
-    anchors = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in COLOURS], dtype=np.float64)
-    where = np.linspace(0, len(COLOURS) - 1, COLOUR_LEVELS)
-    return np.round(np.stack([np.interp(where, np.arange(len(COLOURS)), anchors[:, c]) for c in range(3)], axis=1)).astype(np.uint8)
+    return interpolated(COLOURS, np.linspace(0, 1, COLOUR_LEVELS))
+
+
+def interpolated(colours, shares):
+    """``shares`` in [0, 1] (any shape) as colours interpolated linearly between the ``colours``
+    (``#rrggbb``, evenly spaced from 0 to 1), uint8 (..., 3)."""
+    anchors = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in colours], dtype=np.float64)
+    where = np.clip(np.asarray(shares, dtype=np.float64), 0, 1) * (len(colours) - 1)
+    return np.round(np.stack([np.interp(where, np.arange(len(colours)), anchors[:, c]) for c in range(3)], axis=-1)).astype(np.uint8)
 
 
 @functools.cache
 def text_font(size):
     """Pillow's own scalable font (no font file needed) at ``size`` pixels."""
     return ImageFont.load_default(size=size)
+
+
+def vertical_text(canvas, text, font, centre):
+    """``text`` written bottom to top on ``canvas`` (RGB or RGBA), centred on ``centre``."""
+    height = round(font.size) + 6
+    width = round(font.getlength(text)) + 4
+    strip = Image.new(canvas.mode, (width, height), BACKGROUND + (255,) * (canvas.mode == "RGBA"))
+    ImageDraw.Draw(strip).text((width / 2, height / 2), text, font=font, fill=INK, anchor="mm")
+    strip = strip.rotate(90, expand=True)
+    canvas.paste(strip, (round(centre[0] - strip.width / 2), round(centre[1] - strip.height / 2)))
