@@ -3,14 +3,13 @@ memory of a hidden-layer training run."""
 
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from bench.commands import train_command
 from bench.data import train_settings
-from bench.loop import Floor
+from bench.loop import Floor, timed_epochs
 from bench.measure import run_command, spread
 from pipeline.constants import N_CLASSES
 from pipeline.mlp_sgd import initial_params, trainer
@@ -76,15 +75,7 @@ def hidden_loop(images, labels, epochs, quick, width=None):
         init_rng, shuffle_rng = seeded_generators(settings.optim.seed)
         params = initial_params(model, settings.optim.init, settings.optim.init_scale, images.shape[1], "float32", init_rng)
         sgd = trainer(images, labels, params, model, settings.optim.lr, batch_rows, shuffle_rng, settings.divergence.factor)
-        sgd.run_epoch()  # warm-up
-        epoch_times, floors = [], []
-        for _ in range(epochs):
-            floors.append(floor.measure())
-            started = time.perf_counter()
-            epoch = sgd.run_epoch()
-            epoch_times.append(time.perf_counter() - started)
-            if epoch.diverged:
-                raise RuntimeError(f"{VARIANT}, batch {batch_rows} diverged: its epochs would be cut short")
+        epoch_times, floors = timed_epochs(sgd, floor, epochs, f"{VARIANT}, batch {batch_rows}")
         results.append({
             "variant": VARIANT, "hidden": model.hidden, "dtype": "float32", "batch_size": batch_size or "full",
             "loop_threads": 1 if sgd.helper is None else 2, "epoch_seconds": spread(epoch_times),

@@ -92,6 +92,21 @@ class Floor:
         return conversion, products
 
 
+def timed_epochs(sgd, floor, epochs, what):
+    """A warm-up epoch of ``sgd``, then ``epochs`` timed ones, each after a sample of ``floor``
+    (interleaved, so both see the same machine): (epoch seconds, floor samples)."""
+    sgd.run_epoch()  # warm-up
+    epoch_times, samples = [], []
+    for _ in range(epochs):
+        samples.append(floor.measure())
+        started = time.perf_counter()
+        epoch = sgd.run_epoch()
+        epoch_times.append(time.perf_counter() - started)
+        if epoch.diverged:
+            raise RuntimeError(f"{what} diverged: its epochs would be cut short")
+    return epoch_times, samples
+
+
 def loop(images, labels, epochs, quick):
     """Each (dtype, batch size, variant): epochs of pipeline.sgd.SGD, each after a floor sample."""
     settings = {variant: train_settings(variant) for variant in VARIANTS}
@@ -105,15 +120,7 @@ def loop(images, labels, epochs, quick):
                 init_rng, shuffle_rng = seeded_generators(optim.seed)
                 W = initial_weights(optim.init, optim.init_scale, images.shape[1], np.dtype(dtype), init_rng)
                 sgd = SGD(images, labels, W, variant, optim.lr, batch_rows, shuffle_rng, settings[variant].divergence.factor)
-                sgd.run_epoch()  # warm-up
-                epoch_times, samples = [], []
-                for _ in range(epochs):
-                    samples.append(floor.measure())
-                    started = time.perf_counter()
-                    epoch = sgd.run_epoch()
-                    epoch_times.append(time.perf_counter() - started)
-                    if epoch.diverged:
-                        raise RuntimeError(f"{variant}, batch {batch_rows}, {dtype} diverged: its epochs would be cut short")
+                epoch_times, samples = timed_epochs(sgd, floor, epochs, f"{variant}, batch {batch_rows}, {dtype}")
                 conversions = [conversion for conversion, _ in samples]
                 products = {threads: [p[threads] for _, p in samples] for threads in Floor.THREADS}
                 floors = [conversion + min(p.values()) for conversion, p in samples]
