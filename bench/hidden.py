@@ -13,7 +13,7 @@ from bench.loop import Floor, timed_epochs
 from bench.measure import run_command, spread
 from pipeline.constants import N_CLASSES
 from pipeline.mlp_sgd import initial_params, trainer
-from pipeline.sgd import seeded_generators
+from pipeline.initial import seeded_generators
 from pipeline.variants import build
 
 VARIANT = "mlp"

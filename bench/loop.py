@@ -13,7 +13,8 @@ from pipeline.constants import N_CLASSES
 from pipeline.constants import scaled
 from pipeline.metrics import evaluate
 from pipeline.model import forward
-from pipeline.sgd import SGD, initial_weights, seeded_generators
+from pipeline.initial import initial_weights, seeded_generators
+from pipeline.sgd import SGD
 
 DTYPES = ("float32", "float64")
 BATCH_SIZES = (32, 256, None)  # None: full batch

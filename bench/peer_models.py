@@ -22,7 +22,7 @@ import numpy as np
 from pipeline import model
 from pipeline.constants import N_CLASSES, PIXEL_MAX
 from pipeline.metrics import one_hot
-from pipeline.sgd import seeded_generators
+from pipeline.initial import seeded_generators
 
 
 # --- the model's pieces in each framework ---------------------------------------------------------

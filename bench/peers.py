@@ -31,7 +31,8 @@ import numpy as np
 
 from bench.measure import spread
 from bench.peer_models import Orders, applies, make_peer
-from pipeline.sgd import SGD, initial_weights, seeded_generators
+from pipeline.initial import initial_weights, seeded_generators
+from pipeline.sgd import SGD
 
 INSTALL_HINT = "pip install -e '.[bench]'"
 PEERS = ("jax_scan", "jax_step", "torch_compile", "torch_compile_1")

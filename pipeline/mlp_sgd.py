@@ -18,7 +18,8 @@ import numpy as np
 
 from pipeline.constants import N_CLASSES, PIXEL_MAX
 from pipeline.mlp import Network
-from pipeline.sgd import SGD, accumulate, initial_weights
+from pipeline.initial import initial_weights
+from pipeline.sgd import SGD, accumulate
 
 
 class HiddenLayerSGD(SGD):

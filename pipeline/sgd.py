@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from pipeline.constants import N_CLASSES, PIXEL_MAX
+from pipeline.constants import PIXEL_MAX
 from pipeline import metrics
 from pipeline.metrics import one_hot
 from pipeline.model import variant as variant_named
@@ -39,39 +39,17 @@ PARALLEL_ROWS = 8192
 # across the two layouts; smaller chunks keep W's layout. The same numbers either way
 # (tests/test_sgd.py): only where the product writes them changes.
 GRADIENT_ROWS = 128
-INITS = ("zeros", "ones", "normal")
 # The weights that multiply the raw pixels P = 255·X: their step carries the 1/255 (see above).
 INPUT_WEIGHTS = ("W", "W1")
 # BLAS on one thread for the products here, small (B x 784 x 10): split over threads, each product
 # waits for any thread another process has descheduled, which on a shared machine costs far more
-# than it saves (python -m pipeline.bench); and idle OpenBLAS threads spin after each call, on the
+# than it saves (python -m bench); and idle OpenBLAS threads spin after each call, on the
 # core the second half of a large batch runs on.
 BLAS = ThreadpoolController()
 
 
 def one_blas_thread():
     return BLAS.limit(limits=1, user_api="blas")
-
-
-def seeded_generators(seed):
-    """Independent generators for W's initialisation and for shuffling, both from ``seed``.
-
-    Separate streams, so switching ``init`` does not change the order batches are drawn in.
-    """
-    init_seed, shuffle_seed = np.random.SeedSequence(seed).spawn(2)
-    return np.random.default_rng(init_seed), np.random.default_rng(shuffle_seed)
-
-
-def initial_weights(init, scale, n_inputs, dtype, rng, n_classes=N_CLASSES):
-    """W (n_classes, n_inputs): all ``zeros``, all ``ones``, or ``normal`` with std ``scale``."""
-    shape = (n_classes, n_inputs)
-    if init == "zeros":
-        return np.zeros(shape, dtype=dtype)
-    if init == "ones":
-        return np.ones(shape, dtype=dtype)
-    if init == "normal":
-        return rng.normal(0.0, scale, size=shape).astype(dtype)
-    raise ValueError(f"unknown init {init!r}: expected one of {', '.join(INITS)}")
 
 
 @dataclass

@@ -47,7 +47,8 @@ from pipeline.files import PARAMS_FILE, json_bytes, params_writer, write_set
 from pipeline.idx import IDXError
 from pipeline.least_squares import linear_optimum
 from pipeline.mlp_sgd import initial_params, trainer
-from pipeline.sgd import loss_and_accuracy, seeded_generators
+from pipeline.initial import seeded_generators
+from pipeline.sgd import loss_and_accuracy
 from pipeline.tracking import schema
 from pipeline.tracking import training as training_run
 from pipeline.variants import build, plain

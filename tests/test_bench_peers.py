@@ -12,7 +12,8 @@ from bench.peer_models import Orders, applies, make_peer
 from bench.data import benchmark_rows, train_settings
 from bench.report import peers_table
 from bench.targets import loop_checks
-from pipeline.sgd import SGD, seeded_generators
+from pipeline.initial import seeded_generators
+from pipeline.sgd import SGD
 
 ROWS = 600  # 18 batches of 32 and a remainder of 24: the scan and the remainder step both run
 LR = {"softmax": 0.5, "linear": 0.005}

@@ -7,7 +7,8 @@ from pipeline.heads import IDENTITY, SQUARED_ERROR
 from pipeline.least_squares import gram_matrices, largest_eigenvalue, linear_optimum
 from pipeline.metrics import one_hot
 from pipeline.model import VARIANTS, Variant
-from pipeline.sgd import SGD, loss_and_accuracy, seeded_generators
+from pipeline.initial import seeded_generators
+from pipeline.sgd import SGD, loss_and_accuracy
 
 
 def problem(rows=300, seed=0):

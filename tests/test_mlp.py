@@ -13,7 +13,8 @@ from pipeline.metrics import one_hot
 from pipeline.mlp import INITS, Network
 from pipeline.mlp_sgd import HiddenLayerSGD, initial_params, trainer
 from pipeline.model import VARIANTS
-from pipeline.sgd import CHUNK_ROWS, PARALLEL_ROWS, SGD, seeded_generators
+from pipeline.initial import seeded_generators
+from pipeline.sgd import CHUNK_ROWS, PARALLEL_ROWS, SGD
 from pipeline.variants import build
 from tests.paths import CONF_DIR
 

@@ -39,7 +39,7 @@ MLP_FIELDS = {"name": "mlp", "output": "softmax", "loss": "cross_entropy", "bias
 def mlp_params():
     """A hidden-layer network fitted for a few full-batch steps: better than chance, any fit will do."""
     from pipeline.mlp_sgd import trainer
-    from pipeline.sgd import seeded_generators
+    from pipeline.initial import seeded_generators
     from pipeline.variants import build
 
     model = build(MLP_FIELDS)

@@ -8,7 +8,8 @@ from pipeline import metrics
 from pipeline.metrics import one_hot
 from pipeline.model import forward, loss_and_grad
 from pipeline.model import VARIANTS
-from pipeline.sgd import CHUNK_ROWS, SGD, initial_weights, loss_and_accuracy, seeded_generators
+from pipeline.initial import initial_weights, seeded_generators
+from pipeline.sgd import CHUNK_ROWS, SGD, loss_and_accuracy
 
 N_INPUTS = 784
 
