@@ -55,7 +55,8 @@ def mlflow_server(store_uri, log_path, timeout=120):
     """`mlflow server` over ``store_uri`` on 127.0.0.1 at a free port, one worker; yields its base
     URL once /health answers; its output goes to ``log_path``. Stopped (its process group) at exit."""
     port = free_port()
-    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+    # No job runners: each would import MLflow in a process of its own, for jobs no test asks for.
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri,
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     with open(log_path, "wb") as log:
