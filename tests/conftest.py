@@ -87,18 +87,29 @@ def mlflow_template(tmp_path_factory, pytestconfig):
     return made_once(tmp_path_factory, "mlflow_template", make) / "mlflow.db"
 
 
-@pytest.fixture
-def mlflow_store(mlflow_template, tmp_path, monkeypatch):
-    """A fresh, empty MLflow store of this test's own, tmp_path/mlflow.db (a copy of the
-    template), which the code under test (and its subprocesses) find through MLFLOW_TRACKING_URI."""
+@pytest.fixture(scope="session")
+def empty_store(mlflow_template):
+    """``empty_store(folder)``: a new, empty MLflow store, folder/mlflow.db (a copy of the
+    template). For a store shared by a module's tests; a test's own is ``mlflow_store``."""
     from mlflow import MlflowClient
 
-    path = tmp_path / "mlflow.db"
-    shutil.copyfile(mlflow_template, path)
-    uri = f"sqlite:///{path}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
-    return MlflowStore(uri, path, MlflowClient(uri, registry_uri=uri))
+    def make(folder):
+        path = folder / "mlflow.db"
+        shutil.copyfile(mlflow_template, path)
+        uri = f"sqlite:///{path}"
+        return MlflowStore(uri, path, MlflowClient(uri, registry_uri=uri))
+
+    return make
+
+
+@pytest.fixture
+def mlflow_store(empty_store, tmp_path, monkeypatch):
+    """A fresh, empty MLflow store of this test's own, tmp_path/mlflow.db (a copy of the
+    template), which the code under test (and its subprocesses) find through MLFLOW_TRACKING_URI."""
+    store = empty_store(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", store.uri)
+    return store
 
 
 @pytest.fixture(autouse=True)

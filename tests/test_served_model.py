@@ -9,14 +9,10 @@ import time
 import urllib.error
 import urllib.request
 
-import shutil
-from types import SimpleNamespace
-
 import mlflow
 import numpy as np
 import pytest
 import yaml
-from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from pipeline import served_model
@@ -32,16 +28,13 @@ def logged_softmax(store):
 
 
 @pytest.fixture(scope="module")
-def logged_once(mlflow_template, tmp_path_factory):
+def logged_once(empty_store, tmp_path_factory):
     """(its store, run id, model URI) of one softmax model in a store of its own, logged once for
     the tests that only read it (they run on one worker: xdist_group "logged_once")."""
-    folder = tmp_path_factory.mktemp("logged_once")
-    shutil.copyfile(mlflow_template, folder / "mlflow.db")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    store = SimpleNamespace(uri=uri, path=folder / "mlflow.db", client=MlflowClient(uri, registry_uri=uri))
+    store = empty_store(tmp_path_factory.mktemp("logged_once"))
     with pytest.MonkeyPatch.context() as patch:  # where MLflow's own functions look, while it is logged
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.setenv("MLFLOW_REGISTRY_URI", uri)
+        patch.setenv("MLFLOW_TRACKING_URI", store.uri)
+        patch.setenv("MLFLOW_REGISTRY_URI", store.uri)
         run_id, model_uri = logged_softmax(store)
     return store, run_id, model_uri
 
