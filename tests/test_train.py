@@ -80,6 +80,13 @@ def shared_run(data_dir, tmp_path_factory, empty_store, compose_config):
     return run
 
 
+@pytest.fixture(scope="module")
+def empty_for_module(empty_store, tmp_path_factory):
+    """One store for the module's tests that make no run: each finds it still empty (a run any
+    of them made would show in the others too)."""
+    return empty_store(tmp_path_factory.mktemp("no_runs"))
+
+
 @pytest.fixture
 def use_store(monkeypatch):
     """``use_store(store)``: MLflow's own functions (mlflow.pyfunc.load_model, ...) look in
@@ -428,7 +435,9 @@ def test_tags_say_which_sweep_job_and_dvc_experiment_a_run_belongs_to(monkeypatc
         ("dtype=float16", "dtype='float16': must be one of float32, float64"),
     ],
 )
-def test_a_bad_value_fails_before_any_data_or_run(override, message, tmp_path, mlflow_store, capsys, train_run):
+def test_a_bad_value_fails_before_any_data_or_run(override, message, tmp_path, empty_for_module, use_store, capsys, train_run):
+    mlflow_store = empty_for_module
+    use_store(mlflow_store)
     out = tmp_path / "out"
     if message is None:  # a combination the model's pieces refuse
         override, message = [override, "model.loss=cross_entropy"], "cross-entropy is defined after a softmax output only"
