@@ -139,6 +139,25 @@ def wait_until(ready, process, timeout=120):
         time.sleep(0.02)
 
 
+def once_changed(path, check):
+    """A condition for wait_until: ``check()``, asked again only after the file at ``path`` (an
+    MLflow sqlite store a process writes to) changed size or time since it was last asked: cheap
+    enough to poll, where ``check`` alone reads the whole store every time."""
+    asked = []
+
+    def ready():
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return False
+        if asked and asked[-1] == (stat.st_mtime_ns, stat.st_size):
+            return False
+        asked.append((stat.st_mtime_ns, stat.st_size))
+        return check()
+
+    return ready
+
+
 def interrupt(process, signum, timeout=60):
     """``signum`` to the process's whole group, as Ctrl-C in a terminal sends SIGINT; its exit status."""
     try:
