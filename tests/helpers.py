@@ -141,18 +141,20 @@ def wait_until(ready, process, timeout=120):
 
 def once_changed(path, check):
     """A condition for wait_until: ``check()``, asked again only after the file at ``path`` (an
-    MLflow sqlite store a process writes to) changed size or time since it was last asked: cheap
-    enough to poll, where ``check`` alone reads the whole store every time."""
-    asked = []
+    MLflow sqlite store a process writes to) changed size or time since it was last asked, or half
+    a second passed (file times are coarser than writes): cheap enough to poll, where ``check``
+    alone reads the whole store every time."""
+    asked = [(None, 0.0)]
 
     def ready():
         try:
             stat = os.stat(path)
         except FileNotFoundError:
             return False
-        if asked and asked[-1] == (stat.st_mtime_ns, stat.st_size):
+        state, when = asked[-1]
+        if state == (stat.st_mtime_ns, stat.st_size) and time.monotonic() < when + 0.5:
             return False
-        asked.append((stat.st_mtime_ns, stat.st_size))
+        asked.append(((stat.st_mtime_ns, stat.st_size), time.monotonic()))
         return check()
 
     return ready
