@@ -1,7 +1,7 @@
-"""The MLflow UI over a store the pipeline wrote, as a user sees it: `mlflow server` on 127.0.0.1
-and headless Chromium (tests/browser.py). What is asserted is read from the rendered pages. The
-screenshots are kept in the session's `screenshots` folder (pytest's temporary directory), one per
-page, also when an assertion fails."""
+"""The MLflow UI over a store the pipeline wrote, as a user sees it: the README's
+`python -m experiments.ui` on 127.0.0.1 and headless Chromium (tests/browser.py). What is asserted
+is read from the rendered pages. The screenshots are kept in the session's `screenshots` folder
+(pytest's temporary directory), one per page, also when an assertion fails."""
 
 import importlib
 import io
@@ -17,13 +17,13 @@ from mlflow import MlflowClient
 
 from pipeline import tracking
 from pipeline.w_picture import weights_picture
-from tests.browser import mlflow_server
+from tests.browser import project_ui
 
 PRINTED_UI = "http://127.0.0.1:5000"  # where the stages' links point: a local `mlflow ui`
 W_PICTURE = "images%2Fweights~W%2Bstep%2B"  # the address of a picture of image key weights/W
 SECTION = re.compile(r"\((\d+)\)")
 REGISTERED = "registered"  # the experiment of the registry's runs, apart from the pipeline's
-# One `mlflow server` and one Chromium for every browser test: on one pytest-xdist worker.
+# One UI server and one Chromium for every browser test: on one pytest-xdist worker.
 pytestmark = pytest.mark.xdist_group("browser")
 
 
@@ -78,8 +78,8 @@ def store(session_data_dir, tmp_path_factory, mlflow_template, compose_config):
 
 @pytest.fixture(scope="session")
 def ui(store):
-    """The UI's address: one `mlflow server` over the store, for all of this module's tests."""
-    with mlflow_server(store[0], store[1] / "mlflow_server.log") as url:
+    """The UI's address: one `python -m experiments.ui` over the store, for all of this module's tests."""
+    with project_ui(store[0], store[1] / "ui_server.log") as url:
         yield url
 
 
