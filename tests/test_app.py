@@ -4,6 +4,7 @@ runs the app. Each error is checked on the app's ``main`` in this process (the c
 runs, without an interpreter and its imports each); one per stage app as a real process."""
 
 import importlib
+import logging
 import os
 import signal
 import subprocess
@@ -71,16 +72,19 @@ def run_main(stage, tmp_path, monkeypatch, capfd, *overrides):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.setattr(sys, "argv", [f"pipeline.{stage}", *PATHS[stage], *overrides])
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    root_logging = logging.root.handlers[:], logging.root.level
     capfd.readouterr()
     try:
         main()
         status = 0
     except SystemExit as exit:
         status = exit.code
-    finally:  # the app installs its interrupt handlers and Hydra's global state: pytest's back
+    finally:  # the app sets interrupt handlers, Hydra's global state and the root logger: pytest's back
         GlobalHydra.instance().clear()
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
+        logging.root.handlers[:], _ = root_logging
+        logging.root.setLevel(root_logging[1])
     out, err = capfd.readouterr()
     return SimpleNamespace(returncode=status, stderr=err, stdout=out)
 
