@@ -1,7 +1,8 @@
 """A real MLflow UI in a real browser, for tests: the README's `python -m experiments.ui` (or
-`mlflow server`) on 127.0.0.1 over a given store, and headless Debian Chromium driven by Selenium through Debian's chromedriver (both from apt:
-`chromium`, `chromium-driver`; .ci/run installs them). No browser or driver is ever downloaded:
-the paths are given, so Selenium Manager never runs."""
+`mlflow server`) on 127.0.0.1 over a given store, and headless Debian Chromium driven by Selenium
+through Debian's chromedriver (both from apt: `chromium`, `chromium-driver`; .ci/run installs
+them). No browser or driver is ever downloaded: the paths are given, so Selenium Manager never
+runs."""
 
 import os
 import queue

@@ -72,7 +72,7 @@ def run_main(stage, tmp_path, monkeypatch, capfd, *overrides):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.setattr(sys, "argv", [f"pipeline.{stage}", *PATHS[stage], *overrides])
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    root_logging = logging.root.handlers[:], logging.root.level
+    root_handlers, root_level = logging.root.handlers[:], logging.root.level
     capfd.readouterr()
     try:
         main()
@@ -83,8 +83,8 @@ def run_main(stage, tmp_path, monkeypatch, capfd, *overrides):
         GlobalHydra.instance().clear()
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
-        logging.root.handlers[:], _ = root_logging
-        logging.root.setLevel(root_logging[1])
+        logging.root.handlers[:] = root_handlers
+        logging.root.setLevel(root_level)
     out, err = capfd.readouterr()
     return SimpleNamespace(returncode=status, stderr=err, stdout=out)
 
