@@ -31,7 +31,7 @@ def test_required_top_level_layout_exists():
 
 def test_the_test_command_runs_on_every_core_keeping_each_group_on_one_worker():
     """A bare `pytest` (the README's, CI's) is parallel, grouping by xdist_group (one browser, one
-    `mlflow server`, one sweep read by several tests: each on one worker)."""
+    UI server, one sweep read by several tests: each on one worker)."""
     addopts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"].split()
     assert "-n" in addopts and addopts[addopts.index("-n") + 1] == "auto"
     assert "--dist" in addopts and addopts[addopts.index("--dist") + 1] == "loadgroup"
