@@ -40,7 +40,8 @@ Parts (and their keys in the JSON report):
 - ``dvc``: a fresh clone: ``git clone`` of the committed files into a temporary folder, this venv
   reused, its first ``dvc repro`` timed (offline the data is the packaged digits; the clone's own
   MLflow store is created by it, as a user's would be); then a no-op ``dvc repro`` against
-  ``dvc status``, by turns.
+  ``dvc status``, by turns. ``--dvc-target STAGE``: all three of STAGE and its upstream stages
+  only (a smaller pipeline, as the tests run it).
 - ``tracking``: what tracking costs a default training run (bench/per_run.py) on the clone's data:
   in one process, as a sweep's worker pays it (the first tracked run, later ones, each against an
   untracked run), and in fresh processes (``python -m pipeline.train`` on and off by turns, with

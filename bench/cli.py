@@ -39,6 +39,9 @@ def parse_arguments(argv):
     parser.add_argument("--mlflow-store", type=Path, metavar="DB",
                         help="an empty MLflow sqlite database, already migrated, to copy as the workspace's store "
                              "instead of creating one (seconds of migrations; not a run's cost either way)")
+    parser.add_argument("--dvc-target", metavar="STAGE",
+                        help="the clone's dvc repro (and no-op repro, status) of STAGE and the stages upstream of it only, "
+                             "e.g. train@softmax: a smaller real pipeline, not the figure issue 15's goal is about (default: all)")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "results" / "bench.json", help="where to write the report (default results/bench.json)")
     return parser.parse_args(argv)
 
@@ -53,7 +56,7 @@ def main(argv=None):
         "data": {"origin": origin, "rows": len(images), "mean_pixel": float(images.mean()), "nonzero_share": np.count_nonzero(images) / images.size},
     }
     with tempfile.TemporaryDirectory(prefix="handgrad-bench-") as folder:
-        workspace = Workspace(folder, images, labels, origin, args.mlflow_store)
+        workspace = Workspace(folder, images, labels, origin, args.mlflow_store, args.dvc_target)
         measure = {
             "loop": lambda: loop(images, labels, args.epochs or repeats, args.quick),
             "hidden": lambda: {"loop": hidden_loop(images, labels, args.epochs or repeats, args.quick),

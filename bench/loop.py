@@ -8,7 +8,7 @@ import numpy as np
 from bench import EVALUATION_ROWS
 from pipeline.model import VARIANTS
 from bench.data import train_settings
-from bench.measure import blas_threads, seconds, spread
+from bench.measure import blas_threads, default_blas_threads, seconds, spread
 from pipeline.constants import N_CLASSES
 from pipeline.constants import scaled
 from pipeline.metrics import evaluate
@@ -81,15 +81,18 @@ class Floor:
     def measure(self):
         """Seconds of the conversion pass, and of the products for each BLAS thread setting.
 
-        Ends with a pause (BLAS_SPIN_SECONDS): OpenBLAS's threads keep spinning for a while after
-        a multithreaded product, on the core whatever is timed next would use.
+        Ends with a pause (BLAS_SPIN_SECONDS) when BLAS runs on more than one thread: OpenBLAS's
+        threads keep spinning for a while after a multithreaded product, on the core whatever is
+        timed next would use. With one thread (OPENBLAS_NUM_THREADS=1, as the tests set it) there
+        is no other thread to spin.
         """
         products = {}
         for threads in sorted(self.products, key=lambda t: t is not None):  # the default first
             with blas_threads(threads):
                 products[threads] = seconds(self.products[threads])
         conversion = seconds(self.convert)
-        time.sleep(BLAS_SPIN_SECONDS)
+        if default_blas_threads() > 1:
+            time.sleep(BLAS_SPIN_SECONDS)
         return conversion, products
 
 

@@ -40,6 +40,14 @@ def blas_threads(count):
     return nullcontext() if count is None else threadpool_limits(count, user_api="blas")
 
 
+def default_blas_threads():
+    """The most threads a BLAS numpy calls runs on by default (1 if threadpoolctl finds none)."""
+    import numpy  # noqa: F401  threadpoolctl sees the libraries loaded: numpy's BLAS
+    from threadpoolctl import threadpool_info
+
+    return max((info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"), default=1)
+
+
 @dataclass
 class Finished:
     seconds: float

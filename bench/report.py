@@ -82,7 +82,7 @@ def table(report):
         d = report["dvc"]
         lines += [
             "",
-            f"dvc: a fresh clone's first repro {d['first_repro_seconds']:.1f} s ({d['first_repro_stages']} stages{', store copied in' if d.get('first_repro_store') == 'copied' else ''}); then dvc status "
+            f"dvc: a fresh clone's first repro {d['first_repro_seconds']:.1f} s ({d['first_repro_stages']} stages{'' if d.get('first_repro_target', 'all') == 'all' else ': ' + d['first_repro_target'] + ' and upstream'}{', store copied in' if d.get('first_repro_store') == 'copied' else ''}); then dvc status "
             f"{formatted(d['status_seconds'], 2)} s, no-op dvc repro {formatted(d['noop_repro_seconds'], 2)} s: {d['noop_repro_over_status']:.2f}x",
         ]
     if "sweep" in report:

@@ -15,22 +15,33 @@ from pipeline.model import VARIANTS
 
 EXPERIMENT = "bench"
 EXAMPLE_DIGITS = 3
-# A fresh process: import MLflow's pyfunc, then load the model; prints both times.
+# A fresh process: import MLflow's pyfunc; then each model loaded in a child forked right after
+# the import (a process that has loaded no model yet, as a fresh one after its import). Prints,
+# per model, the import's time and the load's.
 COLD_LOAD_PROBE = """
-import sys, time
+import os, sys, time
 started = time.perf_counter()
 import mlflow.pyfunc
-imported = time.perf_counter()
-mlflow.pyfunc.load_model(sys.argv[1])
-print(imported - started, time.perf_counter() - imported)
+imported = time.perf_counter() - started
+for model_uri in sys.argv[1:]:
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        started = time.perf_counter()
+        mlflow.pyfunc.load_model(model_uri)
+        print(imported, time.perf_counter() - started, flush=True)
+        os._exit(0)
+    if os.waitpid(pid, 0)[1]:
+        sys.exit(f"loading {model_uri} failed")
 """
 
 
 def served(workspace, images, repeats, cold_loads):
     """For each variant, a model of a fixed W logged into the workspace's store; then seconds to
     log it (the first log of a process also pays MLflow's one-off scan of the installed
-    packages), to load it in this process and in ``cold_loads`` fresh ones (import included), and
-    to predict EVALUATION_ROWS float32 pixel rows through the pyfunc's ``predict`` against the bare forward
+    packages), to load it in this process and in ``cold_loads`` fresh ones (MLflow's import, then
+    the load: each fresh process imports once and loads each variant's model in a child forked
+    after the import, so that no load follows another), and to predict EVALUATION_ROWS float32 pixel rows through the pyfunc's ``predict`` against the bare forward
     pass ``classifier.scores`` (x = pixel/255, the model table's forward) on the same rows, by
     turns, with BLAS on one thread and on its default. ``ratio``: the median over those turns of a
     pyfunc prediction's time over the bare pass's just before it; ``fastest_ratio``: fastest over
@@ -44,7 +55,7 @@ def served(workspace, images, repeats, cold_loads):
     client, experiment_id = tracking.connect(uri, EXPERIMENT)
     pixels = np.ascontiguousarray(images[:EVALUATION_ROWS], dtype=INPUT_DTYPE)
     params = {"W": np.random.default_rng(0).normal(0, 0.01, (N_CLASSES, pixels.shape[1])).astype(np.float32)}
-    results = []
+    logged = {}
     for variant in VARIANTS:
         run_id = client.create_run(experiment_id, run_name=f"bench: {variant} model").info.run_id
         log_times = []
@@ -53,9 +64,15 @@ def served(workspace, images, repeats, cold_loads):
             model_uri = served_model.log_model(run_id, params, variant, images[:EXAMPLE_DIGITS], uri)
             log_times.append(time.perf_counter() - started)
         client.set_terminated(run_id)
-
+        logged[variant] = model_uri, log_times
+    # Each fresh process imports once, then loads every variant's model in a child of its own.
+    uris = [model_uri for model_uri, _ in logged.values()]
+    probes = [run_command([sys.executable, "-c", COLD_LOAD_PROBE, *uris], REPO_ROOT, env).output.splitlines()[-len(uris):]
+              for _ in range(cold_loads)]
+    results = []
+    for index, (variant, (model_uri, log_times)) in enumerate(logged.items()):
         load_times = [seconds(mlflow.pyfunc.load_model, model_uri) for _ in range(repeats)]
-        cold = [run_command([sys.executable, "-c", COLD_LOAD_PROBE, model_uri], REPO_ROOT, env).output.split() for _ in range(cold_loads)]
+        cold = [probe[index].split() for probe in probes]
         model = mlflow.pyfunc.load_model(model_uri)
 
         answer = model.predict(pixels)

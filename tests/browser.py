@@ -1,18 +1,23 @@
-"""A real MLflow UI in a real browser, for tests: `mlflow server` on 127.0.0.1 over a given store,
-and headless Debian Chromium driven by Selenium through Debian's chromedriver (both from apt:
-`chromium`, `chromium-driver`; .ci/run installs them). No browser or driver is ever downloaded:
-the paths are given, so Selenium Manager never runs."""
+"""A real MLflow UI in a real browser, for tests: the README's `python -m experiments.ui` (or
+`mlflow server`) on 127.0.0.1 over a given store, and headless Debian Chromium driven by Selenium
+through Debian's chromedriver (both from apt: `chromium`, `chromium-driver`; .ci/run installs
+them). No browser or driver is ever downloaded: the paths are given, so Selenium Manager never
+runs."""
 
 import os
+import queue
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.paths import REPO_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -78,12 +83,44 @@ def mlflow_server(store_uri, log_path, timeout=120):
             time.sleep(0.3)
         yield url
     finally:
-        os.killpg(proc.pid, 15)
+        stop(proc)
+
+
+@contextmanager
+def project_ui(store_uri, log_path, timeout=120):
+    """`python -m experiments.ui` (the README's UI command: MLflow's server app in one process)
+    over ``store_uri`` on 127.0.0.1 at a free port, no browser of its own; yields its base URL as
+    soon as it prints that it answers (its first line); its errors go to ``log_path``. Stopped by
+    SIGTERM at exit, as Ctrl-C stops it."""
+    port = free_port()
+    env = dict(os.environ, MLFLOW_TRACKING_URI=store_uri, DISPLAY="", WAYLAND_DISPLAY="")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "experiments.ui", "--port", str(port), "--no-browser"], cwd=REPO_ROOT,
+                                stdout=subprocess.PIPE, stderr=log, env=env, text=True, start_new_session=True)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+    try:
         try:
+            line = lines.get(timeout=timeout)  # "" when it ended without a word
+        except queue.Empty:
+            raise RuntimeError(f"python -m experiments.ui did not answer within {timeout} s: {log_path}") from None
+        if "answering after" not in line:
             proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+            raise RuntimeError(f"python -m experiments.ui exited with {proc.returncode}: {line}{Path(log_path).read_text()[-2000:]}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+def stop(proc):
+    """SIGTERM to ``proc``'s process group, SIGKILL if it is still there after 10 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, 15)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait()
 
 
 class Browser:

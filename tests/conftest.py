@@ -19,7 +19,7 @@ import pytest
 
 from pipeline.data import PROVENANCE_FILE, TEST_FILES, TRAIN_FILES
 from pipeline.idx import write_idx
-from tests.helpers import made_once
+from tests.helpers import made_once, sweep
 from tests.paths import CONF_DIR
 
 # Tests talk to 127.0.0.1 only; MLflow would otherwise try to reach its telemetry servers
@@ -183,6 +183,31 @@ def written_digits(folder):
     digests = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in TRAIN_FILES + TEST_FILES}
     (folder / PROVENANCE_FILE).write_text(json.dumps({"source": "synthetic", "files": digests}))
     return folder
+
+
+# --- one real sweep, read by the sweep and comparison tests ----------------------------------
+
+
+@pytest.fixture(scope="session")
+def swept(session_data_dir, tmp_path_factory):
+    """A finished sweep, made once for all pytest-xdist workers and read only: both variants at a
+    sane and a too large rate (the linear one diverges), four jobs on two joblib workers (each
+    worker's first job races the other's on the store, its second runs in a process that already
+    has it), onto a new store (no database file before: store/mlflow.db), registering each
+    variant's best. Its folder: the sweep's multirun/, store/, and ``sweep.json`` (the store's URI,
+    the grid's rates, the sweep's exit status and what it printed)."""
+
+    def make(folder):
+        (folder / "store").mkdir()
+        uri = f"sqlite:///{folder / 'store' / 'mlflow.db'}"
+        rates = (0.002, 10)
+        result = sweep(folder, session_data_dir, "tracking.register=true", "model=softmax,linear",
+                       f"optim.lr={','.join(map(str, rates))}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                       env={"MLFLOW_TRACKING_URI": uri})
+        (folder / "sweep.json").write_text(json.dumps({"uri": uri, "rates": rates, "returncode": result.returncode,
+                                                       "stdout": result.stdout, "stderr": result.stderr}))
+
+    return made_once(tmp_path_factory, "swept", make)
 
 
 # --- a real browser on a real MLflow UI (tests/browser.py) -----------------------------------

@@ -139,6 +139,27 @@ def wait_until(ready, process, timeout=120):
         time.sleep(0.02)
 
 
+def once_changed(path, check):
+    """A condition for wait_until: ``check()``, asked again only after the file at ``path`` (an
+    MLflow sqlite store a process writes to) changed size or time since it was last asked, or half
+    a second passed (file times are coarser than writes): cheap enough to poll, where ``check``
+    alone reads the whole store every time."""
+    asked = [(None, 0.0)]
+
+    def ready():
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return False
+        state, when = asked[-1]
+        if state == (stat.st_mtime_ns, stat.st_size) and time.monotonic() < when + 0.5:
+            return False
+        asked.append(((stat.st_mtime_ns, stat.st_size), time.monotonic()))
+        return check()
+
+    return ready
+
+
 def interrupt(process, signum, timeout=60):
     """``signum`` to the process's whole group, as Ctrl-C in a terminal sends SIGINT; its exit status."""
     try:

@@ -1,10 +1,15 @@
 """The stages' entry point (pipeline.app): every config error of every stage app is one line and
 exit 2, whether Hydra finds it while composing or the schema's validation does; a good config
-runs the app."""
+runs the app. Each error is checked on the app's ``main`` in this process (the code a command
+runs, without an interpreter and its imports each); one per stage app as a real process."""
 
+import importlib
+import logging
 import os
+import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -45,14 +50,43 @@ COMMAND_LINE_ERRORS = [
 ]
 
 
+# Every path a stage could write to is under the test's folder; data.dir is empty, so a stage that
+# got past its config would fail for want of data (exit 1), or download it (exit 0).
+PATHS = {"train": ["paths.data_dir=data", "out_dir=out"], "evaluate": ["paths.data_dir=data", "train_dir=out"],
+         "download": ["paths.data_dir=data", "data.source=packaged"], "gradcheck": []}
+
+
 def run_app(stage, tmp_path, *overrides):
-    # Every path the stage could write to is under tmp_path; data.dir is empty, so a stage that
-    # got past its config would fail for want of data (exit 1), or download it (exit 0).
-    paths = {"train": ["paths.data_dir=data", "out_dir=out"], "evaluate": ["paths.data_dir=data", "train_dir=out"],
-             "download": ["paths.data_dir=data", "data.source=packaged"], "gradcheck": []}[stage]
-    return subprocess.run([sys.executable, "-m", f"pipeline.{stage}", *paths, *overrides], cwd=tmp_path,
+    """``python -m pipeline.<stage>`` in ``tmp_path``, its store there too."""
+    return subprocess.run([sys.executable, "-m", f"pipeline.{stage}", *PATHS[stage], *overrides], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"})
+
+
+def run_main(stage, tmp_path, monkeypatch, capfd, *overrides):
+    """The same command's ``main`` called here: its exit status (SystemExit), stderr and stdout."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    main = importlib.import_module(f"pipeline.{stage}").main
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setattr(sys, "argv", [f"pipeline.{stage}", *PATHS[stage], *overrides])
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    root_handlers, root_level = logging.root.handlers[:], logging.root.level
+    capfd.readouterr()
+    try:
+        main()
+        status = 0
+    except SystemExit as exit:
+        status = exit.code
+    finally:  # the app sets interrupt handlers, Hydra's global state and the root logger: pytest's back
+        GlobalHydra.instance().clear()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        logging.root.handlers[:] = root_handlers
+        logging.root.setLevel(root_level)
+    out, err = capfd.readouterr()
+    return SimpleNamespace(returncode=status, stderr=err, stdout=out)
 
 
 def assert_refused(result, line, tmp_path):
@@ -60,9 +94,15 @@ def assert_refused(result, line, tmp_path):
     assert list(tmp_path.iterdir()) == []  # no data, no outputs, no MLflow store
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("stage", "override", "line"), COMMAND_LINE_ERRORS)
-def test_every_config_error_of_every_stage_app_exits_2_in_one_line(stage, override, line, tmp_path):
+def test_every_config_error_of_every_stage_app_exits_2_in_one_line(stage, override, line, tmp_path, monkeypatch, capfd):
+    assert_refused(run_main(stage, tmp_path, monkeypatch, capfd, *override.split()), line, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["evaluate", "download", "gradcheck"])  # train's: the two tests below
+def test_a_config_error_of_each_stage_command_exits_2_in_one_line(stage, tmp_path):
+    _, override, line = next(error for error in COMMAND_LINE_ERRORS if error[0] == stage)
     assert_refused(run_app(stage, tmp_path, *override.split()), line, tmp_path)
 
 

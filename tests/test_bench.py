@@ -122,14 +122,18 @@ def test_the_logged_model_is_timed_against_the_bare_forward_pass(tmp_path, mlflo
 
 @pytest.mark.slow
 def test_a_fresh_clones_pipeline_and_trackings_cost_land_in_the_target_table(tmp_path, mlflow_template):
-    """A clone's first dvc repro (its 5 stages), the no-op repro against dvc status, and what
-    tracking costs a training run in one process and in fresh ones, as issue 15's goals."""
+    """A clone's first dvc repro, the no-op repro against dvc status, and what tracking costs a
+    training run in one process and in fresh ones, as issue 15's goals. The repro is a smaller real
+    pipeline, download and train@softmax (--dvc-target): every stage's first repro is
+    tests/test_pipeline_dvc.py's."""
     path = tmp_path / "bench.json"
     printed = io.StringIO()
     with redirect_stdout(printed):
-        cli.main(["--only", "dvc", "tracking", "--quick", "--rows", "600", "--mlflow-store", str(mlflow_template), "--json", str(path)])
+        cli.main(["--only", "dvc", "tracking", "--quick", "--rows", "600", "--mlflow-store", str(mlflow_template),
+                  "--dvc-target", "train@softmax", "--json", str(path)])
     data = json.loads(path.read_text())
-    assert data["dvc"]["first_repro_stages"] == 5 and data["dvc"]["first_repro_seconds"] > 0
+    assert data["dvc"]["first_repro_stages"] == 2 and data["dvc"]["first_repro_seconds"] > 0
+    assert data["dvc"]["first_repro_target"] == "train@softmax"
     assert data["dvc"]["first_repro_store"] == "copied"  # the given empty store: no migrations in the repro
     ip = data["tracking"]["in_process"]
     # --quick: one pair after the first runs, one fresh-process pair, one no-op repro beside one status.
@@ -149,4 +153,7 @@ def test_a_fresh_clones_pipeline_and_trackings_cost_land_in_the_target_table(tmp
     for t in data["targets"]:
         assert t["what"] in printed.getvalue()
         assert t["met"] or t["bound"]
+    [repro] = [t for t in data["targets"] if t.get("key") == "fresh_repro"]
+    assert repro["what"].endswith(", only train@softmax and upstream")  # not the whole pipeline's figure
+    assert "(2 stages: train@softmax and upstream, store copied in)" in printed.getvalue()
     assert set(data["load"]) == {"dvc", "tracking"}

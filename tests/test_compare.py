@@ -1,5 +1,6 @@
-"""The comparison report on a real sweep (made once for the module, in a subprocess, on the
-synthetic digits of conftest) in a real MLflow store; ``experiments.compare.main`` in-process."""
+"""The comparison report on a real sweep (conftest's ``swept``: made once for the session, in a
+subprocess, on the synthetic digits of conftest) in a real MLflow store; ``experiments.compare.main``
+in-process."""
 
 import json
 import shutil
@@ -13,29 +14,20 @@ from experiments import compare, compare_figures, compare_table
 from experiments.sweep import SweepCallback
 from pipeline.model import VARIANTS
 from pipeline.tracking import reports, schema
-from tests.helpers import job_folders, made_once, split_runs, sweep
+from tests.helpers import job_folders, split_runs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="session")
-def swept(session_data_dir, mlflow_template, tmp_path_factory):
-    """A finished sweep of both variants at a sane and a too large rate (the linear one diverges):
-    its folder, holding its store's database. Made once for all pytest-xdist workers; read only."""
-
-    def make(folder):
-        shutil.copyfile(mlflow_template, folder / "mlflow.db")
-        result = sweep(folder, session_data_dir, "model=softmax,linear", "optim.lr=0.002,10",
-                       env={"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"})
-        assert result.returncode == 0, result.stderr
-
-    return made_once(tmp_path_factory, "swept", make)
+# The tests that read conftest's shared sweep: on the worker that makes it (test_sweep's reads it too).
+SWEPT = pytest.mark.xdist_group("swept")
 
 
 @pytest.fixture
 def store(swept, tmp_path, mlflow_store):
-    """This test's own copy of the swept store (the artifacts stay where the sweep put them)."""
-    shutil.copyfile(swept / "mlflow.db", mlflow_store.path)
+    """This test's own copy of the store of conftest's shared sweep (the artifacts stay where the
+    sweep put them)."""
+    shutil.copyfile(swept / "store" / "mlflow.db", mlflow_store.path)
     return mlflow_store
 
 
@@ -44,6 +36,7 @@ def sweep_runs(store):
 
 
 @pytest.mark.slow
+@SWEPT
 def test_the_table_is_what_every_job_logged_and_wrote(swept, store, tmp_path, capsys):
     parent, jobs = sweep_runs(store)
     out = tmp_path / "report"
@@ -84,6 +77,7 @@ def test_the_table_is_what_every_job_logged_and_wrote(swept, store, tmp_path, ca
 
 
 @pytest.mark.slow
+@SWEPT
 def test_the_report_goes_into_the_sweep_run_once(store, tmp_path):
     parent, _ = sweep_runs(store)
     runs_before = len(store.runs())
@@ -97,6 +91,7 @@ def test_the_report_goes_into_the_sweep_run_once(store, tmp_path):
 
 
 @pytest.mark.slow
+@SWEPT
 def test_an_experiment_is_compared_into_a_run_of_the_comparisons_experiment_not_into_itself(store, tmp_path):
     compared = store.client.get_experiment_by_name("handgrad").experiment_id
     runs_before = store.client.search_runs([compared])
@@ -121,6 +116,7 @@ def start_sweep(compose_config, tmp_path):
 
 
 @pytest.mark.slow
+@SWEPT
 def test_a_sweep_still_running_shows_its_runs_as_far_as_they_got(store, tmp_path, monkeypatch, capsys, compose_config):
     for name in ("MLFLOW_EXPERIMENT_ID", "HANDGRAD_SWEEP_RUN_ID"):
         monkeypatch.delenv(name, raising=False)  # restored after the test: the callback sets them
@@ -176,6 +172,7 @@ def test_a_sweep_without_jobs_yet_has_nothing_to_compare(mlflow_store, tmp_path,
 
 
 @pytest.mark.slow
+@SWEPT
 def test_loss_curves_draw_every_logged_point_coloured_by_lr(store):
     _, jobs = sweep_runs(store)
     runs = reports.search_runs(store.uri, experiment_name="handgrad")

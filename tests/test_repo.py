@@ -31,7 +31,7 @@ def test_required_top_level_layout_exists():
 
 def test_the_test_command_runs_on_every_core_keeping_each_group_on_one_worker():
     """A bare `pytest` (the README's, CI's) is parallel, grouping by xdist_group (one browser, one
-    `mlflow server`, one sweep read by several tests: each on one worker)."""
+    UI server, one sweep read by several tests: each on one worker)."""
     addopts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"].split()
     assert "-n" in addopts and addopts[addopts.index("-n") + 1] == "auto"
     assert "--dist" in addopts and addopts[addopts.index("--dist") + 1] == "loadgroup"
@@ -56,9 +56,12 @@ def test_tests_of_one_xdist_group_all_run_on_one_worker(tmp_path):
     grouping: see the pin in pyproject.toml)."""
     (tmp_path / "test_grouped.py").write_text(GROUPED)
     workers = tmp_path / "workers.txt"
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup",
-                             "--rootdir", str(tmp_path), str(tmp_path / "test_grouped.py")], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=120, env={**os.environ, "WORKERS_FILE": str(workers)})
+    # pytest-xdist only: the other installed plugins (hypothesis, Hydra's, anyio's) would be imported
+    # by each of the three processes for nothing.
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "xdist.plugin", "-n", "2",
+                             "--dist", "loadgroup", "--rootdir", str(tmp_path), str(tmp_path / "test_grouped.py")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "WORKERS_FILE": str(workers), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
     ran_on = workers.read_text().split()
     assert len(ran_on) == 6 and len(set(ran_on)) == 1, ran_on

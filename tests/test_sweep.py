@@ -22,11 +22,10 @@ from omegaconf import OmegaConf
 
 from pipeline import train
 from pipeline.tracking.schema import SELECTION_METRIC
-from tests.helpers import QUICK, interrupt, job_folders, split_runs, start_stage, sweep, wait_until
+from tests.helpers import QUICK, interrupt, job_folders, once_changed, split_runs, start_stage, sweep, wait_until
 
 # The linear variant diverges at the two larger rates on these digits, the softmax one does not.
 LEARNING_RATES = (0.002, 0.02, 0.5, 10)
-MLFLOW = Path(sys.executable).parent / "mlflow"
 
 
 def check_job_run(run, parent, folder):
@@ -67,22 +66,18 @@ def check_output(printed, client, rates):
 
 
 @pytest.mark.slow
-def test_parallel_jobs_on_a_new_store_all_land_complete_in_one_experiment(data_dir, tmp_path, compose_config):
-    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"  # no such file yet
-    (tmp_path / "store").mkdir()
-    # tracking.register=true: the sweep still registers once, at its end, not each job's evaluation.
-    # Four jobs on two workers: each worker's first job races the other's on the new store, its
-    # second runs in a process that already has it; a rate that diverges and one that does not.
-    rates = (0.002, 10)
-    result = sweep(tmp_path, data_dir, "tracking.register=true", "model=softmax,linear", f"optim.lr={','.join(map(str, rates))}",
-                   "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", env={"MLFLOW_TRACKING_URI": uri})
-
-    assert result.returncode == 0, result.stderr
+@pytest.mark.xdist_group("swept")  # with the comparison tests that read the same sweep
+def test_parallel_jobs_on_a_new_store_all_land_complete_in_one_experiment(swept, session_data_dir, tmp_path, compose_config):
+    # conftest's shared sweep: four jobs on two joblib workers onto a store that did not exist,
+    # tracking.register=true (the sweep still registers once, at its end, not each job's evaluation).
+    made = json.loads((swept / "sweep.json").read_text())
+    uri, rates = made["uri"], tuple(made["rates"])
+    assert made["returncode"] == 0, made["stderr"]
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
-    check_output(result.stdout, client, rates)
-    assert "INFO" not in result.stderr and "[HYDRA]" not in result.stderr, result.stderr
+    check_output(made["stdout"], client, rates)
+    assert "INFO" not in made["stderr"] and "[HYDRA]" not in made["stderr"], made["stderr"]
     experiments = {e.name: e.experiment_id for e in client.search_experiments()}
     assert sorted(experiments) == ["Default", "handgrad"]
     assert client.search_runs([experiments["Default"]]) == []
@@ -93,7 +88,7 @@ def test_parallel_jobs_on_a_new_store_all_land_complete_in_one_experiment(data_d
     combinations = sorted((r.data.params["model.name"], float(r.data.params["optim.lr"])) for r in jobs)
     assert combinations == sorted(itertools.product(["softmax", "linear"], rates))
 
-    folders = job_folders(tmp_path)
+    folders = job_folders(swept)
     assert sorted(folders) == list(range(4))
     outcomes = {}
     for run in jobs:
@@ -102,14 +97,14 @@ def test_parallel_jobs_on_a_new_store_all_land_complete_in_one_experiment(data_d
         outcomes[run.data.params["model.name"], float(run.data.params["optim.lr"])] = metrics["diverged"]
 
         # The same weights as the stage run on its own, one job after another.
-        overrides = [f"data.dir={data_dir}", *QUICK, f"model={run.data.params['model.name']}",
+        overrides = [f"data.dir={session_data_dir}", *QUICK, f"model={run.data.params['model.name']}",
                      f"optim.lr={run.data.params['optim.lr']}", f"out_dir={tmp_path / 'alone'}", "tracking.enabled=false"]
         assert train.run(compose_config("train", overrides)) == 0
         assert (folder / "params.npz").read_bytes() == (tmp_path / "alone" / "params.npz").read_bytes()
 
     assert outcomes[("linear", 10)] and not outcomes[("linear", 0.002)] and not any(outcomes[("softmax", lr)] for lr in rates)
-    assert not (tmp_path / "results").exists()  # the DVC pipeline's outputs are never a sweep's
-    check_registered(client, jobs, result.stdout)
+    assert not (swept / "results").exists()  # the DVC pipeline's outputs are never a sweep's
+    check_registered(client, jobs, made["stdout"])
 
 
 def check_registered(client, jobs, printed):
@@ -155,7 +150,7 @@ def test_an_interrupted_sweep_ends_its_run_and_every_running_job_killed_in_one_l
     def jobs_started():  # the earliest moment: a job's run exists, it has logged nothing yet
         return len([r for r in mlflow_store.runs() if "sweep.parent" not in r.data.tags]) == running
 
-    wait_until(jobs_started, process)
+    wait_until(once_changed(mlflow_store.path, jobs_started), process)
     assert interrupt(process, signum) == exit_status
 
     parent, jobs = split_runs(mlflow_store.runs())
@@ -269,18 +264,35 @@ def rest(url, path, payload=None):
         return json.loads(response.read())
 
 
+def server_environment(database, artifacts):
+    """What ``mlflow server --backend-store-uri sqlite:///<database> --artifacts-destination
+    <artifacts>`` hands the uvicorn process that serves MLflow's app (MLflow's own names, from
+    mlflow.server): the store for runs and models, artifacts proxied by the server into
+    ``artifacts``; no job runners."""
+    from mlflow import server
+    from mlflow.environment_variables import _MLFLOW_SGI_NAME
+
+    uri = f"sqlite:///{database}"
+    return {server.BACKEND_STORE_URI_ENV_VAR: uri, server.REGISTRY_STORE_URI_ENV_VAR: uri,
+            server.ARTIFACT_ROOT_ENV_VAR: "mlflow-artifacts:/", server.SERVE_ARTIFACTS_ENV_VAR: "true",
+            server.ARTIFACTS_DESTINATION_ENV_VAR: str(artifacts), _MLFLOW_SGI_NAME.name: "uvicorn",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 @pytest.fixture
 def tracking_server(tmp_path, mlflow_template):
-    """``mlflow server`` on a free 127.0.0.1 port (sqlite backend and artifacts in tmp_path),
-    answering /health; stopped, with its workers, whatever the test does."""
+    """MLflow's server application on a free 127.0.0.1 port (sqlite backend and artifacts in
+    tmp_path), answering /health; stopped whatever the test does. Served by uvicorn as ``mlflow
+    server --workers 1`` has it served, without the command-line process that would import MLflow
+    first only to start that one (the store is a copy of the migrated template: nothing to set up)."""
     shutil.copyfile(mlflow_template, tmp_path / "server.db")
     port = free_port()
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(
-        [MLFLOW, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "artifacts")],
+        [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "mlflow.server.fastapi_app:app"],
         stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        env={**os.environ, **server_environment(tmp_path / "server.db", tmp_path / "artifacts")},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -293,10 +305,10 @@ def tracking_server(tmp_path, mlflow_template):
                         break
             except OSError:
                 assert time.monotonic() < deadline, "mlflow server did not answer /health in 60 s"
-                time.sleep(0.2)
+                time.sleep(0.1)
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the server and the workers it started
+        os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:

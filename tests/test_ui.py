@@ -1,14 +1,14 @@
-"""The MLflow UI over a store the pipeline wrote, as a user sees it: `mlflow server` on 127.0.0.1
-and headless Chromium (tests/browser.py). What is asserted is read from the rendered pages. The
-screenshots are kept in the session's `screenshots` folder (pytest's temporary directory), one per
-page, also when an assertion fails."""
+"""The MLflow UI over a store the pipeline wrote, as a user sees it: the README's
+`python -m experiments.ui` on 127.0.0.1 and headless Chromium (tests/browser.py). What is asserted
+is read from the rendered pages. The screenshots are kept in the session's `screenshots` folder
+(pytest's temporary directory), one per page, also when an assertion fails."""
 
+import importlib
+import io
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
+from contextlib import redirect_stdout
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,32 +17,33 @@ from mlflow import MlflowClient
 
 from pipeline import tracking
 from pipeline.w_picture import weights_picture
-from tests.browser import mlflow_server
-from tests.paths import REPO_ROOT
+from tests.browser import project_ui
 
 PRINTED_UI = "http://127.0.0.1:5000"  # where the stages' links point: a local `mlflow ui`
 W_PICTURE = "images%2Fweights~W%2Bstep%2B"  # the address of a picture of image key weights/W
 SECTION = re.compile(r"\((\d+)\)")
 REGISTERED = "registered"  # the experiment of the registry's runs, apart from the pipeline's
-# One `mlflow server` and one Chromium for every browser test: on one pytest-xdist worker.
+# One UI server and one Chromium for every browser test: on one pytest-xdist worker.
 pytestmark = pytest.mark.xdist_group("browser")
 
 
-def stage(module, data_dir, out, uri, *overrides):
-    """``python -m pipeline.<module>`` on the synthetic digits into store ``uri``; its one line."""
-    result = subprocess.run(
-        [sys.executable, "-m", f"pipeline.{module}", f"data.dir={data_dir}", *overrides],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "MLFLOW_TRACKING_URI": uri},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    [line] = result.stdout.splitlines()
+def stage(compose_config, module, data_dir, *overrides):
+    """The stage ``pipeline.<module>`` run in this process on the synthetic digits, into the store
+    MLFLOW_TRACKING_URI names: the one line it prints. (Its command line is the stages' own tests':
+    here only what it logs and prints is read.)"""
+    config = compose_config(module, [f"data.dir={data_dir}", *overrides])
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        status = importlib.import_module(f"pipeline.{module}").run(config)
+    assert status == 0, printed.getvalue()[-3000:]
+    [line] = printed.getvalue().splitlines()
     return line
 
 
 # Session scope: pytest-xdist may run another module's tests between two of this one's, which
 # would tear a module's fixtures down and make them again.
 @pytest.fixture(scope="session")
-def store(session_data_dir, tmp_path_factory, mlflow_template):
+def store(session_data_dir, tmp_path_factory, mlflow_template, compose_config):
     """A store with what the pipeline logs: a softmax run trained (3 epochs) and evaluated, and a
     linear run that diverged; and, in an experiment of their own, registered models: two softmax
     runs (the better one the champion) and a linear one. Returns (uri, folder, experiment id,
@@ -55,14 +56,14 @@ def store(session_data_dir, tmp_path_factory, mlflow_template):
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     softmax = folder / "softmax"
     data_dir = session_data_dir
-    line = stage("train", data_dir, softmax, uri, "model=softmax", "optim.epochs=3", "optim.lr=0.5", f"out_dir={softmax}")
-    stage("evaluate", data_dir, softmax, uri, "model=softmax", f"train_dir={softmax}")
-    stage("train", data_dir, folder / "linear", uri, "model=linear", "optim.lr=10", f"out_dir={folder / 'linear'}")
-    run = json.loads((softmax / "mlflow_run.json").read_text())
 
-    with pytest.MonkeyPatch.context() as patch:  # logging a model sets the process's store URIs
+    with pytest.MonkeyPatch.context() as patch:  # the stages' store; logging a model sets the process's store URIs
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.setenv("MLFLOW_REGISTRY_URI", uri)
+        line = stage(compose_config, "train", data_dir, "model=softmax", "optim.epochs=3", "optim.lr=0.5", f"out_dir={softmax}")
+        stage(compose_config, "evaluate", data_dir, "model=softmax", f"train_dir={softmax}")
+        stage(compose_config, "train", data_dir, "model=linear", "optim.lr=10", f"out_dir={folder / 'linear'}")
+        run = json.loads((softmax / "mlflow_run.json").read_text())
         registry = SimpleNamespace(uri=uri, client=MlflowClient(uri, registry_uri=uri))
         first = logged_run(registry, "softmax", 0.90, experiment=REGISTERED)
         register_best(uri, run_ids=[first])
@@ -77,8 +78,8 @@ def store(session_data_dir, tmp_path_factory, mlflow_template):
 
 @pytest.fixture(scope="session")
 def ui(store):
-    """The UI's address: one `mlflow server` over the store, for all of this module's tests."""
-    with mlflow_server(store[0], store[1] / "mlflow_server.log") as url:
+    """The UI's address: one `python -m experiments.ui` over the store, for all of this module's tests."""
+    with project_ui(store[0], store[1] / "ui_server.log") as url:
         yield url
 
 
