@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from pipeline import classifier, tracking
+from pipeline import pixel_scores, tracking
 from pipeline.app import stage_app
 from pipeline.config import ConfigError, PredictConfig, validated
 from pipeline.digits import DigitError, read_digits
@@ -117,7 +117,7 @@ def load_predictor(trained, variant, tracking_cfg):
         raise ModelNotFound(f"trained={trained}: no such folder, and neither a run id nor a model URI (models:/<name>@<alias>)")
     store = tracking.resolve_uri(tracking_cfg.uri)
     model = load_pyfunc(uri, store)
-    return (lambda pixels: model.predict(pixels.astype(classifier.INPUT_DTYPE))["scores"]), f"model {uri} from {store}"
+    return (lambda pixels: model.predict(pixels.astype(pixel_scores.INPUT_DTYPE))["scores"]), f"model {uri} from {store}"
 
 
 def folder_predictor(folder, variant):
@@ -137,8 +137,8 @@ def folder_predictor(folder, variant):
         raise ModelNotFound(str(error)) from None
     if not isinstance(model, dict) and model not in VARIANTS:
         raise ModelNotFound(f"{folder}: cannot tell its variant from the folder's name; add variant=<{'|'.join(VARIANTS)}>")
-    name = classifier.variant_name(model)
-    return (lambda pixels: classifier.scores(params, pixels, model)), f"{name} {', '.join(params)} from {weights}"
+    name = pixel_scores.variant_name(model)
+    return (lambda pixels: pixel_scores.scores(params, pixels, model)), f"{name} {', '.join(params)} from {weights}"
 
 
 def load_pyfunc(uri, store):

@@ -33,7 +33,8 @@ from pipeline.tracking import schema
 
 # Every module the prediction imports, shipped with the model; a test loads a model in a process
 # that cannot see this repository, so a missing one fails there.
-CODE_MODULES = ("__init__.py", "activations.py", "classifier.py", "constants.py", "heads.py", "mlp.py", "model.py", "variants.py")
+CODE_MODULES = ("__init__.py", "activations.py", "classifier.py", "constants.py", "heads.py", "mlp.py", "model.py",
+                "pixel_scores.py", "variants.py")
 # MLflow's notes on every log: that a Python object is pickled (it holds plain values here), that
 # the input example is checked; and the progress bar of loading the model back to check it.
 QUIET_LOGGERS = ("mlflow.pyfunc", "mlflow.models")

@@ -35,13 +35,28 @@ def compose_config():
     """``compose_config(stage, overrides)``: the stage's config composed from conf/<stage>.yaml as
     its app composes it (not yet validated). ``hydra_config=True`` keeps the ``hydra`` node (sweep
     dir, job number, launcher); ``config_dir`` composes from another folder (a test's own conf/)."""
+    import copy
+
     from hydra import compose, initialize_config_dir
 
     import pipeline.config  # noqa: F401  registers the stage schemas conf/ starts from
 
+    # Composing is a tenth of a second of Hydra's work, and many tests ask for the same config:
+    # conf/'s own compositions are made once, and each caller gets a copy of its own. Not cached:
+    # the hydra node (it records the working directory) and another conf folder or search path
+    # (a test's own conf files, which it may rewrite between compositions).
+    made = {}
+
     def compose_stage(stage, overrides=(), hydra_config=False, config_dir=CONF_DIR):
+        key = (stage, tuple(overrides))
+        cacheable = not hydra_config and config_dir == CONF_DIR and not any("searchpath" in o for o in overrides)
+        if cacheable and key in made:
+            return copy.deepcopy(made[key])
         with initialize_config_dir(config_dir=str(config_dir), version_base=None):
-            return compose(config_name=stage, overrides=list(overrides), return_hydra_config=hydra_config)
+            cfg = compose(config_name=stage, overrides=list(overrides), return_hydra_config=hydra_config)
+        if cacheable:
+            made[key] = copy.deepcopy(cfg)
+        return cfg
 
     return compose_stage
 
@@ -87,18 +102,29 @@ def mlflow_template(tmp_path_factory, pytestconfig):
     return made_once(tmp_path_factory, "mlflow_template", make) / "mlflow.db"
 
 
-@pytest.fixture
-def mlflow_store(mlflow_template, tmp_path, monkeypatch):
-    """A fresh, empty MLflow store of this test's own, tmp_path/mlflow.db (a copy of the
-    template), which the code under test (and its subprocesses) find through MLFLOW_TRACKING_URI."""
+@pytest.fixture(scope="session")
+def empty_store(mlflow_template):
+    """``empty_store(folder)``: a new, empty MLflow store, folder/mlflow.db (a copy of the
+    template). For a store shared by a module's tests; a test's own is ``mlflow_store``."""
     from mlflow import MlflowClient
 
-    path = tmp_path / "mlflow.db"
-    shutil.copyfile(mlflow_template, path)
-    uri = f"sqlite:///{path}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
-    return MlflowStore(uri, path, MlflowClient(uri, registry_uri=uri))
+    def make(folder):
+        path = folder / "mlflow.db"
+        shutil.copyfile(mlflow_template, path)
+        uri = f"sqlite:///{path}"
+        return MlflowStore(uri, path, MlflowClient(uri, registry_uri=uri))
+
+    return make
+
+
+@pytest.fixture
+def mlflow_store(empty_store, tmp_path, monkeypatch):
+    """A fresh, empty MLflow store of this test's own, tmp_path/mlflow.db (a copy of the
+    template), which the code under test (and its subprocesses) find through MLFLOW_TRACKING_URI."""
+    store = empty_store(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", store.uri)
+    return store
 
 
 @pytest.fixture(autouse=True)

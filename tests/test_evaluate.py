@@ -77,11 +77,14 @@ def project(tmp_path, mlflow_store, monkeypatch, compose_config):
     record = {"run_id": run.run_id, "experiment_id": run.experiment_id, "tracking_uri": run.tracking_uri}
     (train_dir / "mlflow_run.json").write_text(json.dumps(record))
     return {"dir": tmp_path, "train_dir": train_dir, "overrides": overrides, "images": images, "labels": labels,
-            "client": mlflow_store.client, "store": mlflow_store.path, "run": run, "compose": compose_config}
+            "client": mlflow_store.client, "store": mlflow_store.path, "run": run, "compose": compose_config, "cfg": cfg}
 
 
 def run_evaluate(project, *overrides):
-    return evaluate.run(project["compose"]("evaluate", project["overrides"] + list(overrides)))
+    # The fixture's config (composed from the same overrides, only read since) serves the first
+    # run without overrides; any other run composes its own, as the stage's command line would.
+    cfg = None if overrides else project.pop("cfg", None)
+    return evaluate.run(cfg or project["compose"]("evaluate", project["overrides"] + list(overrides)))
 
 
 def per_digit_table(project):

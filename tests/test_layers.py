@@ -9,7 +9,8 @@ from tests.helpers import imported_modules, module_path, project_modules
 # Bottom to top. A module may import its own layer (without a cycle) and any layer below.
 LAYERS = (
     ("pure math and constants", {"pipeline.constants", "pipeline.heads", "pipeline.model", "pipeline.activations", "pipeline.mlp", "pipeline.metrics",
-                                 "pipeline.least_squares", "pipeline.initial", "pipeline.sgd", "pipeline.mlp_sgd", "pipeline.variants"}),
+                                 "pipeline.least_squares", "pipeline.initial", "pipeline.sgd", "pipeline.mlp_sgd", "pipeline.variants",
+                                 "pipeline.pixel_scores"}),
     ("file formats, data, config, pictures", {"pipeline.digits", "pipeline.files", "pipeline.idx", "pipeline.data", "pipeline.mirrors", "pipeline.config", "pipeline.app", "pipeline.exits", "pipeline.pictures",
                                               "pipeline.w_picture", "pipeline.loss_picture", "pipeline.evaluation_pictures"}),
     ("the MLflow adapter", {"pipeline.tracking", "pipeline.tracking.schema", "pipeline.tracking.store", "pipeline.tracking.writer",

@@ -7,6 +7,7 @@ Generic over dvc.yaml's stages and matrix and over the files in conf/: a new var
 model setting needs no change here, only the decision for a new key.
 """
 
+import functools
 import itertools
 import re
 import shlex
@@ -124,6 +125,11 @@ def flatten(node, prefix=""):
 def key_sources(app, overrides):
     """Each leaf key of the composed config (``hydra`` aside) → (conf file, key in that file) of
     the value it ends up with, in Hydra's merge order; ("command line", key) for a key override."""
+    return dict(_key_sources(app, tuple(overrides)))
+
+
+@functools.lru_cache(maxsize=None)  # several tests read each stage's: worked out once (read-only)
+def _key_sources(app, overrides):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         merge_order = GlobalHydra.instance().config_loader().compute_defaults_list(app, overrides, RunMode.RUN)
     sources = {}
@@ -144,8 +150,20 @@ def key_sources(app, overrides):
 
 
 def composed_keys(compose_config, app, overrides):
-    cfg = OmegaConf.to_container(compose_config(app, overrides), resolve=False)
+    cfg = OmegaConf.to_container(composed(compose_config, app, overrides), resolve=False)
     return set(flatten(cfg))
+
+
+COMPOSED = {}
+
+
+def composed(compose_config, app, overrides):
+    """A stage's config as conf/ and its dvc.yaml command compose it, composed once (the tests
+    only read it)."""
+    key = (app, tuple(overrides))
+    if key not in COMPOSED:
+        COMPOSED[key] = compose_config(app, overrides)
+    return COMPOSED[key]
 
 
 def params_of(body):
@@ -242,7 +260,7 @@ def test_dvc_paths_agree_with_conf(stage, compose_config):
     """Every output of a stage lies in a folder its config names (data.dir, out_dir, train_dir,
     ...), and every such folder is one of its deps or holds its outputs."""
     body = INSTANCES[stage]
-    cfg = compose_config(*app_and_overrides(body))
+    cfg = composed(compose_config, *app_and_overrides(body))
     where = {key: Path(OmegaConf.select(cfg, key)) for key, reason in NOT_OUTPUTS[stage.split("@")[0]].items()
              if reason == WHERE}
     outs = [Path(next(iter(o)) if isinstance(o, dict) else o) for o in body.get("outs", []) + body.get("metrics", [])]

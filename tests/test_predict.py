@@ -15,6 +15,7 @@ from pipeline.files import write_params
 from pipeline.registry import register_best
 from pipeline.classifier import scores
 from pipeline.variants import build
+from tests.in_process import run_app
 from tests.model_helpers import logged_run, real_digits, trained_params
 from tests.paths import CONF_DIR, REPO_ROOT
 
@@ -122,14 +123,17 @@ def test_config_errors_exit_2(capsys):
     assert "top=0: must be in [1, 10]" in capsys.readouterr().err
 
 
-def test_the_command_line(tmp_path, trained_dir):
+def test_the_command_line(tmp_path, trained_dir, capsys, monkeypatch):
     environment = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     command = [sys.executable, "-m", "pipeline.predict", f"trained={trained_dir}"]
     good = subprocess.run(command + [f"images={DRAWN_DIR}/7_transparent.png"], cwd=tmp_path, env=environment, capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
     assert good.stdout.splitlines()[1].startswith(f"{DRAWN_DIR}/7_transparent.png: ")
+    # The same command line on a bad picture, run in this process (tests/in_process.py): exit 2.
     (tmp_path / "notes.png").write_text("not a picture")
-    bad = subprocess.run(command + ["images=notes.png"], cwd=tmp_path, env=environment, capture_output=True, text=True)
-    assert (bad.returncode, bad.stdout) == (2, "")
-    assert bad.stderr == "cannot predict: notes.png: not a picture Pillow can read (PNG, JPEG, ...), an IDX file or a .npy array\n"
+    monkeypatch.chdir(tmp_path)
+    assert run_app(predict.main, f"trained={trained_dir}", "images=notes.png") == 2
+    bad = capsys.readouterr()
+    assert bad.out == ""
+    assert bad.err == "cannot predict: notes.png: not a picture Pillow can read (PNG, JPEG, ...), an IDX file or a .npy array\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.png", "results"]  # no Hydra files

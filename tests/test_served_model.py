@@ -21,11 +21,45 @@ from pipeline.served_model import log_model
 from tests.model_helpers import new_run, real_digits, trained_params
 
 
+def logged_softmax(store):
+    """A softmax model logged into a RUNNING run of ``store``: (run id, model URI)."""
+    run_id = new_run(store)
+    return run_id, log_model(run_id, trained_params(), "softmax", real_digits()[0][4000:4003], store.uri)
+
+
+@pytest.fixture(scope="module")
+def logged_once(empty_store, tmp_path_factory):
+    """(its store, run id, model URI) of one softmax model in a store of its own, logged once for
+    the tests that only read it (they run on one worker: xdist_group "logged_once")."""
+    store = empty_store(tmp_path_factory.mktemp("logged_once"))
+    with pytest.MonkeyPatch.context() as patch:  # where MLflow's own functions look, while it is logged
+        patch.setenv("MLFLOW_TRACKING_URI", store.uri)
+        patch.setenv("MLFLOW_REGISTRY_URI", store.uri)
+        run_id, model_uri = logged_softmax(store)
+    return store, run_id, model_uri
+
+
 @pytest.fixture
-def logged(mlflow_store):
-    """A softmax model logged into a RUNNING run: (run id, model URI)."""
-    run_id = new_run(mlflow_store)
-    return run_id, log_model(run_id, trained_params(), "softmax", real_digits()[0][4000:4003], mlflow_store.uri)
+def logged(logged_once, monkeypatch):
+    """The model of ``logged_once``, its store the one MLflow finds in this test: (run id, model
+    URI). Read, never changed."""
+    store, run_id, model_uri = logged_once
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", store.uri)
+    return run_id, model_uri
+
+
+@pytest.fixture(scope="module")
+def loaded_once(logged_once):
+    """The pyfunc of ``logged_once``, loaded once."""
+    store, _, model_uri = logged_once
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store.uri)
+        patch.setenv("MLFLOW_REGISTRY_URI", store.uri)
+        return mlflow.pyfunc.load_model(model_uri)
+
+
+READS_LOGGED_ONCE = pytest.mark.xdist_group("logged_once")
 
 
 def model_folder(model_uri):
@@ -68,12 +102,13 @@ def test_the_loaded_model_predicts_exactly_the_forward_pass(mlflow_store, varian
     assert tags["variant"] == (variant["name"] if isinstance(variant, dict) else variant)
 
 
-def test_the_run_lists_the_model_and_keeps_its_status(mlflow_store, logged):
-    run_id, model_uri = logged
-    run = mlflow_store.client.get_run(run_id)
+@READS_LOGGED_ONCE
+def test_the_run_lists_the_model_and_keeps_its_status(logged_once):
+    store, run_id, model_uri = logged_once
+    run = store.client.get_run(run_id)
     assert run.info.status == "RUNNING"
     assert [f"models:/{output.model_id}" for output in run.outputs.model_outputs] == [model_uri]
-    model = mlflow_store.client.get_logged_model(model_uri.removeprefix("models:/"))
+    model = store.client.get_logged_model(model_uri.removeprefix("models:/"))
     assert (model.name, model.source_run_id, model.experiment_id, model.tags["variant"]) == ("model", run_id, run.info.experiment_id, "softmax")
     assert model.params == {"model.name": "softmax"}
 
@@ -92,6 +127,7 @@ def test_the_models_fields_are_what_the_model_keeps(mlflow_store):
     np.testing.assert_array_equal(model.predict(pixels.astype(np.float32))["scores"], scores(trained_params(), pixels, "linear"))
 
 
+@READS_LOGGED_ONCE
 def test_signature_example_and_requirements_are_what_the_model_needs(logged):
     folder = model_folder(logged[1])
     with open(os.path.join(folder, "MLmodel")) as f:
@@ -111,6 +147,7 @@ def test_signature_example_and_requirements_are_what_the_model_needs(logged):
     assert shipped == sorted(served_model.CODE_MODULES)
 
 
+@READS_LOGGED_ONCE
 def test_the_model_loads_where_this_repository_is_not(logged, tmp_path):
     # A process outside the repository, with the editable install's finder removed: `pipeline`
     # can only come from the code shipped inside the model.
@@ -146,10 +183,10 @@ print(model.predict(np.zeros((1, 784), np.float32) + 255)["digit"][0])
     (np.zeros((2, 783), np.float32), "Shape of input (2, 783) does not match expected shape (-1, 784)"),
     (np.zeros((2, 784), np.uint8), "dtype of input uint8 does not match expected dtype float32"),
 ])
-def test_bad_pixels_get_a_clear_error_not_an_answer(logged, bad, message):
-    model = mlflow.pyfunc.load_model(logged[1])
+@READS_LOGGED_ONCE
+def test_bad_pixels_get_a_clear_error_not_an_answer(loaded_once, bad, message):
     with pytest.raises(MlflowException) as error:
-        model.predict(bad)
+        loaded_once.predict(bad)
     assert message in error.value.message
 
 
@@ -187,7 +224,8 @@ def post(url, payload):
 
 
 @pytest.mark.slow
-def test_the_served_registered_model_answers_with_the_forward_pass(mlflow_store, logged, tmp_path):
+def test_the_served_registered_model_answers_with_the_forward_pass(mlflow_store, tmp_path):
+    logged = logged_softmax(mlflow_store)  # its own: the test registers it
     client = mlflow_store.client
     client.create_registered_model("handgrad-softmax")
     version = client.create_model_version("handgrad-softmax", logged[1], run_id=logged[0], model_id=logged[1].removeprefix("models:/"))

@@ -4,7 +4,9 @@ Most tests call ``pipeline.train.run`` in-process (no 1.2 s mlflow import per te
 of Hydra's own errors and Ctrl-C need a real process.
 """
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import resource
@@ -44,6 +46,56 @@ def train_run(compose_config):
         return status, json.loads(metrics_path.read_text()) if metrics_path.exists() else None
 
     return run
+
+
+# Tracked runs that several tests only read: trained once, each into a store of its own.
+SHARED_RUNS = {
+    "softmax": ("optim.lr=0.5", "tracking.log_every=2", "tracking.snapshot_every=2"),
+    "linear": ("model=linear", "optim.lr=0.002", "optim.epochs=2"),
+    "mlp": ("model=mlp", "model.hidden=12", "optim.epochs=2", "optim.weight_decay=0.001"),
+    "softmax_ce": ("model=softmax_ce", "optim.epochs=2"),
+}
+READS_SHARED_RUNS = pytest.mark.xdist_group("train_shared_runs")
+
+
+@pytest.fixture(scope="module")
+def shared_run(data_dir, tmp_path_factory, empty_store, compose_config):
+    """``shared_run(name)``: (out dir, exit status, metrics.json, store, the stage's output) of
+    the run SHARED_RUNS names, trained on first use (as ``train_run`` does, in-process) and then
+    only read. Its tests run on one worker (READS_SHARED_RUNS)."""
+    made = {}
+
+    def run(name):
+        if name not in made:
+            folder = tmp_path_factory.mktemp(f"shared_{name}")
+            store, out, printed = empty_store(folder), folder / "out", io.StringIO()
+            overrides = [f"data.dir={data_dir}", f"out_dir={out}", "optim.epochs=4", *SHARED_RUNS[name]]
+            with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+                patch.setenv("MLFLOW_TRACKING_URI", store.uri)
+                patch.setenv("MLFLOW_REGISTRY_URI", store.uri)
+                status = train.run(compose_config("train", overrides))
+            made[name] = (out, status, json.loads((out / "metrics.json").read_text()), store, printed.getvalue())
+        return made[name]
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def empty_for_module(empty_store, tmp_path_factory):
+    """One store for the module's tests that make no run: each finds it still empty (a run any
+    of them made would show in the others too)."""
+    return empty_store(tmp_path_factory.mktemp("no_runs"))
+
+
+@pytest.fixture
+def use_store(monkeypatch):
+    """``use_store(store)``: MLflow's own functions (mlflow.pyfunc.load_model, ...) look in
+    ``store`` for the rest of the test."""
+    def use(store):
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+        monkeypatch.setenv("MLFLOW_REGISTRY_URI", store.uri)
+
+    return use
 
 
 def run_stage(*args, **popen):
@@ -111,9 +163,9 @@ def test_full_batch_is_plain_gradient_descent(data_dir, tmp_path, train_run):
 # --- MLflow -------------------------------------------------------------------------------
 
 
-def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_path, mlflow_store, capsys, train_run, compose_config):
-    out = tmp_path / "out"
-    status, metrics = train_run(data_dir, out, "optim.lr=0.5", "tracking.log_every=2", "tracking.snapshot_every=2")
+@READS_SHARED_RUNS
+def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_path, shared_run, compose_config):
+    out, status, metrics, mlflow_store, printed = shared_run("softmax")
 
     assert status == 0
     [run] = mlflow_store.runs()
@@ -192,13 +244,14 @@ def test_a_run_records_params_tags_curves_and_weight_snapshots(data_dir, tmp_pat
     np.testing.assert_array_equal(drawn, expected)
 
     # One line: the run, its validation accuracy, the link that opens it in model-training mode.
-    [line] = capsys.readouterr().out.splitlines()
+    [line] = printed.splitlines()
     assert line == (f"softmax lr=0.5 bs=32: val accuracy {metrics['val']['accuracy']:.1%} after 4 epochs; "
                     f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning")
 
 
-def test_linear_run_logs_the_largest_stable_lr_and_the_floor(data_dir, tmp_path, mlflow_store, train_run):
-    status, metrics = train_run(data_dir, tmp_path, "model=linear", "optim.lr=0.002", "optim.epochs=1")
+@READS_SHARED_RUNS
+def test_linear_run_logs_the_largest_stable_lr_and_the_floor(shared_run):
+    _, status, metrics, mlflow_store, _ = shared_run("linear")
 
     assert status == 0
     [run] = mlflow_store.runs()
@@ -231,13 +284,13 @@ def test_divergence_is_a_result_recorded_as_such(data_dir, tmp_path, mlflow_stor
     assert run.outputs.model_outputs == []  # nothing worth serving
 
 
-@pytest.mark.parametrize("overrides", [("model=softmax", "optim.lr=0.5"), ("model=linear", "optim.lr=0.002"),
-                                       ("model=softmax_ce",), ("model=mlp", "model.hidden=12")])
-def test_a_run_logs_its_model_which_answers_as_the_written_parameters_do(overrides, data_dir, tmp_path, mlflow_store, train_run):
+@READS_SHARED_RUNS
+@pytest.mark.parametrize("name", ["softmax", "linear", "softmax_ce", "mlp"])
+def test_a_run_logs_its_model_which_answers_as_the_written_parameters_do(name, data_dir, shared_run, use_store):
     import mlflow
 
-    out = tmp_path / "out"
-    status, metrics = train_run(data_dir, out, *overrides, "optim.epochs=2")
+    out, status, metrics, mlflow_store, _ = shared_run(name)
+    use_store(mlflow_store)
     params, fields = read_params(out / "params.npz")
 
     assert status == 0
@@ -283,9 +336,9 @@ def test_a_model_that_cannot_be_logged_fails_the_run_and_leaves_the_outputs_as_t
     assert "score/val_accuracy" in run.data.metrics  # what training did is still recorded
 
 
-def test_a_hidden_layer_run_snapshots_and_pictures_every_parameter(data_dir, tmp_path, mlflow_store, train_run):
-    out = tmp_path / "out"
-    status, metrics = train_run(data_dir, out, "model=mlp", "model.hidden=12", "optim.epochs=2", "optim.weight_decay=0.001")
+@READS_SHARED_RUNS
+def test_a_hidden_layer_run_snapshots_and_pictures_every_parameter(tmp_path, shared_run):
+    out, status, metrics, mlflow_store, _ = shared_run("mlp")
 
     assert status == 0
     params, fields = read_params(out / "params.npz")
@@ -382,7 +435,9 @@ def test_tags_say_which_sweep_job_and_dvc_experiment_a_run_belongs_to(monkeypatc
         ("dtype=float16", "dtype='float16': must be one of float32, float64"),
     ],
 )
-def test_a_bad_value_fails_before_any_data_or_run(override, message, tmp_path, mlflow_store, capsys, train_run):
+def test_a_bad_value_fails_before_any_data_or_run(override, message, tmp_path, empty_for_module, use_store, capsys, train_run):
+    mlflow_store = empty_for_module
+    use_store(mlflow_store)
     out = tmp_path / "out"
     if message is None:  # a combination the model's pieces refuse
         override, message = [override, "model.loss=cross_entropy"], "cross-entropy is defined after a softmax output only"
