@@ -4,15 +4,14 @@ runs the app. Each error is checked on the app's ``main`` in this process (the c
 runs, without an interpreter and its imports each); one per stage app as a real process."""
 
 import importlib
-import logging
 import os
-import signal
 import subprocess
 import sys
 from types import SimpleNamespace
 
 import pytest
 
+from tests import in_process
 from tests.paths import MODEL_OPTIONS, REPO_ROOT
 
 
@@ -64,27 +63,12 @@ def run_app(stage, tmp_path, *overrides):
 
 
 def run_main(stage, tmp_path, monkeypatch, capfd, *overrides):
-    """The same command's ``main`` called here: its exit status (SystemExit), stderr and stdout."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    main = importlib.import_module(f"pipeline.{stage}").main
+    """The same command's ``main`` called here (tests/in_process.py): its exit status, stderr
+    and stdout."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    monkeypatch.setattr(sys, "argv", [f"pipeline.{stage}", *PATHS[stage], *overrides])
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    root_handlers, root_level = logging.root.handlers[:], logging.root.level
     capfd.readouterr()
-    try:
-        main()
-        status = 0
-    except SystemExit as exit:
-        status = exit.code
-    finally:  # the app sets interrupt handlers, Hydra's global state and the root logger: pytest's back
-        GlobalHydra.instance().clear()
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-        logging.root.handlers[:] = root_handlers
-        logging.root.setLevel(root_level)
+    status = in_process.run_app(importlib.import_module(f"pipeline.{stage}").main, *PATHS[stage], *overrides)
     out, err = capfd.readouterr()
     return SimpleNamespace(returncode=status, stderr=err, stdout=out)
 
