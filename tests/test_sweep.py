@@ -20,6 +20,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from experiments import ui
 from pipeline import train
 from pipeline.tracking.schema import SELECTION_METRIC
 from tests.helpers import QUICK, interrupt, job_folders, once_changed, split_runs, start_stage, sweep, wait_until
@@ -266,17 +267,12 @@ def rest(url, path, payload=None):
 
 def server_environment(database, artifacts):
     """What ``mlflow server --backend-store-uri sqlite:///<database> --artifacts-destination
-    <artifacts>`` hands the uvicorn process that serves MLflow's app (MLflow's own names, from
-    mlflow.server): the store for runs and models, artifacts proxied by the server into
-    ``artifacts``; no job runners."""
+    <artifacts>`` hands the uvicorn process that serves MLflow's app: the settings of the README's
+    UI (experiments.ui, MLflow's own names), but artifacts proxied by the server into ``artifacts``."""
     from mlflow import server
-    from mlflow.environment_variables import _MLFLOW_SGI_NAME
 
-    uri = f"sqlite:///{database}"
-    return {server.BACKEND_STORE_URI_ENV_VAR: uri, server.REGISTRY_STORE_URI_ENV_VAR: uri,
-            server.ARTIFACT_ROOT_ENV_VAR: "mlflow-artifacts:/", server.SERVE_ARTIFACTS_ENV_VAR: "true",
-            server.ARTIFACTS_DESTINATION_ENV_VAR: str(artifacts), _MLFLOW_SGI_NAME.name: "uvicorn",
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return {**ui.server_environment(f"sqlite:///{database}"),
+            server.ARTIFACT_ROOT_ENV_VAR: "mlflow-artifacts:/", server.ARTIFACTS_DESTINATION_ENV_VAR: str(artifacts)}
 
 
 @pytest.fixture
