@@ -144,17 +144,18 @@ def once_changed(path, check):
     MLflow sqlite store a process writes to) changed size or time since it was last asked, or half
     a second passed (file times are coarser than writes): cheap enough to poll, where ``check``
     alone reads the whole store every time."""
-    asked = [(None, 0.0)]
+    last_state, last_asked = None, 0.0
 
     def ready():
+        nonlocal last_state, last_asked
         try:
             stat = os.stat(path)
         except FileNotFoundError:
             return False
-        state, when = asked[-1]
-        if state == (stat.st_mtime_ns, stat.st_size) and time.monotonic() < when + 0.5:
+        state = (stat.st_mtime_ns, stat.st_size)
+        if state == last_state and time.monotonic() < last_asked + 0.5:
             return False
-        asked.append(((stat.st_mtime_ns, stat.st_size), time.monotonic()))
+        last_state, last_asked = state, time.monotonic()
         return check()
 
     return ready
