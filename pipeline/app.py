@@ -14,7 +14,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.config import ConfigError
-from pipeline.exits import exit_if_reported, handle_interrupts, report_interrupt
+from pipeline.exits import exit_if_reported, exit_without_collecting, handle_interrupts, report_interrupt
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 EXIT_CONFIG_ERROR = 2
@@ -42,6 +42,7 @@ def stage_app(config_name):
         @functools.wraps(task)
         def in_task(cfg):
             handle_interrupts()  # again: a launcher's worker process runs only this
+            exit_without_collecting()
             with _environment("HYDRA_FULL_ERROR", user_setting.get("value")):
                 try:
                     return task(cfg)
@@ -57,6 +58,7 @@ def stage_app(config_name):
         @functools.wraps(task)
         def main():
             handle_interrupts()
+            exit_without_collecting()
             user_setting["value"] = os.environ.get("HYDRA_FULL_ERROR")
             try:
                 if user_setting["value"] == "1":
