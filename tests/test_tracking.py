@@ -3,6 +3,7 @@ test). Its reports module is tested through experiments.compare (test_compare)."
 
 import os
 import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
@@ -84,6 +85,30 @@ def test_mlflow_logs_warnings_only_unless_the_user_says_otherwise(monkeypatch):
     monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "debug")
     tracking.quiet_mlflow()
     assert logging.getLogger("mlflow").level == logging.DEBUG
+
+
+# A stand-in for MLflow (first on the child's path) that records whether the garbage collector
+# ran during its import, and builds 50,000 long-lived objects as the real one builds hundreds of
+# thousands.
+STAND_IN = "import gc\nCOLLECTING = gc.isenabled()\nBUILT = [[] for _ in range(50_000)]\n"
+IMPORTING_CHILD = """
+import gc, sys
+sys.path.insert(0, sys.argv[1])
+from pipeline.tracking.store import import_mlflow
+import_mlflow()
+import mlflow
+print(mlflow.COLLECTING, gc.isenabled(), gc.get_freeze_count())
+"""
+
+
+def test_mlflow_is_imported_with_the_collector_paused_and_what_it_built_frozen_after(tmp_path):
+    (tmp_path / "mlflow").mkdir()
+    (tmp_path / "mlflow" / "__init__.py").write_text(STAND_IN)
+    out = subprocess.run([sys.executable, "-c", IMPORTING_CHILD, str(tmp_path)], cwd=REPO_ROOT,
+                         capture_output=True, text=True, check=True).stdout.split()
+    collecting_during_import, collecting_after, frozen = out[0] == "True", out[1] == "True", int(out[2])
+    assert (collecting_during_import, collecting_after) == (False, True)
+    assert frozen > 50_000
 
 
 # --- what -----------------------------------------------------------------------------------

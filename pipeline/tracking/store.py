@@ -16,6 +16,7 @@ becomes a TrackingError naming the URI, the cause and how to run without it.
 
 import errno
 import fcntl
+import gc
 import logging
 import os
 import re
@@ -130,6 +131,23 @@ def quiet_mlflow():
         logging.getLogger("mlflow").setLevel(level.upper())
 
 
+def import_mlflow():
+    """``import mlflow``, quietly (``quiet_mlflow``), with the garbage collector paused while it
+    runs and what it built frozen after: the import creates hundreds of thousands of long-lived
+    objects, and every full collection would scan them again, during the import and after."""
+    quiet_mlflow()
+    if "mlflow" in sys.modules:
+        return
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        import mlflow  # noqa: F401
+    finally:
+        if collecting:
+            gc.enable()
+    gc.freeze()
+
+
 def connect(uri, experiment_name=None):
     """An MlflowClient on ``uri`` whose store is open and writable, and the id of
     ``experiment_name`` (got or created) when one is named. TrackingError if the store does not
@@ -140,7 +158,7 @@ def connect(uri, experiment_name=None):
     to create an experiment land in "Default". So for sqlite both happen under an exclusive lock
     on ``<database>.lock``; a server store serialises them itself.
     """
-    quiet_mlflow()
+    import_mlflow()
     from mlflow import MlflowClient
 
     # Its ERROR log prints, as a traceback, each SQLAlchemy error that reaches us anyway and that
