@@ -26,6 +26,9 @@ from tests.paths import CONF_DIR
 # Tests talk to 127.0.0.1 only; MLflow would otherwise try to reach its telemetry servers
 # (subprocesses inherit this too).
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+# Hypothesis loads every installed package's plugin on import: only trio (selenium's) has one,
+# for tests that use trio, and importing it costs each worker more than test_heads' properties.
+os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
 
 
 # Python's full garbage collections scan every live object, and it runs one more as it exits.
