@@ -34,6 +34,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from pipeline.exits import exit_without_collecting
 from pipeline.tracking.store import RUNS_PAGE, resolve_uri, sqlite_path
 
 TRACKING_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "tracking" / "mlflow.yaml"
@@ -81,6 +82,7 @@ def parse_arguments(argv):
 
 def main(argv=None):
     args = parse_arguments(argv)
+    exit_without_collecting()
     config = OmegaConf.load(TRACKING_CONFIG)
     uri = resolve_uri(config.uri)
     if uri.startswith(("http://", "https://")):

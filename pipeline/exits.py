@@ -1,6 +1,6 @@
 """How a stage ends when it cannot finish: one line and a documented exit status, never a
 traceback, for what the user can act on; and SIGTERM handled like Ctrl-C. Used by
-``app.stage_app``, the wrapper of every stage.
+``app.stage_app``, the wrapper of every stage (and ``experiments.ui`` for its exit).
 
 - ``exit_if_reported``: an error carrying ``exit_status`` (a store that does not answer, a bad
   input file) is printed as it is, and that is the exit status; an OSError naming a file (a full
@@ -148,7 +148,7 @@ def exit_without_collecting():
 
     Python collects garbage as it ends, scanning every object again: with MLflow imported,
     hundreds of thousands that the process's end frees anyway, and the slowest part of a tracked
-    stage's exit. Freezing them (``gc.freeze``) skips that; atexit handlers (MLflow ending its
+    stage's (or the UI server's) exit. Freezing them (``gc.freeze``) skips that; atexit handlers (MLflow ending its
     run, logging flushing) still run, and files are written and closed before."""
     atexit.unregister(gc.freeze)  # once, however often a process runs a stage (tests, workers)
     atexit.register(gc.freeze)

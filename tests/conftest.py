@@ -26,13 +26,25 @@ from tests.paths import CONF_DIR
 # Tests talk to 127.0.0.1 only; MLflow would otherwise try to reach its telemetry servers
 # (subprocesses inherit this too).
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+# Hypothesis loads every installed package's plugin on import: only trio (selenium's) has one,
+# for tests that use trio, and importing it costs each worker more than test_heads' properties.
+os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
 
 
-# Python's full garbage collections scan every live object, and it runs one more as it exits:
-# after collection, what the tests imported (MLflow, Hydra, pandas: ~10^6 objects) is frozen out
-# of them, and at the end everything is.
+# Python's full garbage collections scan every live object, and it runs one more as it exits.
+# Collection imports the test modules and what they use (MLflow, Hydra, pandas: ~10^6 objects,
+# next to no garbage) with the collector paused; then they are frozen out of its scans, and at the
+# end everything is. Hydra and OmegaConf allocate thousands of small containers a composition: a
+# larger youngest generation collects them less often.
+def pytest_collectstart(collector):
+    if isinstance(collector, pytest.Session):
+        gc.disable()
+
+
 def pytest_collection_finish(session):
+    gc.enable()
     gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def pytest_unconfigure(config):

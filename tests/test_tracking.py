@@ -3,6 +3,7 @@ test). Its reports module is tested through experiments.compare (test_compare)."
 
 import os
 import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
@@ -84,6 +85,34 @@ def test_mlflow_logs_warnings_only_unless_the_user_says_otherwise(monkeypatch):
     monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "debug")
     tracking.quiet_mlflow()
     assert logging.getLogger("mlflow").level == logging.DEBUG
+
+
+# A stand-in for MLflow and its sqlite store's module (first on the child's path), recording
+# whether the garbage collector ran during their import; each builds 50,000 long-lived objects,
+# as the real ones build hundreds of thousands.
+STAND_IN = "import gc\nCOLLECTING = gc.isenabled()\nBUILT = [[] for _ in range(50_000)]\n"
+IMPORTING_CHILD = """
+import gc, sys
+sys.path.insert(0, sys.argv[1])
+from pipeline.tracking.store import import_mlflow
+import_mlflow(sys.argv[2])
+import mlflow
+store = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
+print(mlflow.COLLECTING, store and store.COLLECTING, gc.isenabled(), gc.get_freeze_count())
+"""
+
+
+@pytest.mark.parametrize("uri, store_imported", [("sqlite:////tmp/mlflow.db", True), ("http://127.0.0.1:5000", False)])
+def test_mlflow_is_imported_with_the_collector_paused_and_what_it_built_frozen_after(uri, store_imported, tmp_path):
+    store = tmp_path / "mlflow" / "store" / "tracking"
+    store.mkdir(parents=True)
+    for package in (tmp_path / "mlflow", store.parent, store):
+        (package / "__init__.py").write_text(STAND_IN if package.name == "mlflow" else "")
+    (store / "sqlalchemy_store.py").write_text(STAND_IN)
+    out = subprocess.run([sys.executable, "-c", IMPORTING_CHILD, str(tmp_path), uri], cwd=REPO_ROOT,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[:3] == ["False", "False" if store_imported else "None", "True"]  # paused, then collecting
+    assert int(out[3]) > (100_000 if store_imported else 50_000)  # what they built: frozen
 
 
 # --- what -----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Reading runs back, and logging a report into a run: for experiments.compare."""
 
 from pipeline.tracking import schema
-from pipeline.tracking.store import TrackingError, connect, ensure_experiment, quiet_mlflow
+from pipeline.tracking.store import TrackingError, connect, ensure_experiment, import_mlflow
 from pipeline.tracking.writer import system_tags
 
 
@@ -11,7 +11,7 @@ def search_runs(uri, filter_string="", experiment_name=None):
     a pandas DataFrame, one row per run, with columns ``run_id``, ``experiment_id``, ``status``,
     ``start_time``, ``end_time``, ``params.<key>``, ``metrics.<key>`` (latest value) and
     ``tags.<key>``. TrackingError if ``experiment_name`` does not exist."""
-    quiet_mlflow()
+    import_mlflow(uri)
     import mlflow
 
     experiment_ids, everywhere = None, True

@@ -58,10 +58,9 @@ def continue_run(tracking, trained_run, run_name, params, tags, source=schema.SO
     if not tracking.enabled:
         yield DisabledRun()
         return
-    from mlflow.exceptions import MlflowException
-
     uri = resolve_uri(tracking.uri)
     client, _ = connect(uri)
+    from mlflow.exceptions import MlflowException  # after connect, which imports MLflow
     old_id = trained_run.get("run_id")
     with store_errors(uri):
         try:

@@ -16,6 +16,8 @@ becomes a TrackingError naming the URI, the cause and how to run without it.
 
 import errno
 import fcntl
+import gc
+import importlib
 import logging
 import os
 import re
@@ -130,6 +132,26 @@ def quiet_mlflow():
         logging.getLogger("mlflow").setLevel(level.upper())
 
 
+def import_mlflow(uri=None):
+    """``import mlflow``, quietly (``quiet_mlflow``), and its sqlite store's module when ``uri`` is
+    a sqlite one, with the garbage collector paused while they run and what they built frozen
+    after: they create hundreds of thousands of long-lived objects, and every full collection
+    would scan them again, during the imports and after."""
+    quiet_mlflow()
+    modules = ["mlflow", *(["mlflow.store.tracking.sqlalchemy_store"] if uri and sqlite_path(uri) else [])]
+    if all(module in sys.modules for module in modules):
+        return
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for module in modules:
+            importlib.import_module(module)
+    finally:
+        if collecting:
+            gc.enable()
+    gc.freeze()
+
+
 def connect(uri, experiment_name=None):
     """An MlflowClient on ``uri`` whose store is open and writable, and the id of
     ``experiment_name`` (got or created) when one is named. TrackingError if the store does not
@@ -140,7 +162,7 @@ def connect(uri, experiment_name=None):
     to create an experiment land in "Default". So for sqlite both happen under an exclusive lock
     on ``<database>.lock``; a server store serialises them itself.
     """
-    quiet_mlflow()
+    import_mlflow(uri)
     from mlflow import MlflowClient
 
     # Its ERROR log prints, as a traceback, each SQLAlchemy error that reaches us anyway and that

@@ -55,10 +55,10 @@ class Run:
     def create(cls, uri, experiment_name, run_name, params, tags, source):
         """A new run in ``experiment_name`` (or in ``$MLFLOW_EXPERIMENT_ID``, a sweep's), with
         ``params`` and ``tags`` logged; ended FAILED (KILLED on Ctrl-C) if logging them fails."""
-        from mlflow.entities import Param
-
         handed_id = os.environ.get(schema.EXPERIMENT_ID_VARIABLE)
         client, experiment_id = connect(uri, None if handed_id else experiment_name)
+        from mlflow.entities import Param  # after connect, which imports MLflow
+
         experiment_id = handed_id or experiment_id
         # The tags with the run, not queued after it: a sweep's job killed at once must still be
         # found by its sweep.id tag, to be ended KILLED.
