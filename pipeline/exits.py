@@ -74,7 +74,8 @@ def _resend_after_collections(phase, info):
 
 
 def _resend_forever(main_thread_id):
-    signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTING_SIGNALS)  # the process's go to the main thread
+    # A kill or Ctrl-C must wake the main thread (from a sleep, a read), never land in this one.
+    signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTING_SIGNALS)
     while True:  # in the main thread, the signal is raised in the stage's code or swallowed again
         signal.pthread_kill(main_thread_id, _TO_RESEND.get())
 
