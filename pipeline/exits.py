@@ -7,7 +7,9 @@ traceback, for what the user can act on; and SIGTERM handled like Ctrl-C. Used b
   disk, a read-only folder) is ``<file>: <cause>``, exit 1.
 - ``handle_interrupts``: SIGINT (Ctrl-C) and SIGTERM (``kill``, ``timeout``, SLURM, ``docker
   stop``) raise ``Interrupted``, a KeyboardInterrupt, where the stage is: it unwinds like Ctrl-C
-  (MLflow runs end KILLED, no output is half-written).
+  (MLflow runs end KILLED, no output is half-written). Not where Python cannot raise (a weakref
+  callback or ``__del__``, which the garbage collector runs anywhere): Python would print it with
+  a traceback and go on as if no signal came. There the signal is sent again once out of it.
 - ``report_interrupt``: then what only the launching process can end is ended (``on_interrupt``:
   a sweep's runs), one line says what is left, and the exit status is 128 + the signal's
   number: 130 for Ctrl-C, 143 for SIGTERM.
@@ -17,6 +19,7 @@ traceback, for what the user can act on; and SIGTERM handled like Ctrl-C. Used b
 
 import atexit
 import gc
+import queue
 import signal
 import sys
 import threading
@@ -45,15 +48,67 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+# Signals to send the main thread again, by a thread of their own: whatever the main thread
+# does to re-raise one (even _thread.interrupt_main) is acted on in the code it is running, the
+# code that swallows it. A SimpleQueue's put is safe in gc callbacks and __del__ methods.
+_TO_RESEND = queue.SimpleQueue()
+_RESENDER = "pipeline.exits: interrupts sent again"
+_collecting = False  # the garbage collector is running its callbacks: an exception now is lost
+_came_while_collecting = set()
+
+
 def _raise_interrupted(signum, frame):
-    raise Interrupted(signum)
+    if _collecting:
+        _came_while_collecting.add(signum)
+    else:
+        raise Interrupted(signum)
+
+
+def _resend_after_collections(phase, info):
+    """A gc.callbacks entry: a signal that came while the collector ran its weakref callbacks and
+    finalizers is sent again after it, not raised in them (they finish their work too)."""
+    global _collecting
+    _collecting = phase == "start"
+    while not _collecting and _came_while_collecting:
+        _TO_RESEND.put(_came_while_collecting.pop())
+
+
+def _resend_forever(main_thread_id):
+    # A kill or Ctrl-C must wake the main thread (from a sleep, a read), never land in this one.
+    signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTING_SIGNALS)
+    while True:  # in the main thread, the signal is raised in the stage's code or swallowed again
+        signal.pthread_kill(main_thread_id, _TO_RESEND.get())
+
+
+class _ResendSwallowedInterrupts:
+    """A sys.unraisablehook: a KeyboardInterrupt that Python swallowed anyway (raised in a
+    ``__del__`` or weakref callback run outside a collection, or in a gc callback) is not printed
+    but sent again, while the main thread runs; after (atexit callbacks), dropped: it stopped the
+    callback it came in. Anything else goes to the hook that was there."""
+
+    def __init__(self, previous):
+        self.previous = previous
+
+    def __call__(self, unraisable):
+        if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            self.previous(unraisable)
+        elif threading.main_thread().is_alive():
+            _TO_RESEND.put(getattr(unraisable.exc_value, "signum", signal.SIGINT))
 
 
 def handle_interrupts():
-    """SIGINT and SIGTERM raise Interrupted in the main thread (signals go nowhere else)."""
-    if threading.current_thread() is threading.main_thread():
-        for signum in INTERRUPTING_SIGNALS:
-            signal.signal(signum, _raise_interrupted)
+    """SIGINT and SIGTERM raise Interrupted in the main thread (signals go nowhere else), never
+    where Python would swallow it. Called again, it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in INTERRUPTING_SIGNALS:
+        signal.signal(signum, _raise_interrupted)
+    if _resend_after_collections not in gc.callbacks:
+        gc.callbacks.append(_resend_after_collections)
+    if not any(thread.name == _RESENDER for thread in threading.enumerate()):  # one a process
+        threading.Thread(target=_resend_forever, args=(threading.get_ident(),), name=_RESENDER, daemon=True).start()
+    if not isinstance(sys.unraisablehook, _ResendSwallowedInterrupts):
+        sys.unraisablehook = _ResendSwallowedInterrupts(sys.unraisablehook)
 
 
 _INTERRUPT_CLEANUPS = []

@@ -3,11 +3,12 @@ without a new Python (each one imports numpy, Hydra, maybe MLflow again). Not a 
 
 The app runs as the command runs it (``stage_app``: Hydra composes conf/ from the overrides, the
 same one-line errors and exit statuses), and what it changes in this process is put back: the
-signal handlers ``stage_app`` installs, the logging Hydra configures, Hydra's global state.
-What only a real process shows (how Python turns ``sys.exit("message")`` into stderr and exit 1,
-signals) stays with a subprocess test of its own.
+signal handlers, gc callback and unraisable hook ``stage_app`` installs (pipeline.exits), the
+logging Hydra configures, Hydra's global state. What only a real process shows (how Python turns
+``sys.exit("message")`` into stderr and exit 1, signals) stays with a subprocess test of its own.
 """
 
+import gc
 import logging
 import signal
 import sys
@@ -23,6 +24,7 @@ def run_app(main, *overrides):
     ``sys.exit("message")`` is returned as the message, for the test to compare. The output
     goes where the test captures it (capsys)."""
     argv, handlers = sys.argv, {signum: signal.getsignal(signum) for signum in INTERRUPTING_SIGNALS}
+    unraisablehook, gc_callbacks = sys.unraisablehook, gc.callbacks[:]
     loggers = {name: (logger.handlers[:], logger.level, logger.propagate, logger.disabled)
                for name, logger in all_loggers().items()}
     sys.argv = [main.__module__, *overrides]
@@ -35,6 +37,7 @@ def run_app(main, *overrides):
         sys.argv = argv
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
+        sys.unraisablehook, gc.callbacks[:] = unraisablehook, gc_callbacks
         for name, logger in all_loggers().items():  # Hydra's job logging: handlers on this test's stdout
             logger.handlers[:], level, logger.propagate, logger.disabled = loggers.get(name, ([], logging.NOTSET, True, False))
             logger.setLevel(level)

@@ -1,5 +1,6 @@
 """pipeline.exits: how a stage process ends."""
 
+import signal
 import subprocess
 import sys
 
@@ -25,3 +26,85 @@ def test_a_stage_process_exits_without_scanning_its_objects_for_garbage(calls):
                          text=True, check=True).stdout
     frozen = int(out)
     assert frozen > 100_000 if calls else frozen == 0
+
+
+# A child in which the signal comes while Python runs a weakref callback or a __del__ (the
+# callback sends it, so it comes there every time), where an exception cannot propagate: Python
+# prints it ("Exception ignored in ...", a traceback) and goes on. sys.argv: where, the signal.
+SIGNAL_IN_CALLBACK = """
+import atexit, gc, signal, sys, time, weakref
+from pipeline.exits import handle_interrupts, report_interrupt
+
+def callback(*_):
+    signal.raise_signal(signal.Signals[sys.argv[2]])
+    print("the callback ran to its end", flush=True)
+
+class Node:
+    pass
+
+class Garbage(Node):
+    def __del__(self):
+        if sys.argv[1] == "__del__ failing otherwise":
+            raise ValueError("not an interrupt")
+        callback()
+
+def cycle(kind):  # garbage that only the collector finds
+    a, b = kind(), kind()
+    a.b, b.a = b, a
+    return a
+
+handle_interrupts()
+handle_interrupts()  # as stage_app does: in the launcher, then again in the task
+try:
+    if sys.argv[1] == "weakref callback, collecting":
+        ref = weakref.ref(cycle(Node), callback)
+        gc.collect()
+    elif sys.argv[1] == "__del__, collecting":
+        cycle(Garbage)
+        gc.collect()
+    elif sys.argv[1] == "__del__, not collecting":
+        Garbage()  # freed as soon as made
+    elif sys.argv[1] == "__del__ failing otherwise":
+        Garbage()
+        sys.exit(0)
+    elif sys.argv[1] == "atexit":
+        atexit.register(print, "the exit went on", flush=True)
+        atexit.register(callback)
+        sys.exit(0)
+    for _ in range(500):  # where the stage would be
+        time.sleep(0.01)
+    print("not interrupted", flush=True)
+except KeyboardInterrupt as interrupt:
+    sys.exit(report_interrupt(interrupt))
+"""
+
+
+def run_signal_in_callback(where, signum):
+    return subprocess.run([sys.executable, "-c", SIGNAL_IN_CALLBACK, where, signum.name], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("signum, how", [(signal.SIGINT, "Ctrl-C (SIGINT)"), (signal.SIGTERM, "SIGTERM")])
+@pytest.mark.parametrize("where", ["weakref callback, collecting", "__del__, collecting", "__del__, not collecting"])
+def test_a_signal_in_a_callback_python_cannot_raise_from_still_interrupts_in_one_line(where, signum, how):
+    # Before: "Exception ignored in: <function callback>", a traceback, and the stage ran on
+    # (not interrupted, exit 0): the signal was lost.
+    child = run_signal_in_callback(where, signum)
+
+    assert (child.returncode, child.stderr) == (128 + signum, f"interrupted by {how}: no outputs written\n")
+    assert "not interrupted" not in child.stdout
+    # A collection's callbacks and finalizers finish; a __del__ outside one is where Python raises.
+    assert ("the callback ran to its end" in child.stdout) == ("not collecting" not in where)
+
+
+def test_a_signal_in_an_atexit_callback_stops_that_callback_only_and_silently():
+    child = run_signal_in_callback("atexit", signal.SIGINT)
+
+    assert (child.returncode, child.stdout, child.stderr) == (0, "the exit went on\n", "")
+
+
+def test_other_exceptions_python_cannot_raise_are_still_printed():
+    child = run_signal_in_callback("__del__ failing otherwise", signal.SIGINT)
+
+    assert child.returncode == 0
+    assert "Exception ignored in" in child.stderr and "ValueError: not an interrupt" in child.stderr
