@@ -84,6 +84,7 @@ def run_signal_in_callback(where, signum):
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow  # a process per signal: the marker's Ctrl-C tests
 @pytest.mark.parametrize("signum, how", [(signal.SIGINT, "Ctrl-C (SIGINT)"), (signal.SIGTERM, "SIGTERM")])
 @pytest.mark.parametrize("where", ["weakref callback, collecting", "__del__, collecting", "__del__, not collecting"])
 def test_a_signal_in_a_callback_python_cannot_raise_from_still_interrupts_in_one_line(where, signum, how):
@@ -97,6 +98,7 @@ def test_a_signal_in_a_callback_python_cannot_raise_from_still_interrupts_in_one
     assert ("the callback ran to its end" in child.stdout) == ("not collecting" not in where)
 
 
+@pytest.mark.slow
 def test_a_signal_in_an_atexit_callback_stops_that_callback_only_and_silently():
     child = run_signal_in_callback("atexit", signal.SIGINT)
 
