@@ -41,11 +41,12 @@ def served(workspace, images, repeats, cold_loads):
     log it (the first log of a process also pays MLflow's one-off scan of the installed
     packages), to load it in this process and in ``cold_loads`` fresh ones (MLflow's import, then
     the load: each fresh process imports once and loads each variant's model in a child forked
-    after the import, so that no load follows another), and to predict EVALUATION_ROWS float32 pixel rows through the pyfunc's ``predict`` against the bare forward
-    pass ``classifier.scores`` (x = pixel/255, the model table's forward) on the same rows, by
-    turns, with BLAS on one thread and on its default. ``ratio``: the median over those turns of a
-    pyfunc prediction's time over the bare pass's just before it; ``fastest_ratio``: fastest over
-    fastest."""
+    after the import, so that no load follows another), and to predict EVALUATION_ROWS float32
+    pixel rows through the pyfunc's ``predict`` against the bare forward pass
+    ``classifier.scores`` (x = pixel/255, the model table's forward) on the same rows, by turns,
+    with BLAS on one thread and on its default. ``ratio``: the median over those turns of a
+    pyfunc prediction's time over the bare pass's just before it; ``fastest_ratio``: fastest
+    over fastest."""
     import mlflow
 
     from pipeline import served_model, tracking

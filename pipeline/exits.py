@@ -149,7 +149,8 @@ def exit_without_collecting():
 
     Python collects garbage as it ends, scanning every object again: with MLflow imported,
     hundreds of thousands that the process's end frees anyway, and the slowest part of a tracked
-    stage's (or the UI server's) exit. Freezing them (``gc.freeze``) skips that; atexit handlers (MLflow ending its
-    run, logging flushing) still run, and files are written and closed before."""
+    stage's (or the UI server's) exit. Freezing them (``gc.freeze``) skips that; atexit handlers
+    (MLflow ending its run, logging flushing) still run, and files are written and closed
+    before."""
     atexit.unregister(gc.freeze)  # once, however often a process runs a stage (tests, workers)
     atexit.register(gc.freeze)

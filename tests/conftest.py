@@ -65,10 +65,10 @@ def compose_config():
 
     import pipeline.config  # noqa: F401  registers the stage schemas conf/ starts from
 
-    # Composing is a tenth of a second of Hydra's work, and many tests ask for the same config:
-    # conf/'s own compositions are made once, and each caller gets a copy of its own. Not cached:
-    # the hydra node (it records the working directory) and another conf folder or search path
-    # (a test's own conf files, which it may rewrite between compositions).
+    # Each composition is all of Hydra's loading and merging again, and many tests ask for the
+    # same config: conf/'s own compositions are made once, and each caller gets a copy of its own.
+    # Not cached: the hydra node (it records the working directory) and another conf folder or
+    # search path (a test's own conf files, which it may rewrite between compositions).
     made = {}
 
     def compose_stage(stage, overrides=(), hydra_config=False, config_dir=CONF_DIR):
