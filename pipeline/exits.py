@@ -74,8 +74,6 @@ def _resend_after_collections(phase, info):
 
 
 def _resend_forever(main_thread_id):
-    # A kill or Ctrl-C must wake the main thread (from a sleep, a read), never land in this one.
-    signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTING_SIGNALS)
     while True:  # in the main thread, the signal is raised in the stage's code or swallowed again
         signal.pthread_kill(main_thread_id, _TO_RESEND.get())
 
@@ -106,7 +104,13 @@ def handle_interrupts():
     if _resend_after_collections not in gc.callbacks:
         gc.callbacks.append(_resend_after_collections)
     if not any(thread.name == _RESENDER for thread in threading.enumerate()):  # one a process
-        threading.Thread(target=_resend_forever, args=(threading.get_ident(),), name=_RESENDER, daemon=True).start()
+        # Born blocking both signals: the kernel hands a kill or Ctrl-C to any thread that does
+        # not block it, and one taken here would leave a main thread waiting in a read for good.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTING_SIGNALS)
+        try:
+            threading.Thread(target=_resend_forever, args=(threading.get_ident(),), name=_RESENDER, daemon=True).start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
     if not isinstance(sys.unraisablehook, _ResendSwallowedInterrupts):
         sys.unraisablehook = _ResendSwallowedInterrupts(sys.unraisablehook)
 

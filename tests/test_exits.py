@@ -110,3 +110,40 @@ def test_other_exceptions_python_cannot_raise_are_still_printed():
 
     assert child.returncode == 0
     assert "Exception ignored in" in child.stderr and "ValueError: not an interrupt" in child.stderr
+
+
+# A child whose resender thread is held at its first call (before a line of its own runs) prints
+# which of SIGINT and SIGTERM that thread, then the main thread, blocks.
+THREAD_MASKS = """
+import signal, sys, threading
+from pipeline import exits
+
+held, checked = threading.Event(), threading.Event()
+
+def hold(frame, event, arg):
+    if threading.current_thread() is not threading.main_thread() and not checked.is_set():
+        held.set()
+        checked.wait()
+
+def blocked(thread_id):
+    with open(f"/proc/self/task/{thread_id}/status") as status:
+        mask = int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16)
+    return [signum.name for signum in exits.INTERRUPTING_SIGNALS if mask >> (signum - 1) & 1]
+
+threading.settrace(hold)
+exits.handle_interrupts()
+held.wait()
+[resender] = [thread for thread in threading.enumerate() if thread.name == exits._RESENDER]
+print(blocked(resender.native_id), blocked(threading.get_native_id()))
+checked.set()
+"""
+
+
+def test_only_the_main_thread_can_take_a_kill_or_ctrl_c_from_the_start():
+    # A signal sent to the process goes to any thread not blocking it. Before: the resender
+    # blocked both only once it ran, and a SIGINT it took then left the stage waiting in a read
+    # (CI: the train stage interrupted while it read provenance.json never ended).
+    out = subprocess.run([sys.executable, "-c", THREAD_MASKS], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+
+    assert out == "['SIGINT', 'SIGTERM'] []\n"
