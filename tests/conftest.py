@@ -62,27 +62,47 @@ def compose_config():
     import copy
 
     from hydra import compose, initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     import pipeline.config  # noqa: F401  registers the stage schemas conf/ starts from
 
-    # Each composition is all of Hydra's loading and merging again, and many tests ask for the
-    # same config: conf/'s own compositions are made once, and each caller gets a copy of its own.
-    # Not cached: the hydra node (it records the working directory) and another conf folder or
-    # search path (a test's own conf files, which it may rewrite between compositions).
+    def composed(stage, overrides, hydra_config=False, config_dir=CONF_DIR):
+        with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+            return compose(config_name=stage, overrides=list(overrides), return_hydra_config=hydra_config)
+
+    # Each composition is all of Hydra's loading and merging again, and most tests differ only in
+    # values (a path, a learning rate). So conf/'s compositions by the overrides that choose files
+    # (model=..., hydra...) are made once; the value overrides are then applied to a copy by
+    # the function Hydra's own composition ends with, in their order, with its errors.
+    # tests/test_config.py checks that both ways give the same config and the same error.
     made = {}
 
     def compose_stage(stage, overrides=(), hydra_config=False, config_dir=CONF_DIR):
-        key = (stage, tuple(overrides))
-        cacheable = not hydra_config and config_dir == CONF_DIR and not any("searchpath" in o for o in overrides)
-        if cacheable and key in made:
-            return copy.deepcopy(made[key])
-        with initialize_config_dir(config_dir=str(config_dir), version_base=None):
-            cfg = compose(config_name=stage, overrides=list(overrides), return_hydra_config=hydra_config)
-        if cacheable:
-            made[key] = copy.deepcopy(cfg)
+        # Not these: the hydra node (it records the working directory), and another conf folder or
+        # search path (a test's own conf files, which it may rewrite between compositions).
+        if hydra_config or config_dir != CONF_DIR or any("searchpath" in line for line in overrides):
+            return composed(stage, overrides, hydra_config, config_dir)
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        values = [o for o in parsed if is_value_override(o)]
+        choices = tuple(o.input_line for o in parsed if not is_value_override(o))
+        if (stage, choices) not in made:
+            made[stage, choices] = composed(stage, choices)
+        cfg = copy.deepcopy(made[stage, choices])
+        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
         return cfg
 
+    compose_stage.composed = composed  # Hydra's own compose, for that check
     return compose_stage
+
+
+def is_value_override(override):
+    """Whether Hydra applies ``override`` to the composed config rather than to its choice of
+    files (hydra/_internal/defaults_list.py, Overrides): not a group (a folder of conf/) unless
+    its value is a dict; not Hydra's own node, not a sweep."""
+    if override.is_hydra_override() or override.is_sweep_override() or override.package is not None:
+        return False
+    return isinstance(override.value(), dict) or not (CONF_DIR / override.key_or_group).is_dir()
 
 
 # --- MLflow ----------------------------------------------------------------------------------

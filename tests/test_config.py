@@ -52,6 +52,38 @@ def test_defaults_resolve_to_documented_values(compose_config):
     assert compose_config("download").data.dir == "data/mnist"
 
 
+# Override lists for the check below: values of every kind, a group choice with values on it,
+# a dict, an addition, a deletion, and each way an override can be wrong.
+COMPOSED_BOTH_WAYS = [
+    ("train", ["optim.lr=0.25", "out_dir=/tmp/x", "data.dir=/tmp/d"]),
+    ("train", ["model=mlp", "model.hidden=12", "optim.weight_decay=1e-3", "optim.lr=0.1"]),
+    ("train", ["optim.lr=nan", "optim.epochs=2", "optim.epochs=3", "dtype=float64"]),
+    ("train", ["model=linear", "+extra=1", "optim={lr: 0.3}"]),
+    ("evaluate", ["model=softmax_ce", "mistakes_shown=5"]),
+    ("download", ["data.mirrors=[http://127.0.0.1:1/]", "data.retries=0", "data.backoff=inf"]),
+    ("train", ["~divergence.fatal"]),
+    ("train", ["optim.lrr=0.1"]),
+    ("train", ["optim.lr=fast"]),
+    ("train", ["model=logistic", "optim.lr=0.1"]),
+    ("train", ["optim.lr=0.1,0.2"]),
+]
+
+
+@pytest.mark.parametrize(("stage", "overrides"), COMPOSED_BOTH_WAYS)
+def test_the_shared_fixture_composes_as_hydra_does(stage, overrides, compose_config):
+    """compose_config composes conf/ once per choice of files and applies value overrides to a
+    copy: the config, or the error, is Hydra's own composition's."""
+
+    def outcome(compose):
+        try:
+            return OmegaConf.to_yaml(compose(stage, overrides))
+        except Exception as error:
+            return type(error), str(error), str(error.__cause__)
+
+    assert outcome(compose_config) == outcome(compose_config.composed)
+    assert outcome(compose_config) == outcome(compose_config)  # the same again, from the cache
+
+
 # --- one source: conf/ ---------------------------------------------------------------------
 
 
