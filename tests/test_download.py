@@ -3,9 +3,11 @@ downloads, retries, moving on between mirrors, the packaged fallback and the pro
 
 Each test publishes a small dataset generated with the project's IDX writer, and points the stage
 at it through a data config written into a temporary config folder (``data=loopback``), as a user
-would add their own mirror list.
+would add their own mirror list; tests of ``ensure_dataset`` set that same group on the composed
+config instead of composing it anew.
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -17,9 +19,10 @@ import sys
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from pipeline import download
-from pipeline.config import ConfigError, DownloadConfig, validated
+from pipeline.config import ConfigError, DataConfig, DownloadConfig, validated
 from pipeline.data import FILE_NAMES, PROVENANCE_FILE, SPLIT_FILES, TEST_FILES, TRAIN_FILES, load_split, read_provenance
 from pipeline.download import ensure_dataset, packaged_csv, read_packaged_csv
 from pipeline.mirrors import Downloader, DownloadError
@@ -57,9 +60,9 @@ def smallest_first(contents):
     return sorted(FILE_NAMES, key=lambda name: len(contents[name]))
 
 
-def write_loopback_config(tmp_path, contents, mirrors, **settings):
-    """conf/data/loopback.yaml in a config folder under ``tmp_path``; returns that folder."""
-    group = {
+def loopback_group(tmp_path, contents, mirrors, **settings):
+    """A ``data`` group serving ``contents`` from ``mirrors`` into tmp_path/data."""
+    return {
         "dir": str(tmp_path / "data"),
         "mirrors": mirrors,
         "files": {name: {"size": len(body), "sha256": sha256(body)} for name, body in contents.items()},
@@ -74,10 +77,23 @@ def write_loopback_config(tmp_path, contents, mirrors, **settings):
         "packaged_test_fraction": 0.2,
         **settings,
     }
+
+
+def write_loopback_config(tmp_path, contents, mirrors, **settings):
+    """That group as conf/data/loopback.yaml in a config folder under ``tmp_path``; returns that folder."""
     config_dir = tmp_path / "conf"
     (config_dir / "data").mkdir(parents=True, exist_ok=True)
+    group = loopback_group(tmp_path, contents, mirrors, **settings)
     (config_dir / "data" / "loopback.yaml").write_text(json.dumps(group))  # JSON is YAML
     return config_dir
+
+
+def loopback_data(compose_config, tmp_path, contents, mirrors, **settings):
+    """The validated ``data`` group the stage would run with: the group replaces conf/'s, as
+    choosing its file would (assigned, not merged: a group with fewer files keeps fewer)."""
+    cfg = compose_config("download")
+    cfg.data = OmegaConf.merge(OmegaConf.structured(DataConfig), loopback_group(tmp_path, contents, mirrors, **settings))
+    return validated(cfg, DownloadConfig).data
 
 
 def loopback_overrides(config_dir):
@@ -86,12 +102,7 @@ def loopback_overrides(config_dir):
 
 @pytest.fixture
 def data_config(compose_config):
-    def loopback_data(tmp_path, contents, mirrors, **settings):
-        """The validated ``data`` group the stage would run with."""
-        config_dir = write_loopback_config(tmp_path, contents, mirrors, **settings)
-        return validated(compose_config("download", loopback_overrides(config_dir)), DownloadConfig).data
-
-    return loopback_data
+    return functools.partial(loopback_data, compose_config)
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +111,7 @@ def packaged_build(tmp_path_factory, contents, compose_config):
     workers: the tests that start from a packaged build copy it (test_packaged_mode_builds_...
     checks the build itself)."""
     def build(folder):
-        config_dir = write_loopback_config(folder, contents, [], source="packaged")
-        ensure_dataset(validated(compose_config("download", loopback_overrides(config_dir)), DownloadConfig).data)
+        ensure_dataset(loopback_data(compose_config, folder, contents, [], source="packaged"))
 
     return made_once(tmp_path_factory, "packaged_build", build) / "data"
 
@@ -364,7 +374,7 @@ def test_a_failed_fetch_leaves_the_destination_untouched(tmp_path, contents, dat
         with pytest.raises(DownloadError, match=f"could not download {name}: every mirror failed\n  {corrupt.url}{name}: checksum mismatch"):
             Downloader(data, [corrupt.url]).fetch(name, data.files[name], destination)
     assert destination.read_bytes() == b"whatever was there"
-    assert sorted(tmp_path.iterdir()) == sorted([destination, tmp_path / "conf"])
+    assert list(tmp_path.iterdir()) == [destination]  # no temporary file left beside it
 
 
 # --- the packaged subset -----------------------------------------------------------------

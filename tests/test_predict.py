@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
 from pipeline import predict
 from pipeline.digits import read_digits
@@ -17,7 +16,7 @@ from pipeline.classifier import scores
 from pipeline.variants import build
 from tests.in_process import run_app
 from tests.model_helpers import logged_run, real_digits, trained_params
-from tests.paths import CONF_DIR, REPO_ROOT
+from tests.paths import REPO_ROOT
 
 DRAWN_DIR = REPO_ROOT / "tests" / "digits"
 SOFTMAX_FIELDS = {"name": "softmax", "output": "softmax", "loss": "squared_error", "bias": False, "hidden": None,
@@ -32,9 +31,10 @@ def trained_dir(tmp_path):
     return folder
 
 
-def run_predict(*overrides):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return predict.run(compose(config_name="predict", overrides=list(overrides)))
+@pytest.fixture
+def run_predict(compose_config):
+    """``run_predict(*overrides)``: predict.run on the config so composed; its exit status."""
+    return lambda *overrides: predict.run(compose_config("predict", overrides))
 
 
 def expected_lines(names, images, variant, top=3):
@@ -42,7 +42,7 @@ def expected_lines(names, images, variant, top=3):
     return [predict.line(name, row, top) for name, row in zip(names, S)]
 
 
-def test_drawn_digits_through_a_folders_w(trained_dir, capsys):
+def test_drawn_digits_through_a_folders_w(trained_dir, capsys, run_predict):
     assert run_predict(f"images={DRAWN_DIR}", f"trained={trained_dir}") == 0
     out = capsys.readouterr().out.splitlines()
     files = sorted(p for p in DRAWN_DIR.iterdir() if p.suffix in (".png", ".jpg"))
@@ -53,7 +53,7 @@ def test_drawn_digits_through_a_folders_w(trained_dir, capsys):
     assert first[0] == f"{files[0]}:" and first[2].startswith("(") and len(out[1].split(", ")) == 3
 
 
-def test_a_folder_of_any_variant_answers_with_its_own_forward_pass(tmp_path, capsys):
+def test_a_folder_of_any_variant_answers_with_its_own_forward_pass(tmp_path, capsys, run_predict):
     fields = {**SOFTMAX_FIELDS, "name": "mlp", "loss": "cross_entropy", "bias": True, "hidden": 7, "activation": "tanh"}
     model = build(fields)
     params = model.initial_params(784, 10, np.dtype(np.float32), np.random.default_rng(0))
@@ -69,7 +69,7 @@ def test_a_folder_of_any_variant_answers_with_its_own_forward_pass(tmp_path, cap
     assert out[1:] == [predict.line(str(f), row, 3) for f, row in zip(files, S)]
 
 
-def test_an_idx_file_and_the_variant_named_explicitly(tmp_path, trained_dir, capsys):
+def test_an_idx_file_and_the_variant_named_explicitly(tmp_path, trained_dir, capsys, run_predict):
     images = real_digits()[0][4000:4012].reshape(-1, 28, 28)
     write_idx(tmp_path / "t10k-images.gz", images)
     other = tmp_path / "job7"
@@ -81,7 +81,7 @@ def test_an_idx_file_and_the_variant_named_explicitly(tmp_path, trained_dir, cap
     assert out[1:] == expected_lines(names, images, "linear", top=1)
 
 
-def test_a_run_id_and_a_registered_alias_answer_as_the_folder_does(mlflow_store, trained_dir, capsys):
+def test_a_run_id_and_a_registered_alias_answer_as_the_folder_does(mlflow_store, trained_dir, capsys, run_predict):
     run_id = logged_run(mlflow_store, "softmax", 0.9)
     register_best(mlflow_store.uri, run_ids=[run_id])
     assert run_predict(f"images={DRAWN_DIR}/*.png", f"trained={trained_dir}") == 0
@@ -97,13 +97,13 @@ def test_a_run_id_and_a_registered_alias_answer_as_the_folder_does(mlflow_store,
     ("models:/handgrad-nothing@champion", "models:/handgrad-nothing@champion: Registered Model with name=handgrad-nothing not found (looked in sqlite:///"),
     ("no/such/folder", "trained=no/such/folder: no such folder, and neither a run id nor a model URI"),
 ])
-def test_an_unknown_model_says_which_and_where_it_looked(mlflow_store, capsys, trained, message):
+def test_an_unknown_model_says_which_and_where_it_looked(mlflow_store, capsys, trained, message, run_predict):
     assert run_predict(f"images={DRAWN_DIR}", f"trained={trained}") == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith(f"cannot predict: {message}")
 
 
-def test_bad_input_exits_2_naming_the_file_before_any_output(tmp_path, trained_dir, capsys):
+def test_bad_input_exits_2_naming_the_file_before_any_output(tmp_path, trained_dir, capsys, run_predict):
     np.save(tmp_path / "small.npy", np.ones((27, 27)))
     assert run_predict(f"images=[{DRAWN_DIR}/0_round.png,{tmp_path}/small.npy]", f"trained={trained_dir}") == 2
     captured = capsys.readouterr()
@@ -116,7 +116,7 @@ def test_bad_input_exits_2_naming_the_file_before_any_output(tmp_path, trained_d
     assert "cannot tell its variant from the folder's name; add variant=<softmax|linear>" in capsys.readouterr().err
 
 
-def test_config_errors_exit_2(capsys):
+def test_config_errors_exit_2(capsys, run_predict):
     assert run_predict() == 2
     assert capsys.readouterr().err.startswith("images=???: name the pictures to classify")
     assert run_predict("images=x.png", "top=0") == 2
