@@ -1,5 +1,6 @@
 """Fixtures shared by the test modules."""
 
+import functools
 import gc
 import hashlib
 import json
@@ -150,7 +151,13 @@ def mlflow_template(tmp_path_factory, pytestconfig):
 def empty_store(mlflow_template):
     """``empty_store(folder)``: a new, empty MLflow store, folder/mlflow.db (a copy of the
     template). For a store shared by a module's tests; a test's own is ``mlflow_store``."""
+    import mlflow.store.db.utils
     from mlflow import MlflowClient
+
+    # MLflow opening a store reads its 60-odd migration scripts to learn the latest schema
+    # revision, a constant of the installed MLflow; the tests open a store or two each: read once.
+    if not hasattr(mlflow.store.db.utils._get_latest_schema_revision, "cache_info"):
+        mlflow.store.db.utils._get_latest_schema_revision = functools.cache(mlflow.store.db.utils._get_latest_schema_revision)
 
     def make(folder):
         path = folder / "mlflow.db"

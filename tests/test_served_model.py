@@ -147,6 +147,7 @@ def test_signature_example_and_requirements_are_what_the_model_needs(logged):
     assert shipped == sorted(served_model.CODE_MODULES)
 
 
+@pytest.mark.slow  # a fresh interpreter importing MLflow and loading the model: end to end
 @READS_LOGGED_ONCE
 def test_the_model_loads_where_this_repository_is_not(logged, tmp_path):
     # A process outside the repository, with the editable install's finder removed: `pipeline`
