@@ -78,7 +78,17 @@ def assert_refused(result, line, tmp_path):
     assert list(tmp_path.iterdir()) == []  # no data, no outputs, no MLflow store
 
 
-@pytest.mark.parametrize(("stage", "override", "line"), COMMAND_LINE_ERRORS)
+# The quick loop runs each way an error is found (a key, a group option or the override syntax
+# while composing; the schema's checks; the variant's) once, and each stage's; the rest are slow.
+QUICK_ERRORS = {("train", "optim.lrr=0.1"), ("train", "model=logistic"), ("train", "optim.lr=[1"), ("train", "optim.lr=nan"),
+                ("train", "model.output=identity model.loss=cross_entropy"), ("evaluate", "mistakes_shownn=3"),
+                ("evaluate", "mistakes_shown=0"), ("download", "data=fashion"), ("download", "data.backoff=inf"),
+                ("gradcheck", "seed=abc"), ("gradcheck", "eps=nan")}
+assert QUICK_ERRORS <= {error[:2] for error in COMMAND_LINE_ERRORS}
+
+
+@pytest.mark.parametrize(("stage", "override", "line"), [
+    pytest.param(*error, marks=() if error[:2] in QUICK_ERRORS else pytest.mark.slow) for error in COMMAND_LINE_ERRORS])
 def test_every_config_error_of_every_stage_app_exits_2_in_one_line(stage, override, line, tmp_path, monkeypatch, capfd):
     assert_refused(run_main(stage, tmp_path, monkeypatch, capfd, *override.split()), line, tmp_path)
 
