@@ -85,8 +85,12 @@ def compose_config():
         if hydra_config or config_dir != CONF_DIR or any("searchpath" in line for line in overrides):
             return composed(stage, overrides, hydra_config, config_dir)
         parsed = OverridesParser.create().parse_overrides(list(overrides))
-        values = [o for o in parsed if is_value_override(o)]
-        choices = tuple(o.input_line for o in parsed if not is_value_override(o))
+        values, choices = [], ()
+        for override in parsed:
+            if is_value_override(override):
+                values.append(override)
+            else:
+                choices += (override.input_line,)
         if (stage, choices) not in made:
             made[stage, choices] = composed(stage, choices)
         cfg = copy.deepcopy(made[stage, choices])
