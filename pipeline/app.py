@@ -57,10 +57,10 @@ def stage_app(config_name):
 
         @functools.wraps(task)
         def main():
-            handle_interrupts()
             exit_without_collecting()
             user_setting["value"] = os.environ.get("HYDRA_FULL_ERROR")
             try:
+                handle_interrupts()  # in the try: a signal that waited may come at once
                 if user_setting["value"] == "1":
                     return app()
                 with _environment("HYDRA_FULL_ERROR", "1"):

@@ -103,16 +103,18 @@ def handle_interrupts():
         signal.signal(signum, _raise_interrupted)
     if _resend_after_collections not in gc.callbacks:
         gc.callbacks.append(_resend_after_collections)
-    if not any(thread.name == _RESENDER for thread in threading.enumerate()):  # one a process
-        # Born blocking both signals: the kernel hands a kill or Ctrl-C to any thread that does
-        # not block it, and one taken here would leave a main thread waiting in a read for good.
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTING_SIGNALS)
-        try:
-            threading.Thread(target=_resend_forever, args=(threading.get_ident(),), name=_RESENDER, daemon=True).start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
     if not isinstance(sys.unraisablehook, _ResendSwallowedInterrupts):
         sys.unraisablehook = _ResendSwallowedInterrupts(sys.unraisablehook)
+    # The kernel hands a kill or Ctrl-C to any thread not blocking it, and one taken elsewhere
+    # leaves a main thread waiting in a read for good: the resender is born blocking both, and the
+    # main thread unblocks them, even if the process started with them blocked (a mask is
+    # inherited from the parent); one that waited comes now, to the handler above.
+    signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTING_SIGNALS)
+    try:
+        if not any(thread.name == _RESENDER for thread in threading.enumerate()):  # one a process
+            threading.Thread(target=_resend_forever, args=(threading.get_ident(),), name=_RESENDER, daemon=True).start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTING_SIGNALS)
 
 
 _INTERRUPT_CLEANUPS = []

@@ -1,5 +1,6 @@
 """pipeline.exits: how a stage process ends."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -112,8 +113,9 @@ def test_other_exceptions_python_cannot_raise_are_still_printed():
     assert "Exception ignored in" in child.stderr and "ValueError: not an interrupt" in child.stderr
 
 
-# A child whose resender thread is held at its first call (before a line of its own runs) prints
-# which of SIGINT and SIGTERM that thread, then the main thread, blocks.
+# A child started with SIGINT and SIGTERM blocked (a mask is inherited), whose resender thread is
+# held at its first call (before a line of its own runs), prints which of the two that thread,
+# then the main thread, blocks once handle_interrupts returned.
 THREAD_MASKS = """
 import signal, sys, threading
 from pipeline import exits
@@ -142,8 +144,24 @@ checked.set()
 def test_only_the_main_thread_can_take_a_kill_or_ctrl_c_from_the_start():
     # A signal sent to the process goes to any thread not blocking it. Before: the resender
     # blocked both only once it ran, and a SIGINT it took then left the stage waiting in a read
-    # (CI: the train stage interrupted while it read provenance.json never ended).
+    # (CI: the train stage interrupted while it read provenance.json never ended); and a stage
+    # started with both blocked kept them blocked: no Ctrl-C or kill reached it.
+    def blocked():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
     out = subprocess.run([sys.executable, "-c", THREAD_MASKS], cwd=REPO_ROOT, capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+                         timeout=60, check=True, preexec_fn=blocked).stdout
 
     assert out == "['SIGINT', 'SIGTERM'] []\n"
+
+
+@pytest.mark.slow  # a stage process, like the other Ctrl-C tests
+def test_a_stage_started_with_a_kill_waiting_behind_a_blocked_mask_ends_in_one_line():
+    def blocked_with_sigterm_waiting():  # as a parent that blocked them and was sent one may leave it
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    child = subprocess.run([sys.executable, "-m", "pipeline.gradcheck"], cwd=REPO_ROOT, capture_output=True,
+                           text=True, timeout=60, preexec_fn=blocked_with_sigterm_waiting)
+
+    assert (child.returncode, child.stderr, child.stdout) == (143, "interrupted by SIGTERM: no outputs written\n", "")
