@@ -159,9 +159,11 @@ def empty_store(mlflow_template):
     from mlflow import MlflowClient
 
     # MLflow opening a store reads its 60-odd migration scripts to learn the latest schema
-    # revision, a constant of the installed MLflow; the tests open a store or two each: read once.
-    if not hasattr(mlflow.store.db.utils._get_latest_schema_revision, "cache_info"):
-        mlflow.store.db.utils._get_latest_schema_revision = functools.cache(mlflow.store.db.utils._get_latest_schema_revision)
+    # revision, a constant of the installed MLflow; the tests open a store or two each: read once
+    # (a private function: where another MLflow has none, nothing is cached).
+    latest_revision = getattr(mlflow.store.db.utils, "_get_latest_schema_revision", None)
+    if latest_revision is not None and not hasattr(latest_revision, "cache_info"):
+        mlflow.store.db.utils._get_latest_schema_revision = functools.cache(latest_revision)
 
     def make(folder):
         path = folder / "mlflow.db"
