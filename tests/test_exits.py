@@ -141,16 +141,18 @@ checked.set()
 """
 
 
+def blocking_interrupts():
+    """A preexec_fn: the child starts with SIGINT and SIGTERM blocked, as its parent's mask."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def test_only_the_main_thread_can_take_a_kill_or_ctrl_c_from_the_start():
     # A signal sent to the process goes to any thread not blocking it. Before: the resender
     # blocked both only once it ran, and a SIGINT it took then left the stage waiting in a read
     # (CI: the train stage interrupted while it read provenance.json never ended); and a stage
     # started with both blocked kept them blocked: no Ctrl-C or kill reached it.
-    def blocked():
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-
     out = subprocess.run([sys.executable, "-c", THREAD_MASKS], cwd=REPO_ROOT, capture_output=True, text=True,
-                         timeout=60, check=True, preexec_fn=blocked).stdout
+                         timeout=60, check=True, preexec_fn=blocking_interrupts).stdout
 
     assert out == "['SIGINT', 'SIGTERM'] []\n"
 
@@ -158,7 +160,7 @@ def test_only_the_main_thread_can_take_a_kill_or_ctrl_c_from_the_start():
 @pytest.mark.slow  # a stage process, like the other Ctrl-C tests
 def test_a_stage_started_with_a_kill_waiting_behind_a_blocked_mask_ends_in_one_line():
     def blocked_with_sigterm_waiting():  # as a parent that blocked them and was sent one may leave it
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        blocking_interrupts()
         os.kill(os.getpid(), signal.SIGTERM)
 
     child = subprocess.run([sys.executable, "-m", "pipeline.gradcheck"], cwd=REPO_ROOT, capture_output=True,
