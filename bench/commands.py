@@ -4,6 +4,7 @@ import os
 import shutil
 import statistics
 import sys
+import time
 from pathlib import Path
 
 from bench import REPO_ROOT
@@ -137,9 +138,47 @@ def sweep(workspace):
         return {"skipped": f"conf/experiment/{SWEEP_PRESET}.yaml is not committed"}
     sweep_dir = workspace.root / "sweep"
     overrides = [f"+experiment={SWEEP_PRESET}", "hydra/launcher=joblib", f"hydra.sweep.dir={sweep_dir}"]
+    started = time.time()
     finished = run_command(train_command("-m", *overrides), clone, workspace.clone_env())
     return {
         "command": f"python -m pipeline.train -m +experiment={SWEEP_PRESET} hydra/launcher=joblib",
         "seconds": finished.seconds,
         "jobs": sum(1 for d in sweep_dir.iterdir() if d.name.isdigit()),
+        "workers": joblib_workers(),
+        "phases": sweep_phases(f"sqlite:///{clone / 'mlflow.db'}", started, started + finished.seconds),
+    }
+
+
+def joblib_workers():
+    """The processes Hydra's joblib launcher starts by default (``n_jobs: -1``): one per core."""
+    from joblib import cpu_count
+
+    return cpu_count()
+
+
+def sweep_phases(uri, started, ended):
+    """Where a sweep's time went, from the start and end times of its runs in the store ``uri``
+    (the latest sweep there), the command having run from ``started`` to ``ended`` (epoch
+    seconds): until the sweep's run exists; from it to the first job's run; the jobs' runs, first
+    start to last end, and a job run's median length (its training and tracking; the job's
+    evaluation and Hydra's per-job work fall between runs); after the last job's run."""
+    from mlflow import MlflowClient
+
+    from pipeline.tracking import schema
+
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    [sweep_run] = client.search_runs(experiments, f"tags.`{schema.SWEEP_PARENT}` = 'true'", max_results=1,
+                                     order_by=["attributes.start_time DESC"])
+    jobs = [run for run in client.search_runs(experiments, f"tags.`{schema.SWEEP_ID}` = '{sweep_run.info.run_id}'")
+            if run.info.run_id != sweep_run.info.run_id]  # the sweep's run carries its own id too
+    starts = [job.info.start_time / 1000 for job in jobs]
+    ends = [job.info.end_time / 1000 for job in jobs]
+    return {
+        "to_sweep_run": sweep_run.info.start_time / 1000 - started,
+        "to_first_job": min(starts) - sweep_run.info.start_time / 1000,
+        "jobs": max(ends) - min(starts),
+        "job_runs": len(jobs),
+        "job_run_seconds": spread(end - start for start, end in zip(starts, ends)),
+        "after_last_job": ended - max(ends),
     }

@@ -86,8 +86,7 @@ def table(report):
             f"{formatted(d['status_seconds'], 2)} s, no-op dvc repro {formatted(d['noop_repro_seconds'], 2)} s: {d['noop_repro_over_status']:.2f}x",
         ]
     if "sweep" in report:
-        s = report["sweep"]
-        lines += ["", f"sweep: skipped, {s['skipped']}" if "skipped" in s else f"sweep ({s['command']}, in the clone): {s['seconds']:.1f} s for {s['jobs']} jobs"]
+        lines += sweep_lines(report["sweep"])
     if "ui" in report:
         u = report["ui"]
         lines += ["", f"MLflow's UI over the clone's store until it answers (GET / and a runs search), seconds, median (min-max):"]
@@ -127,4 +126,22 @@ def peers_table(p):
             lines.append(f"  {r['variant']:8} {r['batch_size']!s:>5} {label:4} " + " ".join(f"{c:>16}" for c in cells))
         lines += [f"    {n} failed: {error}" for n, error in r["failed"].items()]
     lines.append(f"  not in the peers' figures: {p['extra_work']}")
+    return lines
+
+
+def sweep_lines(s):
+    """The sweep's time, and where it went (its runs' start and end times) when that was read."""
+    if "skipped" in s:
+        return ["", f"sweep: skipped, {s['skipped']}"]
+    lines = ["", f"sweep ({s['command']}, in the clone): {s['seconds']:.1f} s for {s['jobs']} jobs"]
+    if "phases" in s:
+        p = s["phases"]
+        lines += [
+            "  from its runs' start and end times in the clone's store, seconds:",
+            f"  {p['to_sweep_run']:5.1f}  until the sweep's run exists (the interpreter, Hydra, MLflow's start-up)",
+            f"  {p['to_first_job']:5.1f}  then until the first job's run (Hydra composing every job's config to validate it, joblib's workers starting)",
+            f"  {p['jobs']:5.1f}  the {p['job_runs']} job runs, first start to last end, on {s['workers']} workers; a run {formatted(p['job_run_seconds'], 2)}",
+            "         (training and its tracking; each job's evaluation and Hydra's work for it fall between a worker's runs)",
+            f"  {p['after_last_job']:5.1f}  after the last job's run (its evaluation, the best job of each variant registered, the sweep's run ended)",
+        ]
     return lines

@@ -27,10 +27,13 @@ TRIED = {
     "fresh_repro": "the stages import MLflow only to track; each stage is its own process (DVC runs commands), "
                    "and the first one creates the store (MLflow's migrations, once per store)",
     "noop_repro": "nothing of the project's runs in a no-op repro: both are dvc's start-up and its hashing of the deps",
-    "sweep": "joblib's workers reuse their process between jobs (the later-run overhead per job)",
+    "sweep": "joblib's workers reuse their process between jobs (the later-run overhead per job), evaluate's "
+             "config composed once per worker; left: Hydra composes each job's config twice (to validate it in "
+             "the launching process, then in its worker), and joblib starts its workers only after that",
     "loop_vs_scan": "cached ones column and row numbers, 0-d scale factors, one-chunk step bound once an "
                     "epoch, row-major gradient buffers from 128 rows (all bit-identical W); tried: logits "
-                    "transposed (the row sums' bits differ); left: W row-major (changes W's last bits), "
+                    "transposed (the row sums' bits differ), BLAS on two threads at batch 256 (W's bits "
+                    "differ, and no faster here); left: W row-major (changes W's last bits), "
                     "a fused softmax + squared-error step",
     "full_batch_lead": "two threads over the halves of the batch, cache-sized chunks",
     "ui": "one process serving MLflow's app (python -m experiments.ui), job runners and telemetry off",
@@ -82,6 +85,13 @@ def issue_15_checks(report):
             ip = report["tracking"]["in_process"]
             per_job = ip["untracked_seconds"]["median"] + ip["later_overhead"]
             bound = f"{s['jobs']} jobs × {per_job:.2f} s (a later tracked run) on 2 workers: {s['jobs'] * per_job / 2:.1f} s, plus the workers' start-up"
+        if "phases" in s:
+            p = s["phases"]
+            bound = (f"{p['to_sweep_run'] + p['to_first_job']:.1f} s before the first job's run (the sweep's run at "
+                     f"{p['to_sweep_run']:.1f} s: start-up and MLflow's; then Hydra validating every job's config and "
+                     f"joblib's workers starting), the {p['job_runs']} job runs {p['jobs']:.1f} s on {s['workers']} workers "
+                     f"({p['job_run_seconds']['median']:.2f} s a run, each job's evaluation and Hydra's per-job work "
+                     f"between them), {p['after_last_job']:.1f} s after the last")
         checks.append(check("sweep", s["seconds"], bound, f", {s['jobs']} jobs"))
     checks += loop_checks(report)
     if "ui" in report:

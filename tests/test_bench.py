@@ -7,8 +7,9 @@ from contextlib import redirect_stdout
 
 import pytest
 
-from bench import cli, loop, measure
+from bench import cli, commands, loop, measure, report as report_text, targets
 from bench.data import benchmark_rows
+from pipeline.tracking.schema import SWEEP_ID, SWEEP_PARENT
 from tests.helpers import made_once
 
 
@@ -157,3 +158,40 @@ def test_a_fresh_clones_pipeline_and_trackings_cost_land_in_the_target_table(tmp
     assert repro["what"].endswith(", only train@softmax and upstream")  # not the whole pipeline's figure
     assert "(2 stages: train@softmax and upstream, store copied in)" in printed.getvalue()
     assert set(data["load"]) == {"dvc", "tracking"}
+
+
+def test_a_sweeps_time_is_split_by_its_runs_start_and_end_times(mlflow_store):
+    """The command ran from t0 to t0 + 10 s; the sweep's run started at 2 s, its jobs' runs from 5 s
+    to 9 s. An earlier sweep in the same store, and its job, are not this one."""
+    client, t0 = mlflow_store.client, 1_800_000_000.0
+    experiment = client.create_experiment("sweeps")
+
+    def run(start, end=None, **tags):
+        run_id = client.create_run(experiment, start_time=int((t0 + start) * 1000), tags=tags).info.run_id
+        if end is not None:
+            client.set_terminated(run_id, end_time=int((t0 + end) * 1000))
+        return run_id
+
+    earlier = run(-100, **{SWEEP_PARENT: "true"})
+    run(-99, -1, **{SWEEP_ID: earlier})
+    sweep = run(2, 9.5, **{SWEEP_PARENT: "true"})
+    client.set_tag(sweep, SWEEP_ID, sweep)
+    for start, end in ((5, 5.5), (5.25, 6.0), (6.5, 9.0)):
+        run(start, end, **{SWEEP_ID: sweep})
+
+    phases = commands.sweep_phases(mlflow_store.uri, t0, t0 + 10)
+    assert phases["to_sweep_run"] == pytest.approx(2, abs=1e-3)
+    assert phases["to_first_job"] == pytest.approx(3, abs=1e-3)
+    assert phases["jobs"] == pytest.approx(4, abs=1e-3)
+    assert phases["job_runs"] == 3
+    assert phases["job_run_seconds"]["median"] == pytest.approx(0.75, abs=1e-3)
+    assert phases["after_last_job"] == pytest.approx(1, abs=1e-3)
+
+    sweep_report = {"sweep": {"command": "python -m pipeline.train -m ...", "seconds": 10.0, "jobs": 3, "workers": 2, "phases": phases}}
+    printed = "\n".join(report_text.sweep_lines(sweep_report["sweep"]))
+    assert "    2.0  until the sweep's run exists" in printed
+    assert "    4.0  the 3 job runs, first start to last end, on 2 workers; a run 0.75 (0.50-2.50)" in printed
+    [check] = targets.issue_15_checks(sweep_report)
+    assert not check["met"]
+    assert check["bound"].startswith("5.0 s before the first job's run (the sweep's run at 2.0 s")
+    assert "the 3 job runs 4.0 s on 2 workers (0.75 s a run" in check["bound"]
