@@ -130,18 +130,17 @@ def peers_table(p):
 
 
 def sweep_lines(s):
-    """The sweep's time, and where it went (its runs' start and end times) when that was read."""
+    """The sweep's time, and where it went (its runs' start and end times)."""
     if "skipped" in s:
         return ["", f"sweep: skipped, {s['skipped']}"]
-    lines = ["", f"sweep ({s['command']}, in the clone): {s['seconds']:.1f} s for {s['jobs']} jobs"]
-    if "phases" in s:
-        p = s["phases"]
-        lines += [
-            "  from its runs' start and end times in the clone's store, seconds:",
-            f"  {p['to_sweep_run']:5.1f}  until the sweep's run exists (the interpreter, Hydra, MLflow's start-up)",
-            f"  {p['to_first_job']:5.1f}  then until the first job's run (Hydra composing every job's config to validate it, joblib's workers starting)",
-            f"  {p['jobs']:5.1f}  the {p['job_runs']} job runs, first start to last end, on {s['workers']} workers; a run {formatted(p['job_run_seconds'], 2)}",
-            "         (training and its tracking; each job's evaluation and Hydra's work for it fall between a worker's runs)",
-            f"  {p['after_last_job']:5.1f}  after the last job's run (its evaluation, the best job of each variant registered, the sweep's run ended)",
-        ]
-    return lines
+    p = s["phases"]
+    return [
+        "",
+        f"sweep ({s['command']}, in the clone): {s['seconds']:.1f} s for {s['jobs']} jobs",
+        "  from its runs' start and end times in the clone's store, seconds:",
+        f"  {p['to_sweep_run']:5.1f}  until the sweep's run exists (the interpreter, Hydra, MLflow's start-up)",
+        f"  {p['to_first_job']:5.1f}  then until the first job's run (Hydra composing every job's config to validate it, joblib's workers starting)",
+        f"  {p['jobs']:5.1f}  the {p['job_runs']} job runs, first start to last end, on {s['workers']} workers; a run {formatted(p['job_run_seconds'], 2)}",
+        "         (training and its tracking; each job's evaluation and Hydra's work for it fall between a worker's runs)",
+        f"  {p['after_last_job']:5.1f}  after the last job's run (its evaluation, the best job of each variant registered, the sweep's run ended)",
+    ]

@@ -80,18 +80,12 @@ def issue_15_checks(report):
         checks.append(check("noop_repro", d["noop_repro_over_status"], "dvc's own start-up"))
     if "sweep" in report and "seconds" in report["sweep"]:
         s = report["sweep"]
-        bound = "each job's training, evaluation and tracking, two workers"
-        if "tracking" in report:
-            ip = report["tracking"]["in_process"]
-            per_job = ip["untracked_seconds"]["median"] + ip["later_overhead"]
-            bound = f"{s['jobs']} jobs × {per_job:.2f} s (a later tracked run) on 2 workers: {s['jobs'] * per_job / 2:.1f} s, plus the workers' start-up"
-        if "phases" in s:
-            p = s["phases"]
-            bound = (f"{p['to_sweep_run'] + p['to_first_job']:.1f} s before the first job's run (the sweep's run at "
-                     f"{p['to_sweep_run']:.1f} s: start-up and MLflow's; then Hydra validating every job's config and "
-                     f"joblib's workers starting), the {p['job_runs']} job runs {p['jobs']:.1f} s on {s['workers']} workers "
-                     f"({p['job_run_seconds']['median']:.2f} s a run, each job's evaluation and Hydra's per-job work "
-                     f"between them), {p['after_last_job']:.1f} s after the last")
+        p = s["phases"]
+        bound = (f"{p['to_sweep_run'] + p['to_first_job']:.1f} s before the first job's run (the sweep's run at "
+                 f"{p['to_sweep_run']:.1f} s: start-up and MLflow's; then Hydra validating every job's config and "
+                 f"joblib's workers starting), the {p['job_runs']} job runs {p['jobs']:.1f} s on {s['workers']} workers "
+                 f"({p['job_run_seconds']['median']:.2f} s a run, each job's evaluation and Hydra's per-job work "
+                 f"between them), {p['after_last_job']:.1f} s after the last")
         checks.append(check("sweep", s["seconds"], bound, f", {s['jobs']} jobs"))
     checks += loop_checks(report)
     if "ui" in report:
