@@ -23,7 +23,9 @@ TRIED = {
     "later_tracked": "metrics in log_batch on a writer thread, Pillow pictures, the model without the package "
                      "scan, evaluate's config composed once per worker; left: the model (MLflow reloads it "
                      "to check its input example) and one log_image per W snapshot",
-    "fresh_tracked": "as for the first tracked run, plus the interpreter's and Hydra's start-up",
+    "fresh_tracked": "as for the first tracked run; the run's own work is mostly its 11 W snapshots (a .npy and "
+                     "MLflow's log_image, which encodes a PNG and a WebP: 0.13 s a run, measured by leaving them out "
+                     "once) and the logged model (MLflow loads it back to check its input example)",
     "fresh_repro": "the stages import MLflow only to track; each stage is its own process (DVC runs commands), "
                    "and the first one creates the store (MLflow's migrations, once per store)",
     "noop_repro": "nothing of the project's runs in a no-op repro: both are dvc's start-up and its hashing of the deps",
@@ -68,7 +70,9 @@ def issue_15_checks(report):
         start = f"MLflow's start-up alone (import {startup.get('import', float('nan')):.2f} s, open the store and a run {startup.get('open', float('nan')):.2f} s)"
         checks.append(check("first_tracked", ip["first_overhead"], start))
         checks.append(check("later_tracked", ip["later_overhead"], f"the tracked run's own MLflow work: {ip['later_overhead']:.2f} s a run"))
-        checks.append(check("fresh_tracked", fresh["overhead"], start))
+        own = startup.get("import", float("nan")) + startup.get("open", float("nan")) + ip["later_overhead"]
+        checks.append(check("fresh_tracked", fresh["overhead"],
+                            f"{start}, then the run's own MLflow work ({ip['later_overhead']:.2f} s, as a later run's): {own:.2f} s"))
     if "dvc" in report:
         d = report["dvc"]
         per_stage = startup.get("import", 0) + startup.get("open", 0)
