@@ -193,6 +193,18 @@ def finished_run_with_a_model(project, val_accuracy):
     return run.run_id
 
 
+def test_evaluating_a_run_again_replaces_its_table_rather_than_appending(project):
+    """DVC reruns evaluate alone (evaluate.py edited, registration asked for): MLflow's log_table
+    would append the second evaluation's rows to the first's."""
+    assert run_evaluate(project) == 0
+    write_params(project["train_dir"] / "params.npz", {"W": np.zeros((10, 784))}, SOFTMAX_FIELDS)  # every digit a 0
+    assert run_evaluate(project) == 0
+    table = per_digit_table(project)
+    assert table["digit"] == list(range(10))
+    assert table["recall"] == [1.0] + [0.0] * 9
+    assert project["client"].get_run(project["run"].run_id).data.metrics["test_accuracy"] == np.mean(project["labels"] == 0)
+
+
 def test_the_runs_model_is_registered_when_asked_and_only_then(project, capsys):
     run_id = finished_run_with_a_model(project, 0.9)
     client = project["client"]

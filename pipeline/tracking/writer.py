@@ -12,6 +12,7 @@ over the function that logs one.
 import getpass
 import json
 import os
+import posixpath
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -135,8 +136,19 @@ class Run:
         self._write(self.client.log_dict, self.run_id, mapping, artifact_file)
 
     def log_table(self, columns, artifact_file):
-        """``columns`` ({name: list of values}) as an MLflow table, a .json ``artifact_file``."""
-        self._write(self.client.log_table, self.run_id, columns, artifact_file)
+        """``columns`` ({name: list of values}) as an MLflow table, a .json ``artifact_file``, in
+        place of a table logged there before: MLflow's log_table appends to it, and a run
+        evaluated again (DVC reruns evaluate alone) would list every row twice."""
+        self._write(self._log_table, columns, artifact_file)
+
+    def _log_table(self, columns, artifact_file):
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        folder = posixpath.dirname(artifact_file) or None
+        if any(f.path == artifact_file for f in self.client.list_artifacts(self.run_id, folder)):
+            artifact_uri = self.client.get_run(self.run_id).info.artifact_uri
+            get_artifact_repository(artifact_uri, tracking_uri=self.tracking_uri).delete_artifacts(artifact_file)
+        self.client.log_table(self.run_id, columns, artifact_file)
 
     def log_dataset(self, name, digest, source_uri, context, profile):
         """A dataset input of the run (the runs table's Dataset column): ``name`` and ``digest``
