@@ -33,7 +33,9 @@ REPORT = {
         "mlflow_startup": {"import": 1.1, "open": 0.6},
     },
     "dvc": {"first_repro_seconds": 12.0, "first_repro_stages": 5, "noop_repro_over_status": 1.2},
-    "sweep": {"seconds": 7.5, "jobs": 18},
+    "sweep": {"seconds": 7.5, "jobs": 18, "workers": 2,
+              "phases": {"to_sweep_run": 1.5, "to_first_job": 2.0, "jobs": 3.5, "job_runs": 18,
+                         "job_run_seconds": spread([0.3, 0.4, 0.5]), "after_last_job": 0.5}},
     "loop": [{"dtype": "float32", "variant": "softmax", "batch_size": 32, "floor_seconds": spread([0.03]), "epoch_seconds": spread([0.06, 0.07]),
               "steps_per_epoch": 1875, "ratio": 2.0}],
     "peers": {
@@ -60,6 +62,8 @@ def test_issue_15s_goals_met_or_not_with_their_bounds():
     for key, c in checks.items():
         assert (c["bound"] is None and c["tried"] is None) == c["met"], key
     assert checks["fresh_repro"]["bound"] == "5 stage processes, 4 of them tracked, each paying MLflow's start-up (1.7 s): 6.8 s"
+    # A fresh process: MLflow's start-up, then what a later run costs (1.1 + 0.6 + 1.4).
+    assert checks["fresh_tracked"]["bound"].endswith("then the run's own MLflow work (1.40 s, as a later run's): 3.10 s")
     # The loop's bound: its floor, and what is left of its best epoch per step.
     assert checks["loop_vs_scan"]["measured"] == 1.2
     assert checks["loop_vs_scan"]["bound"] == ("best epoch 0.060 s against JAX's 0.050 s; in the loop part, best epoch 0.060 s "
@@ -77,6 +81,12 @@ def test_every_goal_not_met_says_what_was_tried():
     checks = {c["key"]: c for c in targets.issue_15_checks({**REPORT, "dvc": dvc})}
     assert not checks["noop_repro"]["met"] and checks["noop_repro"]["tried"] == targets.TRIED["noop_repro"]
     assert checks["fresh_repro"]["what"] == "fresh-clone dvc repro, offline data (s), empty MLflow store given"
+    slow_sweep = {**REPORT["sweep"], "seconds": 9.0}
+    [sweep] = [c for c in targets.issue_15_checks({"sweep": slow_sweep}) if c["key"] == "sweep"]
+    assert sweep["bound"] == ("3.5 s before the first job's run (the sweep's run at 1.5 s: start-up and MLflow's; then Hydra "
+                              "validating every job's config and joblib's workers starting), the 18 job runs 3.5 s on 2 workers "
+                              "(0.40 s a run, each job's evaluation and Hydra's per-job work between them), 0.5 s after the last")
+    assert sweep["tried"] == targets.TRIED["sweep"]
 
 
 def test_the_target_table_lists_every_goal_then_the_load():
