@@ -33,9 +33,9 @@ TRIED = {
              "config composed once per worker; tried: joblib's workers started from the sweep callback once the sweep's run "
              "exists (they inherit its ids), beside Hydra's validation: 0.5 s of 16 s in three runs each, not kept; "
              "left: Hydra composes each job's config twice (to validate it in the launching process, then in its worker)",
-    "loop_vs_scan": "cached ones column and row numbers, 0-d scale factors, one-chunk step bound once an "
-                    "epoch, row-major gradient buffers from 128 rows (all bit-identical W); tried: logits "
-                    "transposed (the row sums' bits differ), BLAS on two threads at batch 256 (W's bits "
+    "loop_vs_scan": "kept (W bit for bit the same): cached ones column and row numbers, 0-d scale factors, "
+                    "one-chunk step bound once an epoch, row-major gradient buffers from 128 rows; not kept: "
+                    "logits transposed (the row sums' bits differ), BLAS on two threads at batch 256 (W's bits "
                     "differ, and no faster here); left: W row-major (changes W's last bits), "
                     "a fused softmax + squared-error step",
     "full_batch_lead": "two threads over the halves of the batch, cache-sized chunks",
