@@ -44,6 +44,9 @@ RUNS_PAGE = "/#/experiments/{experiment_id}/runs?" + MODEL_TRAINING
 # MLflow logs at INFO ("Creating initial MLflow database tables..."): not for a user's terminal.
 # An MLFLOW_LOGGING_LEVEL set by the user wins.
 MLFLOW_LOGGING_LEVEL = "WARNING"
+# MLflow prints links to a server's run and experiment as each run ends; the stage's own last line
+# says where the run is. The user's setting wins.
+MLFLOW_SUPPRESS_URLS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 
 
 class TrackingError(RuntimeError):
@@ -126,8 +129,9 @@ def how_to_open(uri, experiment_id, search=None):
 def quiet_mlflow():
     """MLflow's own log lines at WARNING and above only (unless MLFLOW_LOGGING_LEVEL says
     otherwise): before mlflow is imported through the environment variable it reads, after it
-    through its loggers."""
+    through its loggers. And none of the links it prints to a server's runs (MLFLOW_SUPPRESS_URLS)."""
     level = os.environ.setdefault("MLFLOW_LOGGING_LEVEL", MLFLOW_LOGGING_LEVEL)
+    os.environ.setdefault(MLFLOW_SUPPRESS_URLS, "true")
     if "mlflow" in sys.modules:
         logging.getLogger("mlflow").setLevel(level.upper())
 
