@@ -16,11 +16,11 @@ matrix, and writes them into ``train_dir`` next to the parameters, as one set (a
 All of it goes into the MLflow run of the training that produced W (its id is in
 mlflow_run.json), without changing that run's status; if the run is gone (a deleted database or
 run), into a new run tagged ``trained_by_run`` with the old id: the test loss and accuracy, the
-precision and recall per digit as one table (replaced when the run is evaluated again), the test files as the run's testing dataset. It
-ends with one line: the variant, the test accuracy and the link that opens the run. With
-``tracking.register=true``,
-the run's model then becomes a version of ``handgrad-<variant>`` in the Model Registry
-(pipeline.registry: the alias ``champion`` moves to it if its validation accuracy is the best).
+precision and recall per digit as one table (replaced when the run is evaluated again), the
+test files as the run's testing dataset. It ends with one line: the variant, the test accuracy
+and the link that opens the run. With ``tracking.register=true``, the run's model then becomes
+a version of ``handgrad-<variant>`` in the Model Registry (pipeline.registry: the alias
+``champion`` moves to it if its validation accuracy is the best).
 
 Nothing is written before the MLflow store has answered (and the run is found or created).
 
