@@ -103,6 +103,19 @@ def test_an_unknown_model_says_which_and_where_it_looked(mlflow_store, capsys, t
     assert captured.out == "" and captured.err.startswith(f"cannot predict: {message}")
 
 
+def test_a_model_uri_where_no_store_is_says_so_and_creates_none(tmp_path, capsys, monkeypatch, run_predict):
+    """A fresh clone before its first run: MLflow would create an empty store to look in (and
+    log that it does); predict writes nothing."""
+    database = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{database}")
+    assert run_predict(f"images={DRAWN_DIR}", "trained=models:/handgrad-softmax@champion") == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"cannot predict: models:/handgrad-softmax@champion: no MLflow store at {database} "
+                            "(train with tracking on first, or point MLFLOW_TRACKING_URI at one)\n")
+    assert not database.exists()
+
+
 def test_bad_input_exits_2_naming_the_file_before_any_output(tmp_path, trained_dir, capsys, run_predict):
     np.save(tmp_path / "small.npy", np.ones((27, 27)))
     assert run_predict(f"images=[{DRAWN_DIR}/0_round.png,{tmp_path}/small.npy]", f"trained={trained_dir}") == 2
