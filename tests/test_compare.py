@@ -156,6 +156,19 @@ def test_nothing_to_compare_says_why_and_exits_non_zero(selection, message, mlfl
     assert not (tmp_path / "report").exists()
 
 
+@pytest.mark.parametrize("selection, message", [
+    ([], "no sweep in sqlite:///"),
+    (["--experiment", "nowhere"], "there is no MLflow experiment 'nowhere'"),
+])
+def test_where_no_store_is_there_is_nothing_to_compare_and_none_is_created(selection, message, tmp_path, monkeypatch, capsys):
+    database = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{database}")
+    assert compare.main([*selection, "--out", str(tmp_path / "report")]) == 1
+
+    assert message in capsys.readouterr().err
+    assert not database.exists() and not (tmp_path / "report").exists()
+
+
 def test_a_sweep_without_jobs_yet_has_nothing_to_compare(mlflow_store, tmp_path, monkeypatch, capsys, compose_config):
     for name in ("MLFLOW_EXPERIMENT_ID", "HANDGRAD_SWEEP_RUN_ID"):
         monkeypatch.delenv(name, raising=False)

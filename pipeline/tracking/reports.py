@@ -1,7 +1,7 @@
 """Reading runs back, and logging a report into a run: for experiments.compare."""
 
 from pipeline.tracking import schema
-from pipeline.tracking.store import TrackingError, connect, ensure_experiment, import_mlflow
+from pipeline.tracking.store import TrackingError, connect, ensure_experiment, import_mlflow, sqlite_path
 from pipeline.tracking.writer import system_tags
 
 
@@ -10,7 +10,15 @@ def search_runs(uri, filter_string="", experiment_name=None):
     ``experiment_name``, or in every experiment when None, as ``mlflow.search_runs`` gives them:
     a pandas DataFrame, one row per run, with columns ``run_id``, ``experiment_id``, ``status``,
     ``start_time``, ``end_time``, ``params.<key>``, ``metrics.<key>`` (latest value) and
-    ``tags.<key>``. TrackingError if ``experiment_name`` does not exist."""
+    ``tags.<key>``. TrackingError if ``experiment_name`` does not exist. A sqlite store that does
+    not exist has no runs, and is not created (MLflow would, to find none)."""
+    database = sqlite_path(uri)
+    if database is not None and not database.exists():
+        if experiment_name is not None:
+            raise TrackingError(f"there is no MLflow experiment {experiment_name!r} in {uri}: no store there yet")
+        import pandas
+
+        return pandas.DataFrame()
     import_mlflow(uri)
     import mlflow
 
