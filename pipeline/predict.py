@@ -144,8 +144,7 @@ def folder_predictor(folder, variant):
 def load_pyfunc(uri, store):
     """The pyfunc model at ``uri`` in the store ``store``; ModelNotFound saying what is missing.
     A sqlite store that does not exist is not opened: MLflow would create it, to find nothing."""
-    database = tracking.sqlite_path(store)
-    if database is not None and not database.exists():
+    if (database := tracking.absent_database(store)) is not None:
         raise ModelNotFound(f"{uri}: no MLflow store at {database} (train with tracking on first, or point MLFLOW_TRACKING_URI at one)")
     tracking.quiet_mlflow()
     import mlflow

@@ -28,6 +28,7 @@ from pipeline.tracking.store import (
     REPO_ROOT,
     SQLITE_PREFIX,
     TrackingError,
+    absent_database,
     artifact_location,
     connect,
     ensure_experiment,
@@ -44,9 +45,9 @@ from pipeline.tracking.store import (
 from pipeline.tracking.writer import MAX_QUEUED_WRITES, DisabledRun, Run, system_tags
 
 __all__ = [
-    "EXPERIMENT_ID_VARIABLE", "MAX_QUEUED_WRITES", "REPO_ROOT", "SQLITE_PREFIX", "SWEEP_RUN_VARIABLE", "DisabledRun",
-    "Run", "TrackingError", "artifact_location", "connect", "continue_run", "end_sweep_jobs", "ensure_experiment",
-    "flatten", "git_tags", "how_to_open", "log_data", "log_files", "project_root", "quiet_mlflow", "resolve_uri",
-    "run_page", "runs_page", "settings", "sqlite_path", "start_run", "store_lock", "sweep_job_tags", "system_tags",
-    "ui_command", "where_logged",
+    "EXPERIMENT_ID_VARIABLE", "MAX_QUEUED_WRITES", "REPO_ROOT", "SQLITE_PREFIX", "SWEEP_RUN_VARIABLE",
+    "DisabledRun", "Run", "TrackingError", "absent_database", "artifact_location", "connect", "continue_run",
+    "end_sweep_jobs", "ensure_experiment", "flatten", "git_tags", "how_to_open", "log_data", "log_files",
+    "project_root", "quiet_mlflow", "resolve_uri", "run_page", "runs_page", "settings", "sqlite_path",
+    "start_run", "store_lock", "sweep_job_tags", "system_tags", "ui_command", "where_logged",
 ]

@@ -1,7 +1,7 @@
 """Reading runs back, and logging a report into a run: for experiments.compare."""
 
 from pipeline.tracking import schema
-from pipeline.tracking.store import TrackingError, connect, ensure_experiment, import_mlflow, sqlite_path
+from pipeline.tracking.store import TrackingError, absent_database, connect, ensure_experiment, import_mlflow
 from pipeline.tracking.writer import system_tags
 
 
@@ -12,8 +12,7 @@ def search_runs(uri, filter_string="", experiment_name=None):
     ``start_time``, ``end_time``, ``params.<key>``, ``metrics.<key>`` (latest value) and
     ``tags.<key>``. TrackingError if ``experiment_name`` does not exist. A sqlite store that does
     not exist has no runs, and is not created (MLflow would, to find none)."""
-    database = sqlite_path(uri)
-    if database is not None and not database.exists():
+    if absent_database(uri) is not None:
         if experiment_name is not None:
             raise TrackingError(f"there is no MLflow experiment {experiment_name!r} in {uri}: no store there yet")
         import pandas

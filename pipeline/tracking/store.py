@@ -77,6 +77,13 @@ def sqlite_path(uri):
     return Path(uri.removeprefix(SQLITE_PREFIX)) if uri.startswith(SQLITE_PREFIX) else None
 
 
+def absent_database(uri):
+    """The database file of a sqlite ``uri`` that does not exist (yet), None otherwise: what only
+    reads a store must not open it, as MLflow would create it to find nothing there."""
+    database = sqlite_path(uri)
+    return database if database is not None and not database.exists() else None
+
+
 def artifact_location(uri, experiment_name):
     """``mlruns/<experiment>`` next to a sqlite database; None (the server decides) otherwise."""
     database = sqlite_path(uri)
