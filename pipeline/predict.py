@@ -146,7 +146,7 @@ def load_pyfunc(uri, store):
     A sqlite store that does not exist is not opened: MLflow would create it, to find nothing."""
     if (database := tracking.absent_database(store)) is not None:
         raise ModelNotFound(f"{uri}: no MLflow store at {database} (train with tracking on first, or point MLFLOW_TRACKING_URI at one)")
-    tracking.quiet_mlflow()
+    tracking.import_mlflow(store)
     import mlflow
     from mlflow.exceptions import MlflowException
 

@@ -33,6 +33,7 @@ from pipeline.tracking.store import (
     connect,
     ensure_experiment,
     how_to_open,
+    import_mlflow,
     project_root,
     quiet_mlflow,
     resolve_uri,
@@ -47,7 +48,7 @@ from pipeline.tracking.writer import MAX_QUEUED_WRITES, DisabledRun, Run, system
 __all__ = [
     "EXPERIMENT_ID_VARIABLE", "MAX_QUEUED_WRITES", "REPO_ROOT", "SQLITE_PREFIX", "SWEEP_RUN_VARIABLE",
     "DisabledRun", "Run", "TrackingError", "absent_database", "artifact_location", "connect", "continue_run",
-    "end_sweep_jobs", "ensure_experiment", "flatten", "git_tags", "how_to_open", "log_data", "log_files",
-    "project_root", "quiet_mlflow", "resolve_uri", "run_page", "runs_page", "settings", "sqlite_path",
-    "start_run", "store_lock", "sweep_job_tags", "system_tags", "ui_command", "where_logged",
+    "end_sweep_jobs", "ensure_experiment", "flatten", "git_tags", "how_to_open", "import_mlflow", "log_data",
+    "log_files", "project_root", "quiet_mlflow", "resolve_uri", "run_page", "runs_page", "settings",
+    "sqlite_path", "start_run", "store_lock", "sweep_job_tags", "system_tags", "ui_command", "where_logged",
 ]
