@@ -30,9 +30,10 @@ TRIED = {
                    "and the first one creates the store (MLflow's migrations, once per store)",
     "noop_repro": "nothing of the project's runs in a no-op repro: both are dvc's start-up and its hashing of the deps",
     "sweep": "joblib's workers reuse their process between jobs (the later-run overhead per job), evaluate's "
-             "config composed once per worker; tried: joblib's workers started from the sweep callback once the sweep's run "
-             "exists (they inherit its ids), beside Hydra's validation: 0.5 s of 16 s in three runs each, not kept; "
-             "left: Hydra composes each job's config twice (to validate it in the launching process, then in its worker)",
+             "config composed once per worker; tried: joblib's workers started from the sweep callback once "
+             "the sweep's run exists (they inherit its ids), beside Hydra's validation: 0.5 s of 16 s in three "
+             "runs each, not kept; left: Hydra composes each job's config twice (to validate it in the "
+             "launching process, then in its worker)",
     "loop_vs_scan": "kept (W bit for bit the same): cached ones column and row numbers, 0-d scale factors, "
                     "one-chunk step bound once an epoch, row-major gradient buffers from 128 rows; not kept: "
                     "logits transposed (the row sums' bits differ), BLAS on two threads at batch 256 (W's bits "
